@@ -1,0 +1,6 @@
+"""DVC stage `split`: see `waferflow.stages.split`. Run by `dvc repro` from the project root."""
+
+from waferflow.cli import run_stage
+
+if __name__ == "__main__":
+    run_stage("split")

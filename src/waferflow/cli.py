@@ -1,0 +1,177 @@
+"""The ``waferflow`` command line: run pipeline stages, ingest files, inspect tables.
+
+Example:
+    $ waferflow --help
+    $ waferflow ingest data/raw/LSWMD.pkl --out /tmp/lswmd.parquet
+    $ waferflow info data/processed/train.parquet
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from waferflow.config import load_params
+
+app = typer.Typer(
+    help="waferflow: wafer-map defect pattern recognition pipeline.\n\n"
+    "Pipeline stages (what `dvc repro` runs, in order): generate -> ingest -> validate -> split. "
+    "Each reads params.yaml from the current directory (the project root) unless --params is given.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+remote_app = typer.Typer(help="Configure where DVC stores data and models for a team.", no_args_is_help=True)
+app.add_typer(remote_app, name="remote")
+
+PARAMS = typer.Option(Path("params.yaml"), "--params", "-p", help="Pipeline parameters file.")
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def run_stage(name: str, params_path: Path = Path("params.yaml")) -> None:
+    """Run one pipeline stage with ``params.yaml``; the entry point of ``pipelines/<name>.py``."""
+    from waferflow import stages
+    from waferflow.data.validation import ValidationFailed
+
+    params = load_params(params_path)
+    try:
+        if name == "generate":
+            counts = stages.generate(params)
+            for subset, c in counts.items():
+                typer.echo(f"{subset}: {c['total']} wafers")
+        elif name == "ingest":
+            typer.echo(stages.ingest_stage(params).summary())
+        elif name == "validate":
+            s = stages.validate(params)
+            typer.echo(f"validation passed: {s['kept']} kept, {s['rejected']} rejected "
+                       f"({s['rejected_fraction']:.2%}); report reports/validation/validation.html")
+        elif name == "split":
+            for subset, c in stages.split(params).items():
+                typer.echo(f"{subset}: {c}")
+        else:
+            _fail(f"unknown stage {name!r}")
+    except (ValidationFailed, FileNotFoundError, RuntimeError) as exc:
+        typer.secho(f"stage {name} failed: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
+
+
+@app.command()
+def generate(params: Path = PARAMS) -> None:
+    """Generate the embedded default data set (labeled, unlabeled and test wafers + gallery)."""
+    run_stage("generate", params)
+
+
+@app.command("ingest")
+def ingest_cmd(
+    sources: Optional[list[Path]] = typer.Argument(None, help="Files or folders; default: ingest.sources in params."),
+    out: Optional[Path] = typer.Option(None, help="Write the canonical table here instead of the pipeline's path."),
+    quarantine: Path = typer.Option(Path("data/quarantine/ingest"), help="Where rejected rows/files are listed."),
+    params: Path = PARAMS,
+) -> None:
+    """Ingest wafer maps (LSWMD.pkl, .npz, CSV die lists, PNG/TIFF, Parquet) into the canonical table."""
+    if sources is None and out is None:
+        run_stage("ingest", params)
+        return
+    from waferflow.data.ingest import ingest
+
+    p = load_params(params)
+    try:
+        report = ingest([str(s) for s in (sources or p.ingest.sources)], out or Path("data/interim/ingested.parquet"),
+                        quarantine, (out or Path("data/interim/ingested.parquet")).with_suffix(".report.json"),
+                        options=p.ingest.parser_options())
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    typer.echo(report.summary())
+
+
+@app.command()
+def validate(params: Path = PARAMS) -> None:
+    """Validate the ingested table with the great-expectations suite; quarantine failing wafers."""
+    run_stage("validate", params)
+
+
+@app.command()
+def split(params: Path = PARAMS) -> None:
+    """Resize to the model input size and split train/val/test/unlabeled (stratified, seeded)."""
+    run_stage("split", params)
+
+
+@app.command()
+def info(path: Path = typer.Argument(..., help="A canonical Parquet table.")) -> None:
+    """Summarise a canonical table: wafers, classes, grid shapes, sources."""
+    from waferflow.data.records import read_frame
+
+    if not path.is_file():
+        _fail(f"{path} does not exist")
+    frame = read_frame(path)
+    typer.echo(f"{path}: {len(frame)} wafers, {frame['lot_id'].nunique()} lots")
+    typer.echo("classes: " + json.dumps(dict(Counter(frame["label"].fillna("unlabeled")))))
+    shapes = Counter(zip(frame["height"], frame["width"]))
+    typer.echo(f"grid shapes: {len(shapes)} distinct; most common: "
+               + ", ".join(f"{h}x{w} ({n})" for (h, w), n in shapes.most_common(5)))
+    typer.echo("sources: " + json.dumps(dict(Counter(frame["source"]))))
+
+
+@app.command()
+def gallery(
+    path: Path = typer.Argument(..., help="A canonical Parquet table."),
+    out: Path = typer.Option(Path("gallery.png"), help="PNG to write."),
+    per_class: int = typer.Option(6, help="Wafers per class."),
+) -> None:
+    """Draw a PNG gallery of a table's wafer maps, a row per class, masks outlined."""
+    from waferflow.data.records import read_records
+    from waferflow.viz import save_gallery
+
+    if not path.is_file():
+        _fail(f"{path} does not exist")
+    typer.echo(f"wrote {save_gallery(read_records(path), out, per_class=per_class, title=str(path))}")
+
+
+@remote_app.command("s3")
+def remote_s3(
+    url: Optional[str] = typer.Argument(None, help="s3://bucket/prefix; default: env WAFERFLOW_DVC_S3_URL, "
+                                        "then storage.dvc_s3_url in params."),
+    endpoint_url: Optional[str] = typer.Option(None, help="S3-compatible endpoint (MinIO ...)."),
+    check: bool = typer.Option(True, help="Check with boto3 that the bucket is reachable first."),
+    params: Path = PARAMS,
+) -> None:
+    """Make an S3 bucket the default DVC remote (written to .dvc/config.local, never committed)."""
+    from waferflow.storage import S3Location, check_bucket
+
+    p = load_params(params)
+    url = url or os.environ.get("WAFERFLOW_DVC_S3_URL") or p.storage.dvc_s3_url
+    endpoint_url = endpoint_url or p.storage.s3_endpoint_url or None
+    if not url:
+        _fail("no S3 URL: pass one, set WAFERFLOW_DVC_S3_URL, or set storage.dvc_s3_url in params.yaml")
+    try:
+        loc = S3Location.parse(url)
+        if check:
+            check_bucket(loc, endpoint_url)
+    except ValueError as exc:
+        _fail(str(exc))
+    cmds = [[sys.executable, "-m", "dvc", "remote", "add", "--local", "--default", "--force", "s3", url]]
+    if endpoint_url:
+        cmds.append([sys.executable, "-m", "dvc", "remote", "modify", "--local", "s3", "endpointurl", endpoint_url])
+    for cmd in cmds:
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            _fail(f"{' '.join(cmd[2:])} failed: {done.stderr.strip()}")
+    typer.echo(f"DVC default remote is now {url} (in .dvc/config.local); `dvc push` uploads, `dvc pull` fetches.")
+
+
+def main() -> None:  # console-script entry point
+    app()
+
+
+if __name__ == "__main__":
+    main()

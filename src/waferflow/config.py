@@ -1,0 +1,141 @@
+"""One typed configuration, loaded from ``params.yaml`` and passed down to every stage.
+
+Example:
+    >>> from waferflow.config import load_params
+    >>> params = load_params("params.yaml")  # doctest: +SKIP
+    >>> params.preprocess.image_size  # doctest: +SKIP
+    (64, 64)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from waferflow.data.parsers import CsvOptions, ImageOptions, NpzOptions, ParserOptions
+from waferflow.data.split import SplitConfig
+from waferflow.data.validation import ValidationConfig
+from waferflow.synth.dataset import DatasetConfig
+from waferflow.synth.generator import GeneratorConfig
+
+__all__ = ["Params", "load_params"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SynthParams(_Section):
+    seed: int = 42
+    labeled_per_class: int | dict[str, int] = 300
+    unlabeled_count: int = 2000
+    unlabeled_class_weights: dict[str, float] = Field(default_factory=lambda: DatasetConfig().unlabeled_class_weights)
+    test_per_class: int = 100
+    n_products: int = 120
+    wafers_per_lot: int = 25
+    diameter_range: tuple[int, int] = (15, 160)
+    aspect_range: tuple[float, float] = (0.75, 1.33)
+    edge_exclusion_range: tuple[float, float] = (0.0, 0.06)
+    flat_probability: float = 0.3
+    margin_max: int = 2
+    background_fail_range: tuple[float, float] = (0.002, 0.08)
+    background_cluster_probability: float = 0.15
+    mixed_probability: float = 0.0
+    min_pattern_dies: int = 3
+    gallery_per_class: int = 8
+
+    def dataset_config(self) -> DatasetConfig:
+        gen_fields = set(GeneratorConfig.__dataclass_fields__)
+        generator = GeneratorConfig(**{k: v for k, v in self.model_dump().items() if k in gen_fields})
+        ds_fields = set(DatasetConfig.__dataclass_fields__) - {"generator"}
+        return DatasetConfig(generator=generator, **{k: v for k, v in self.model_dump().items() if k in ds_fields})
+
+
+class CsvParams(_Section):
+    delimiter: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    pass_bins: list[int] = Field(default_factory=lambda: [1])
+    fail_bins: list[int] = Field(default_factory=list)
+    flip_y: bool = False
+
+
+class NpzParams(_Section):
+    maps_keys: list[str] = Field(default_factory=lambda: list(NpzOptions().maps_keys))
+    labels_keys: list[str] = Field(default_factory=lambda: list(NpzOptions().labels_keys))
+    label_names: list[str] = Field(default_factory=lambda: list(NpzOptions().label_names))
+
+
+class ImageParams(_Section):
+    grey_levels: tuple[int, int, int] = (0, 128, 255)
+    palette: list[tuple[int, int, int]] = Field(default_factory=lambda: list(ImageOptions().palette))
+    tolerance: float = 40.0
+
+
+class IngestParams(_Section):
+    sources: list[str] = Field(default_factory=lambda: ["data/generated", "data/raw"])
+    csv: CsvParams = Field(default_factory=CsvParams)
+    npz: NpzParams = Field(default_factory=NpzParams)
+    image: ImageParams = Field(default_factory=ImageParams)
+
+    def parser_options(self) -> ParserOptions:
+        c = self.csv
+        return ParserOptions(
+            csv=CsvOptions(delimiter=c.delimiter, columns=dict(c.columns), pass_bins=tuple(c.pass_bins),
+                           fail_bins=tuple(c.fail_bins), flip_y=c.flip_y),
+            npz=NpzOptions(maps_keys=tuple(self.npz.maps_keys), labels_keys=tuple(self.npz.labels_keys),
+                           label_names=tuple(self.npz.label_names)),
+            image=ImageOptions(grey_levels=self.image.grey_levels, palette=tuple(map(tuple, self.image.palette)),
+                               tolerance=self.image.tolerance),
+        )
+
+
+class ValidateParams(_Section):
+    min_side: int = 3
+    max_side: int = 1024
+    max_reject_fraction: float = 0.05
+
+    def config(self) -> ValidationConfig:
+        return ValidationConfig(**self.model_dump())
+
+
+class PreprocessParams(_Section):
+    image_size: tuple[int, int] = (64, 64)
+
+
+class SplitParams(_Section):
+    seed: int = 42
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    honour_source_split: bool = True
+
+
+class StorageParams(_Section):
+    """Team storage: an S3 URL for the DVC remote (``WAFERFLOW_DVC_S3_URL`` overrides it)."""
+
+    dvc_s3_url: str = ""
+    s3_endpoint_url: str = ""
+
+
+class Params(_Section):
+    synth: SynthParams = Field(default_factory=SynthParams)
+    ingest: IngestParams = Field(default_factory=IngestParams)
+    validate_: ValidateParams = Field(default_factory=ValidateParams, alias="validate")
+    preprocess: PreprocessParams = Field(default_factory=PreprocessParams)
+    split: SplitParams = Field(default_factory=SplitParams)
+    storage: StorageParams = Field(default_factory=StorageParams)
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)  # later stages add sections
+
+    def split_config(self) -> SplitConfig:
+        return SplitConfig(image_size=self.preprocess.image_size, **self.split.model_dump())
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Load and check ``params.yaml``; a typo'd key fails here with its name."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run from the project root or pass --params")
+    data = yaml.safe_load(path.read_text()) or {}
+    return Params.model_validate(data)

@@ -1,0 +1,1 @@
+"""Wafer-map data: the canonical record, its Parquet storage, parsers, validation and splits."""

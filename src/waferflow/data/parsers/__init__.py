@@ -1,0 +1,84 @@
+"""Parsers from every supported source format to canonical :class:`WaferRecord` s.
+
+``parse_file`` picks the parser by extension: ``.pkl``/``.pickle`` (WM-811K ``LSWMD.pkl``),
+``.npz`` (MixedWM38 and similar), ``.csv``/``.tsv``/``.txt`` (die lists), ``.png``/``.tif``/
+``.tiff``/``.bmp`` (die-level images) and ``.parquet`` (canonical tables, e.g. the generator's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from waferflow.data.parsers.base import FileRejected, ParseResult, Reject, RowRejected, normalise_label, to_die_grid
+from waferflow.data.parsers.csv_dies import CsvOptions, parse_csv
+from waferflow.data.parsers.image import ImageOptions, parse_image
+from waferflow.data.parsers.lswmd import parse_lswmd
+from waferflow.data.parsers.npz import NpzOptions, parse_npz
+from waferflow.data.records import SCHEMA, table_to_records
+
+__all__ = [
+    "ParserOptions", "parse_file", "format_of", "SUPPORTED_SUFFIXES", "FileRejected", "ParseResult",
+    "Reject", "RowRejected", "normalise_label", "to_die_grid", "parse_canonical",
+    "CsvOptions", "ImageOptions", "NpzOptions",
+]
+
+_FORMATS = {
+    ".pkl": "lswmd", ".pickle": "lswmd", ".npz": "npz", ".csv": "csv", ".tsv": "csv", ".txt": "csv",
+    ".png": "image", ".tif": "image", ".tiff": "image", ".bmp": "image", ".parquet": "canonical",
+}
+SUPPORTED_SUFFIXES = tuple(_FORMATS)
+
+
+@dataclass(frozen=True)
+class ParserOptions:
+    csv: CsvOptions = field(default_factory=CsvOptions)
+    npz: NpzOptions = field(default_factory=NpzOptions)
+    image: ImageOptions = field(default_factory=ImageOptions)
+
+
+def format_of(path: str | Path) -> str | None:
+    """The format name for a file, or ``None`` when no parser handles it."""
+    return _FORMATS.get(Path(path).suffix.lower())
+
+
+def parse_canonical(path: str | Path) -> ParseResult:
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise FileRejected(path, f"not a readable Parquet file ({exc})") from None
+    missing = [n for n in SCHEMA.names if n not in table.column_names and not SCHEMA.field(n).nullable]
+    if missing:
+        raise FileRejected(path, f"not a waferflow table: missing column(s) {missing}", field=",".join(missing))
+    for name in SCHEMA.names:
+        if name not in table.column_names:
+            table = table.append_column(SCHEMA.field(name), pa.nulls(len(table), SCHEMA.field(name).type))
+    try:
+        records = table_to_records(table.select(SCHEMA.names).cast(SCHEMA))
+    except (ValueError, TypeError, pa.ArrowInvalid) as exc:
+        raise FileRejected(path, f"waferflow table with malformed rows ({exc})") from None
+    return ParseResult(records=records)
+
+
+def parse_file(path: str | Path, options: ParserOptions | None = None, progress: bool = False) -> ParseResult:
+    """Parse one file with the parser its extension names; raises :class:`FileRejected`."""
+    path = Path(path)
+    opts = options or ParserOptions()
+    fmt = format_of(path)
+    if fmt is None:
+        raise FileRejected(path, f"unsupported file type {path.suffix!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    if path.stat().st_size == 0:
+        raise FileRejected(path, "empty file")
+    if fmt == "lswmd":
+        return parse_lswmd(path, progress=progress)
+    if fmt == "npz":
+        return parse_npz(path, opts.npz)
+    if fmt == "csv":
+        return parse_csv(path, opts.csv)
+    if fmt == "image":
+        return parse_image(path, opts.image)
+    return parse_canonical(path)

@@ -1,0 +1,113 @@
+"""What every parser shares: the reject record, the errors, and die-code conversion."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from waferflow.classes import CLASSES, DIE_INVALID
+from waferflow.data.records import WaferRecord
+
+__all__ = ["Reject", "ParseResult", "FileRejected", "RowRejected", "to_die_grid", "normalise_label"]
+
+
+@dataclass
+class Reject:
+    """One rejected file or row: where it is, which field, and why."""
+
+    file: str
+    row: str | None
+    field: str | None
+    reason: str
+    stage: str = "ingest"
+    raw: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        where = self.file + (f" row {self.row}" if self.row is not None else "")
+        return f"{where}: {self.field or '-'}: {self.reason}"
+
+
+@dataclass
+class ParseResult:
+    """Records a parser produced from one file, and the rows it rejected."""
+
+    records: list[WaferRecord] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+class FileRejected(Exception):
+    """The whole file cannot be read (truncated pickle, wrong CSV header, not an image ...)."""
+
+    def __init__(self, path: str | Path, reason: str, field: str | None = None) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason, self.field = str(path), reason, field
+
+
+class RowRejected(Exception):
+    """One row / wafer of a file cannot become a record."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+def to_die_grid(value: Any, field: str = "die_grid") -> np.ndarray:
+    """Convert a source cell to a ``uint8`` die grid.
+
+    Raises :class:`RowRejected` when the value is not a rectangular 2-D numeric array.
+    Values that are not die codes (NaN, 2.5, 7, -1) become :data:`DIE_INVALID` so that
+    validation rejects the wafer and says why, instead of ingest guessing a code.
+    """
+    try:
+        arr = np.asarray(value)
+        if arr.dtype == object:
+            arr = np.array(arr.tolist(), dtype=float)
+    except (ValueError, TypeError) as exc:
+        raise RowRejected(field, f"ragged or non-numeric array ({exc.__class__.__name__}: {exc})") from None
+    if arr.ndim != 2:
+        raise RowRejected(field, f"expected a 2-D die grid, got {arr.ndim}-D shape {arr.shape}")
+    if arr.dtype.kind not in "biuf":
+        raise RowRejected(field, f"expected numeric die codes, got dtype {arr.dtype}")
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.uint8)
+    valid = np.isin(arr, (0, 1, 2))
+    if valid.all():
+        return arr.astype(np.uint8)
+    out = np.full(arr.shape, DIE_INVALID, np.uint8)
+    out[valid] = arr[valid].astype(np.uint8)
+    return out
+
+
+_LABEL_LOOKUP = {c.lower().replace("_", "-").replace(" ", "-"): c for c in CLASSES}
+_LABEL_LOOKUP.update({"nearfull": "Near-full", "edgeloc": "Edge-Loc", "edgering": "Edge-Ring",
+                      "normal": "none", "": None})  # type: ignore[dict-item]
+
+
+def normalise_label(value: Any) -> str | None:
+    """Map a source label to a WM-811K class name, tolerating case, ``_``/space and nesting.
+
+    ``[['Edge-Ring']]`` -> ``'Edge-Ring'``; ``[]`` / ``None`` / NaN -> ``None`` (unlabeled).
+    An unknown label is returned unchanged, for validation to reject with its name.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple, np.ndarray)):
+        flat = np.asarray(value, dtype=object).ravel()
+        if flat.size == 0:
+            return None
+        value = flat[0]
+        if isinstance(value, (list, tuple, np.ndarray)):
+            return normalise_label(value)
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    text = str(value).strip()
+    key = text.lower().replace("_", "-").replace(" ", "-")
+    if key in _LABEL_LOOKUP:
+        return _LABEL_LOOKUP[key]
+    return _LABEL_LOOKUP.get(key.replace("-", ""), text)

@@ -1,0 +1,72 @@
+"""PNG / TIFF wafer-map images where one pixel is one die.
+
+Greyscale images map each pixel to the die code whose grey level is nearest
+(``grey_levels``, default 0 = no die, 128 = pass, 255 = fail: the code times ~127, as
+``waferflow`` writes them). Colour / palette images map each pixel to the nearest colour of
+``palette`` (default: waferflow's gallery colours: white no die, light green pass, dark red
+fail); a pixel farther than ``tolerance`` from every level or colour is not a die code, and the
+image is rejected with the first such pixel named. The lot is the part of the file name before
+the last ``_`` (else the folder name), the wafer the part after it; a parent folder named like a
+class (``Edge-Ring/lot7_3.png``) gives the label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from waferflow.classes import CLASSES
+from waferflow.data.parsers.base import FileRejected, ParseResult, normalise_label
+from waferflow.data.records import WaferRecord
+
+__all__ = ["ImageOptions", "parse_image", "grid_to_grey"]
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    grey_levels: tuple[int, int, int] = (0, 128, 255)
+    palette: tuple[tuple[int, int, int], ...] = field(
+        default=((255, 255, 255), (183, 228, 167), (139, 0, 0)))
+    tolerance: float = 40.0
+
+
+def grid_to_grey(grid: np.ndarray, levels: tuple[int, int, int] = (0, 128, 255)) -> np.ndarray:
+    """Encode a die grid as a greyscale image (inverse of the greyscale mapping)."""
+    return np.asarray(levels, np.uint8)[grid]
+
+
+def parse_image(path: str | Path, options: ImageOptions | None = None) -> ParseResult:
+    path = Path(path)
+    opts = options or ImageOptions()
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode in ("L", "I", "I;16", "F", "1"):
+                pixels = np.asarray(img.convert("L"), dtype=float)[..., None]
+                refs = np.asarray(opts.grey_levels, float)[:, None]
+            else:
+                pixels = np.asarray(img.convert("RGB"), dtype=float)
+                refs = np.asarray(opts.palette, float)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise FileRejected(path, f"not a readable image ({exc.__class__.__name__}: {exc})") from None
+    dist = np.linalg.norm(pixels[:, :, None, :] - refs[None, None, :, :], axis=-1)
+    codes = dist.argmin(-1).astype(np.uint8)
+    far = dist.min(-1) > opts.tolerance
+    if far.any():
+        y, x = (int(i) for i in np.argwhere(far)[0])
+        raise FileRejected(path, f"{int(far.sum())} pixel(s) match no die code within tolerance "
+                           f"{opts.tolerance}; first at row {y}, column {x}: {pixels[y, x].tolist()} ({mode})",
+                           field="pixel")
+    stem = path.stem
+    lot, sep, wafer = stem.rpartition("_")
+    if not sep:
+        lot, wafer = path.parent.name or "images", stem
+    label = normalise_label(path.parent.name)
+    return ParseResult(records=[WaferRecord(
+        die_grid=codes, lot_id=lot, wafer_id=wafer, label=label if label in CLASSES else None,
+        source="image", source_ref=str(path),
+    )])

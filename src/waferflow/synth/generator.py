@@ -1,0 +1,376 @@
+"""A physically plausible, parametric generator of WM-811K-style wafer maps with per-die masks.
+
+Geometry: a wafer of ``diameter`` dies across; dies are rectangular, so the grid is
+``rows x cols`` with ``rows / cols`` = die width / die height (non-square grids). A die is on
+the wafer when its centre lies inside the usable radius (edge exclusion); some layouts carry a
+flat. Patterns are drawn in normalised wafer coordinates (the usable disc has radius 1), so the
+same pattern parameters mean the same physical defect on any grid.
+
+Fails come from two independent processes: background fails (rate drawn per wafer, from
+sparse to dense) and the pattern's fail-intensity field. The per-die mask marks the fail dies
+inside the pattern's support, so ``mask > 0`` implies the die fails, for every class.
+
+Classes (WM-811K): Center, Donut, Edge-Loc, Edge-Ring, Loc, Near-full, Random, Scratch, none.
+Ring, donut and edge patterns may be partial arcs; scratches are straight or curved (quadratic
+Bezier) with gaps; blobs have irregular boundaries; an optional second pattern can be mixed in.
+
+Example:
+    >>> gen = WaferGenerator(seed=0)
+    >>> rec = gen.make("Donut", index=3)
+    >>> rec.die_grid.dtype, rec.label
+    (dtype('uint8'), 'Donut')
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from scipy import ndimage
+
+from waferflow.classes import CLASSES, DIE_FAIL, DIE_NONE, DIE_PASS, NONE_CLASS, class_index, mask_index
+from waferflow.data.records import WaferRecord
+
+__all__ = ["GeneratorConfig", "WaferLayout", "WaferGenerator", "PatternField"]
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Ranges the generator samples from (all documented in ``params.yaml``).
+
+    Args:
+        diameter_range: Wafer diameter in dies, sampled log-uniformly (WM-811K: ~15 to ~200).
+        aspect_range: Die aspect (rows/cols of the grid), sampled log-uniformly.
+        edge_exclusion_range: Usable radius is ``1 - edge_exclusion`` (normalised).
+        flat_probability: Share of layouts with a wafer flat.
+        margin_max: Up to this many empty rows/columns around the wafer, per side.
+        background_fail_range: Background fail rate, sampled log-uniformly per wafer.
+        background_cluster_probability: Share of wafers with a few faint fail clusters in the
+            background (not a pattern: too sparse to label).
+        mixed_probability: Share of patterned wafers given a second, different pattern (the
+            wafer keeps the first label; the mask holds both).
+        min_pattern_dies: A patterned wafer is redrawn until its pattern covers at least this
+            many fail dies.
+    """
+
+    diameter_range: tuple[int, int] = (15, 160)
+    aspect_range: tuple[float, float] = (0.75, 1.33)
+    edge_exclusion_range: tuple[float, float] = (0.0, 0.06)
+    flat_probability: float = 0.3
+    margin_max: int = 2
+    background_fail_range: tuple[float, float] = (0.002, 0.08)
+    background_cluster_probability: float = 0.15
+    mixed_probability: float = 0.0
+    min_pattern_dies: int = 3
+
+
+@dataclass(frozen=True)
+class WaferLayout:
+    """Die layout of one product: which grid cells hold a die, and their wafer coordinates."""
+
+    product: str
+    diameter: int
+    aspect: float
+    edge_exclusion: float
+    flat: tuple[float, float] | None  # (direction angle, depth) or None
+    margins: tuple[int, int, int, int]  # top, bottom, left, right
+    rows: int = field(init=False)
+    cols: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        rows = max(3, round(self.diameter * math.sqrt(self.aspect)))
+        cols = max(3, round(self.diameter / math.sqrt(self.aspect)))
+        object.__setattr__(self, "rows", rows)
+        object.__setattr__(self, "cols", cols)
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator, cfg: GeneratorConfig, product: str) -> "WaferLayout":
+        lo, hi = cfg.diameter_range
+        diameter = int(round(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
+        a_lo, a_hi = cfg.aspect_range
+        aspect = float(math.exp(rng.uniform(math.log(a_lo), math.log(a_hi))))
+        flat = None
+        if rng.random() < cfg.flat_probability:
+            flat = (float(rng.choice([0.5, 1.0, 1.5, 0.0]) * math.pi), float(rng.uniform(0.03, 0.12)))
+        margins = tuple(int(m) for m in rng.integers(0, cfg.margin_max + 1, size=4))
+        return cls(
+            product=product,
+            diameter=diameter,
+            aspect=aspect,
+            edge_exclusion=float(rng.uniform(*cfg.edge_exclusion_range)),
+            flat=flat,
+            margins=margins,  # type: ignore[arg-type]
+        )
+
+    def coordinates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Normalised die-centre coordinates (u right, v down) and the on-wafer mask."""
+        top, bottom, left, right = self.margins
+        ys = (np.arange(self.rows) + 0.5 - self.rows / 2) / (self.rows / 2)
+        xs = (np.arange(self.cols) + 0.5 - self.cols / 2) / (self.cols / 2)
+        v, u = np.meshgrid(ys, xs, indexing="ij")
+        usable = 1.0 - self.edge_exclusion
+        on_wafer = np.hypot(u, v) <= usable
+        if self.flat is not None:
+            angle, depth = self.flat
+            on_wafer &= (u * math.cos(angle) + v * math.sin(angle)) <= usable - depth
+        # Scale so the usable disc has radius 1: patterns are defined on it.
+        u, v = u / usable, v / usable
+        pad = ((top, bottom), (left, right))
+        return np.pad(u, pad, mode="edge"), np.pad(v, pad, mode="edge"), np.pad(on_wafer, pad)
+
+
+@dataclass
+class PatternField:
+    """A pattern's fail intensity per die (0..1) and its support (where it may be labeled)."""
+
+    intensity: np.ndarray
+    support: np.ndarray
+
+
+def _wobble(rng: np.random.Generator, theta: np.ndarray, amount: float) -> np.ndarray:
+    """Low-frequency angular noise so blob and ring boundaries are irregular, not circles."""
+    out = np.ones_like(theta)
+    for k in range(2, 6):
+        out += rng.uniform(0, amount) * np.cos(k * theta + rng.uniform(0, 2 * math.pi)) / (k - 1)
+    return out
+
+
+def _soft_inside(distance: np.ndarray, radius: np.ndarray | float, softness: float) -> np.ndarray:
+    """1 well inside ``radius``, 0 well outside, a logistic ramp of width ``softness`` between."""
+    return 1.0 / (1.0 + np.exp(np.clip((distance - radius) / max(softness, 1e-3), -30, 30)))
+
+
+def _arc_window(rng: np.random.Generator, theta: np.ndarray, full_probability: float,
+                coverage: tuple[float, float]) -> np.ndarray:
+    """1 on an angular arc (full circle with ``full_probability``), soft at its two ends."""
+    if rng.random() < full_probability:
+        return np.ones_like(theta)
+    span = rng.uniform(*coverage) * 2 * math.pi
+    start = rng.uniform(0, 2 * math.pi)
+    rel = np.mod(theta - start, 2 * math.pi)
+    return _soft_inside(np.abs(rel - span / 2), span / 2, 0.08)
+
+
+class _Patterns:
+    """One method per class: ``(rng, u, v, diameter) -> PatternField``."""
+
+    @staticmethod
+    def _blob(rng, u, v, cx, cy, radius, density, irregularity=0.15):
+        aspect = math.exp(rng.uniform(-0.35, 0.35))
+        rot = rng.uniform(0, math.pi)
+        du, dv = u - cx, v - cy
+        pu = du * math.cos(rot) + dv * math.sin(rot)
+        pv = -du * math.sin(rot) + dv * math.cos(rot)
+        dist = np.hypot(pu * math.sqrt(aspect), pv / math.sqrt(aspect))
+        theta = np.arctan2(pv, pu)
+        r_theta = radius * _wobble(rng, theta, irregularity)
+        softness = radius * rng.uniform(0.05, 0.35)
+        profile = _soft_inside(dist, r_theta, softness)
+        # Dense core fading outwards, as process defects usually do.
+        falloff = 1.0 - rng.uniform(0.0, 0.5) * np.clip(dist / np.maximum(r_theta, 1e-6), 0, 1)
+        return PatternField(density * profile * falloff, profile > 0.5)
+
+    def center(self, rng, u, v, diameter):
+        off_r, off_t = rng.uniform(0, 0.12), rng.uniform(0, 2 * math.pi)
+        return self._blob(rng, u, v, off_r * math.cos(off_t), off_r * math.sin(off_t),
+                          rng.uniform(0.12, 0.45), rng.uniform(0.55, 1.0))
+
+    def loc(self, rng, u, v, diameter):
+        r_c, t_c = rng.uniform(0.2, 0.75), rng.uniform(0, 2 * math.pi)
+        field = self._blob(rng, u, v, r_c * math.cos(t_c), r_c * math.sin(t_c),
+                           rng.uniform(0.06, 0.24), rng.uniform(0.5, 0.95), irregularity=0.3)
+        if rng.random() < 0.25:  # a satellite blob next to the main one
+            r2 = rng.uniform(0.05, 0.15)
+            t2 = rng.uniform(0, 2 * math.pi)
+            sat = self._blob(rng, u, v, r_c * math.cos(t_c) + 2 * r2 * math.cos(t2),
+                             r_c * math.sin(t_c) + 2 * r2 * math.sin(t2), r2, rng.uniform(0.5, 0.95))
+            field = PatternField(np.maximum(field.intensity, sat.intensity), field.support | sat.support)
+        return field
+
+    def donut(self, rng, u, v, diameter):
+        off_r, off_t = rng.uniform(0, 0.1), rng.uniform(0, 2 * math.pi)
+        du, dv = u - off_r * math.cos(off_t), v - off_r * math.sin(off_t)
+        r, theta = np.hypot(du, dv), np.arctan2(dv, du)
+        half_width = max(rng.uniform(0.06, 0.2), 1.2 / diameter)
+        r0 = rng.uniform(max(0.22, half_width + 0.12), 0.62)
+        ring = _soft_inside(np.abs(r - r0 * _wobble(rng, theta, 0.08)), half_width, half_width * 0.25)
+        arc = _arc_window(rng, theta, 0.6, (0.55, 0.92))
+        field = ring * arc
+        return PatternField(rng.uniform(0.5, 0.95) * field, field > 0.5)
+
+    def edge_ring(self, rng, u, v, diameter):
+        r, theta = np.hypot(u, v), np.arctan2(v, u)
+        width = max(rng.uniform(0.04, 0.16), 2.2 / diameter)
+        band = _soft_inside(1.0 - r, width * _wobble(rng, theta, 0.25), width * 0.2)
+        arc = _arc_window(rng, theta, 0.5, (0.5, 0.92))
+        field = band * arc
+        return PatternField(rng.uniform(0.55, 1.0) * field, field > 0.5)
+
+    def edge_loc(self, rng, u, v, diameter):
+        r, theta = np.hypot(u, v), np.arctan2(v, u)
+        t0 = rng.uniform(-math.pi, math.pi)
+        if rng.random() < 0.5:
+            # An arc segment hugging the edge.
+            depth = max(rng.uniform(0.07, 0.3), 2.2 / diameter)
+            half_span = rng.uniform(0.15, 0.8)
+            dtheta = np.abs(np.angle(np.exp(1j * (theta - t0))))
+            field = _soft_inside(1.0 - r, depth * _wobble(rng, theta, 0.3), depth * 0.25)
+            field = field * _soft_inside(dtheta, half_span, 0.1)
+            return PatternField(rng.uniform(0.5, 0.95) * field, field > 0.5)
+        # A blob centred on the rim.
+        rc = rng.uniform(0.88, 1.02)
+        return self._blob(rng, u, v, rc * math.cos(t0), rc * math.sin(t0),
+                          rng.uniform(0.1, 0.3), rng.uniform(0.5, 0.95), irregularity=0.3)
+
+    def near_full(self, rng, u, v, diameter):
+        density = rng.uniform(0.75, 1.0)
+        intensity = np.full(u.shape, density)
+        if rng.random() < 0.5:  # a few surviving pass islands
+            for _ in range(rng.integers(1, 4)):
+                cx, cy = rng.uniform(-0.7, 0.7, size=2)
+                hole = _soft_inside(np.hypot(u - cx, v - cy), rng.uniform(0.05, 0.2), 0.03)
+                intensity *= 1 - hole
+        return PatternField(intensity, np.ones(u.shape, bool))
+
+    def random(self, rng, u, v, diameter):
+        density = rng.uniform(0.12, 0.5)
+        # Slow spatial variation: random fails are rarely perfectly uniform.
+        gu, gv = rng.normal(0, 0.25, size=2)
+        intensity = np.clip(density * (1 + gu * u + gv * v), 0.03, 1.0)
+        return PatternField(intensity, np.ones(u.shape, bool))
+
+    def scratch(self, rng, u, v, diameter):
+        # Quadratic Bezier: straight when the control point sits on the chord, curved otherwise.
+        length = rng.uniform(0.35, 1.5)
+        t0 = rng.uniform(0, 2 * math.pi)
+        start_r = rng.uniform(0.0, 0.95)
+        p0 = np.array([start_r * math.cos(t0), start_r * math.sin(t0)])
+        direction = rng.uniform(0, 2 * math.pi)
+        p2 = p0 + length * np.array([math.cos(direction), math.sin(direction)])
+        bend = rng.choice([0.0, rng.uniform(-0.35, 0.35)], p=[0.4, 0.6])
+        normal = np.array([-math.sin(direction), math.cos(direction)])
+        p1 = (p0 + p2) / 2 + bend * length * normal
+        n_pts = max(50, int(length * diameter * 3))
+        t = np.linspace(0, 1, n_pts)[:, None]
+        curve = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
+        # Rasterise onto the die grid, then measure distance in dies with an exact EDT.
+        rows, cols = u.shape
+        su = (u[0, -1] - u[0, 0]) / max(cols - 1, 1)
+        sv = (v[-1, 0] - v[0, 0]) / max(rows - 1, 1)
+        ci = np.round((curve[:, 1] - v[0, 0]) / sv).astype(int)
+        cj = np.round((curve[:, 0] - u[0, 0]) / su).astype(int)
+        keep = (ci >= 0) & (ci < rows) & (cj >= 0) & (cj < cols)
+        on_line = np.zeros(u.shape, bool)
+        on_line[ci[keep], cj[keep]] = True
+        if not on_line.any():
+            return PatternField(np.zeros(u.shape), np.zeros(u.shape, bool))
+        dist = ndimage.distance_transform_edt(~on_line)
+        width = rng.choice([0.5, 1.0, 1.5], p=[0.5, 0.35, 0.15])
+        line = dist <= width
+        # Gaps along the scratch: dashed segments of random length.
+        dashes = rng.random(u.shape) < rng.uniform(0.7, 1.0)
+        density = rng.uniform(0.75, 1.0)
+        return PatternField(density * (line & dashes), line)
+
+    def dispatch(self) -> dict[str, Callable]:
+        return {
+            "Center": self.center, "Donut": self.donut, "Edge-Loc": self.edge_loc,
+            "Edge-Ring": self.edge_ring, "Loc": self.loc, "Near-full": self.near_full,
+            "Random": self.random, "Scratch": self.scratch,
+        }
+
+
+# Second patterns that plausibly co-occur with a first one (as in MixedWM38's mixtures).
+_MIXABLE = {
+    "Center": ("Edge-Ring", "Edge-Loc", "Scratch", "Loc"),
+    "Donut": ("Edge-Ring", "Edge-Loc", "Scratch", "Loc"),
+    "Edge-Loc": ("Center", "Donut", "Scratch", "Loc"),
+    "Edge-Ring": ("Center", "Donut", "Scratch", "Loc"),
+    "Loc": ("Center", "Donut", "Edge-Ring", "Edge-Loc", "Scratch"),
+    "Scratch": ("Center", "Donut", "Edge-Ring", "Edge-Loc", "Loc"),
+    "Near-full": (),
+    "Random": (),
+}
+
+
+class WaferGenerator:
+    """Seeded, deterministic generator: the same (seed, class, index, layout) gives the same map.
+
+    Args:
+        seed: Base seed; each map draws from ``np.random.default_rng([seed, class, index])``.
+        config: Sampling ranges; see :class:`GeneratorConfig`.
+    """
+
+    def __init__(self, seed: int = 0, config: GeneratorConfig | None = None) -> None:
+        self.seed = int(seed)
+        self.config = config or GeneratorConfig()
+        self._patterns = _Patterns().dispatch()
+
+    def layout(self, product: str, index: int) -> WaferLayout:
+        """The layout of product number ``index`` (deterministic per seed)."""
+        rng = np.random.default_rng([self.seed, 1_000_003, index])
+        return WaferLayout.sample(rng, self.config, product)
+
+    def make(self, label: str, index: int = 0, layout: WaferLayout | None = None,
+             lot_id: str = "SYN", wafer_id: str | None = None) -> WaferRecord:
+        """Generate one wafer of class ``label``."""
+        cls = class_index(label)
+        rng = np.random.default_rng([self.seed, cls, index])
+        if layout is None:
+            layout = WaferLayout.sample(rng, self.config, product=f"P-{self.seed}-{cls}-{index}")
+        u, v, on_wafer = layout.coordinates()
+        cfg = self.config
+        lo, hi = cfg.background_fail_range
+        bg_rate = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        if label == "Random":  # keep random fails clearly above the background
+            bg_rate = min(bg_rate, 0.03)
+        background = np.full(u.shape, bg_rate)
+        if rng.random() < cfg.background_cluster_probability:
+            for _ in range(rng.integers(1, 4)):
+                cx, cy = rng.uniform(-0.8, 0.8, size=2)
+                background += 0.12 * _soft_inside(np.hypot(u - cx, v - cy), rng.uniform(0.03, 0.08), 0.02)
+
+        patterns = [] if label == NONE_CLASS else [label]
+        if patterns and _MIXABLE[label] and rng.random() < cfg.mixed_probability:
+            patterns.append(str(rng.choice(_MIXABLE[label])))
+
+        for _attempt in range(50):
+            fields = [self._patterns[p](rng, u, v, layout.diameter) for p in patterns]
+            pattern_fail = [rng.random(u.shape) < f.intensity for f in fields]
+            fail = (rng.random(u.shape) < background)
+            for pf in pattern_fail:
+                fail |= pf
+            fail &= on_wafer
+            mask = np.zeros(u.shape, np.uint8)
+            # Later patterns first so the wafer's own class wins where two overlap.
+            for p, f in reversed(list(zip(patterns, fields))):
+                mask[fail & f.support] = mask_index(p)
+            if not patterns or (mask == mask_index(label)).sum() >= cfg.min_pattern_dies:
+                break
+        else:
+            raise RuntimeError(
+                f"could not place a visible {label} pattern on a {layout.rows}x{layout.cols} wafer "
+                f"after 50 attempts; lower synth.min_pattern_dies or raise the diameter range"
+            )
+        grid = np.where(on_wafer, np.where(fail, DIE_FAIL, DIE_PASS), DIE_NONE).astype(np.uint8)
+        return WaferRecord(
+            die_grid=grid,
+            defect_mask=mask,
+            lot_id=lot_id,
+            wafer_id=wafer_id if wafer_id is not None else str(index),
+            label=label,
+            product=layout.product,
+            source="synth",
+            attrs={
+                "patterns": patterns,
+                "background_fail_rate": round(bg_rate, 5),
+                "diameter": layout.diameter,
+                "generator_seed": self.seed,
+                "index": index,
+            },
+        )
+
+
+assert set(_Patterns().dispatch()) | {NONE_CLASS} == set(CLASSES)

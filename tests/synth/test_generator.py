@@ -1,0 +1,79 @@
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from skimage.morphology import convex_hull_image
+
+from waferflow.classes import CLASSES, DIE_FAIL, DIE_NONE, NONE_CLASS, mask_index
+from waferflow.synth import DatasetConfig, GeneratorConfig, WaferGenerator, generate_dataset
+from waferflow.synth.generator import WaferLayout
+
+
+@settings(max_examples=150, deadline=None)
+@given(label=st.sampled_from(CLASSES), seed=st.integers(0, 10_000), index=st.integers(0, 10_000),
+       mixed=st.sampled_from([0.0, 1.0]))
+def test_every_map_stays_inside_the_wafer_and_the_mask_covers_only_its_fails(label, seed, index, mixed):
+    gen = WaferGenerator(seed, GeneratorConfig(mixed_probability=mixed))
+    rec = gen.make(label, index)
+    grid, mask = rec.die_grid, rec.defect_mask
+    assert rec.label == label and grid.dtype == np.uint8
+    assert set(np.unique(grid)) <= {0, 1, 2}
+    # Every die lies on one round, convex wafer: no die outside its outline, corners empty.
+    area = grid != DIE_NONE
+    hull = convex_hull_image(area)
+    assert hull.sum() - area.sum() <= 0.08 * area.sum() + 12  # digitised small discs are ragged
+    y, x = np.nonzero(area)
+    fill = area.sum() / ((y.max() - y.min() + 1) * (x.max() - x.min() + 1))
+    assert 0.65 <= fill <= 0.93  # a disc fills pi/4 of its box, a flat a bit more
+    assert grid[0, 0] == grid[0, -1] == grid[-1, 0] == grid[-1, -1] == DIE_NONE
+    # The mask marks fail dies only, and only with the pattern classes drawn.
+    assert not ((mask > 0) & (grid != DIE_FAIL)).any()
+    patterns = rec.attrs["patterns"]
+    assert set(np.unique(mask)) - {0} <= {mask_index(p) for p in patterns}
+    if label == NONE_CLASS:
+        assert not mask.any() and patterns == []
+    else:
+        assert (mask == mask_index(label)).sum() >= gen.config.min_pattern_dies
+        if mixed == 0.0:
+            assert patterns == [label]
+
+
+def test_generator_is_deterministic_per_seed():
+    a, b, c = WaferGenerator(5).make("Scratch", 9), WaferGenerator(5).make("Scratch", 9), WaferGenerator(6).make("Scratch", 9)
+    assert np.array_equal(a.die_grid, b.die_grid) and np.array_equal(a.defect_mask, b.defect_mask)
+    assert a.die_grid.shape != c.die_grid.shape or not np.array_equal(a.die_grid, c.die_grid)
+
+
+def test_layouts_are_wide_non_square_and_sizes_span_the_configured_range():
+    gen = WaferGenerator(1)
+    layouts = [gen.layout(f"P{i}", i) for i in range(300)]
+    diameters = np.array([lay.diameter for lay in layouts])
+    assert diameters.min() < 25 and diameters.max() > 110
+    assert sum(lay.rows != lay.cols for lay in layouts) > 150
+    assert any(lay.flat for lay in layouts)
+
+
+def test_layout_shared_by_a_product_gives_the_same_die_area():
+    gen = WaferGenerator(2)
+    layout = WaferLayout.sample(np.random.default_rng(0), GeneratorConfig(), "PX")
+    a, b = gen.make("Loc", 1, layout=layout), gen.make("Center", 2, layout=layout)
+    assert np.array_equal(a.die_grid != 0, b.die_grid != 0)
+
+
+def test_random_class_fails_well_above_background_and_near_full_mostly_fails():
+    gen = WaferGenerator(3)
+    def ratio(rec):
+        return (rec.die_grid == 2).sum() / (rec.die_grid != 0).sum()
+    assert np.mean([ratio(gen.make("Random", i)) for i in range(40)]) > 3 * np.mean([ratio(gen.make("none", i)) for i in range(40)])
+    assert min(ratio(gen.make("Near-full", i)) for i in range(20)) > 0.5
+
+
+def test_dataset_sets_counts_ids_and_oracle_labels():
+    sets = generate_dataset(DatasetConfig(seed=1, labeled_per_class={"Donut": 3, "none": 2}, unlabeled_count=10,
+                                          test_per_class=2, n_products=5, wafers_per_lot=4))
+    assert [r.label for r in sets["labeled"]].count("Donut") == 3 and len(sets["labeled"]) == 5
+    assert all(r.label is None and r.defect_mask is None and r.attrs["true_label"] in CLASSES for r in sets["unlabeled"])
+    assert all(r.split_hint == "test" for r in sets["test"]) and len(sets["test"]) == 18
+    keys = [r.key for recs in sets.values() for r in recs]
+    assert len(keys) == len(set(keys))
+    test_products = {r.product for r in sets["test"]}
+    assert not test_products & {r.product for r in sets["labeled"] + sets["unlabeled"]}
