@@ -18,39 +18,12 @@ from waferflow.data.parsers import CsvOptions, ImageOptions, NpzOptions, ParserO
 from waferflow.data.split import SplitConfig
 from waferflow.data.validation import ValidationConfig
 from waferflow.synth.dataset import DatasetConfig
-from waferflow.synth.generator import GeneratorConfig
 
 __all__ = ["Params", "load_params"]
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class SynthParams(_Section):
-    seed: int = 42
-    labeled_per_class: int | dict[str, int] = 300
-    unlabeled_count: int = 2000
-    unlabeled_class_weights: dict[str, float] = Field(default_factory=lambda: DatasetConfig().unlabeled_class_weights)
-    test_per_class: int = 100
-    n_products: int = 120
-    wafers_per_lot: int = 25
-    diameter_range: tuple[int, int] = (15, 160)
-    aspect_range: tuple[float, float] = (0.75, 1.33)
-    edge_exclusion_range: tuple[float, float] = (0.0, 0.06)
-    flat_probability: float = 0.3
-    margin_max: int = 2
-    background_fail_range: tuple[float, float] = (0.002, 0.08)
-    background_cluster_probability: float = 0.15
-    mixed_probability: float = 0.0
-    min_pattern_dies: int = 3
-    gallery_per_class: int = 8
-
-    def dataset_config(self) -> DatasetConfig:
-        gen_fields = set(GeneratorConfig.__dataclass_fields__)
-        generator = GeneratorConfig(**{k: v for k, v in self.model_dump().items() if k in gen_fields})
-        ds_fields = set(DatasetConfig.__dataclass_fields__) - {"generator"}
-        return DatasetConfig(generator=generator, **{k: v for k, v in self.model_dump().items() if k in ds_fields})
 
 
 class CsvParams(_Section):
@@ -119,7 +92,7 @@ class StorageParams(_Section):
 
 
 class Params(_Section):
-    synth: SynthParams = Field(default_factory=SynthParams)
+    synth: DatasetConfig = Field(default_factory=DatasetConfig)
     ingest: IngestParams = Field(default_factory=IngestParams)
     validate_: ValidateParams = Field(default_factory=ValidateParams, alias="validate")
     preprocess: PreprocessParams = Field(default_factory=PreprocessParams)

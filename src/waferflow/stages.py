@@ -59,7 +59,7 @@ def _write_json(path: Path, payload: dict) -> None:
 
 def generate(params: Params, layout: Layout = Layout(), progress: bool = True) -> dict:
     """Generate the default data set: labeled pool, unlabeled pool, fixed test set, gallery."""
-    sets = generate_dataset(params.synth.dataset_config(), progress=progress)
+    sets = generate_dataset(params.synth, progress=progress)
     counts = {}
     for name, records in sets.items():
         write_records(records, layout.generated / f"{name}.parquet")

@@ -14,10 +14,10 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from waferflow.classes import CLASSES
@@ -29,8 +29,7 @@ __all__ = ["DatasetConfig", "generate_dataset"]
 _EPOCH = datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc)
 
 
-@dataclass(frozen=True)
-class DatasetConfig:
+class DatasetConfig(BaseModel):
     """Sizes and class balance of the generated data set.
 
     Args:
@@ -44,19 +43,23 @@ class DatasetConfig:
         n_products: Distinct die layouts used by the pools (the test set gets as many new ones).
         wafers_per_lot: Wafers per lot (WM-811K: 25).
         generator: Sampling ranges of the generator.
+        gallery_per_class: Wafers per class in the generate stage's PNG gallery.
     """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     seed: int = 42
     labeled_per_class: int | dict[str, int] = 300
     unlabeled_count: int = 2000
-    unlabeled_class_weights: dict[str, float] = field(default_factory=lambda: {
+    unlabeled_class_weights: dict[str, float] = Field(default_factory=lambda: {
         "Center": 4.3, "Donut": 0.6, "Edge-Loc": 5.2, "Edge-Ring": 9.7, "Loc": 3.6,
         "Near-full": 0.2, "Random": 0.9, "Scratch": 1.2, "none": 74.3,
     })
     test_per_class: int = 100
     n_products: int = 120
     wafers_per_lot: int = 25
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    gallery_per_class: int = 8
 
 
 def _per_class(counts: int | dict[str, int]) -> dict[str, int]:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 from scipy import ndimage
 
 from waferflow.classes import CLASSES, DIE_FAIL, DIE_NONE, DIE_PASS, NONE_CLASS, class_index, mask_index
@@ -36,8 +37,7 @@ from waferflow.data.records import WaferRecord
 __all__ = ["GeneratorConfig", "WaferLayout", "WaferGenerator", "PatternField"]
 
 
-@dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(BaseModel):
     """Ranges the generator samples from (all documented in ``params.yaml``).
 
     Args:
@@ -54,6 +54,8 @@ class GeneratorConfig:
         min_pattern_dies: A patterned wafer is redrawn until its pattern covers at least this
             many fail dies.
     """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     diameter_range: tuple[int, int] = (15, 160)
     aspect_range: tuple[float, float] = (0.75, 1.33)
