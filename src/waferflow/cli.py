@@ -85,10 +85,10 @@ def ingest_cmd(
     from waferflow.data.ingest import ingest
 
     p = load_params(params)
+    target = out or Path("data/interim/ingested.parquet")
     try:
-        report = ingest([str(s) for s in (sources or p.ingest.sources)], out or Path("data/interim/ingested.parquet"),
-                        quarantine, (out or Path("data/interim/ingested.parquet")).with_suffix(".report.json"),
-                        options=p.ingest.parser_options())
+        report = ingest([str(s) for s in (sources or p.ingest.sources)], target, quarantine,
+                        target.with_suffix(".report.json"), options=p.ingest.parser_options())
     except FileNotFoundError as exc:
         _fail(str(exc))
     typer.echo(report.summary())

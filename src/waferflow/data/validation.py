@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from waferflow.classes import CLASSES, DIE_FAIL, DIE_NONE, PATTERN_CLASSES
 from waferflow.data.records import SCHEMA, grid_from_row, mask_from_row, write_records
@@ -196,8 +197,6 @@ def write_validation_outputs(outcome: ValidationOutcome, cfg: ValidationConfig, 
     quarantine_dir, report_dir = Path(quarantine_dir), Path(report_dir)
     quarantine_dir.mkdir(parents=True, exist_ok=True)
     report_dir.mkdir(parents=True, exist_ok=True)
-    import pyarrow as pa
-
     write_records(pa.Table.from_pandas(outcome.valid[SCHEMA.names], schema=SCHEMA, preserve_index=False), valid_path)
     write_records(pa.Table.from_pandas(outcome.rejected[SCHEMA.names], schema=SCHEMA, preserve_index=False),
                   quarantine_dir / "rejected.parquet")

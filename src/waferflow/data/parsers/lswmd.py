@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from waferflow.data.parsers.base import FileRejected, ParseResult, Reject, RowRejected, normalise_label, to_die_grid
 from waferflow.data.records import WaferRecord
@@ -61,8 +62,6 @@ def parse_lswmd(path: str | Path, progress: bool = False) -> ParseResult:
     has = set(frame.columns)
     rows = frame.itertuples(index=True, name=None)
     cols = ["__index__", *frame.columns]
-    from tqdm.auto import tqdm
-
     for values in tqdm(rows, total=len(frame), desc=f"ingest {path.name}", disable=not progress, unit="wafer"):
         row = dict(zip(cols, values))
         ref = f"{path}#{row['__index__']}"
