@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1s
 # The machine's pip config names local mirrors that lack most packages; hide pip's per-package notes about it.
 QUIET_PIP := grep -v 'is ignored: it is neither a file nor a directory' || true
 
-.PHONY: install pipeline test test-fast lock clean-venv
+.PHONY: install pipeline test test-fast lock clean-venv mlflow-ui
 
 $(STAMP):
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -38,3 +38,6 @@ lock:  ## re-resolve requirements.in into requirements.lock in a scratch venv
 
 clean-venv:
 	rm -rf $(VENV)
+
+mlflow-ui: install  ## MLflow UI over the project's embedded store, on http://127.0.0.1:5000
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

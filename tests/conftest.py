@@ -37,3 +37,33 @@ def small_records(generator) -> list[WaferRecord]:
         rec = generator.make(cls, index=i, lot_id=f"L{i // 5}", wafer_id=str(i % 5 + 1))
         recs.append(rec)
     return recs
+
+
+TINY_PARAMS = """
+synth: {seed: 5, labeled_per_class: 40, unlabeled_count: 10, test_per_class: 10, n_products: 12,
+        generator: {diameter_range: [20, 48]}}
+preprocess: {image_size: [32, 32]}
+split: {seed: 1, val_fraction: 0.2}
+model: {encoder_name: resnet18, encoder_depth: 3, decoder_channels: [32, 16, 8]}
+train: {max_epochs: 1, batch_size: 8, lr: 0.003, early_stopping_patience: 1, accelerator: cpu}
+evaluate: {real_data_dir: no_real_data_here, worst_errors: 4}
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory):
+    """A project root with tiny params and the split stage's outputs (32x32, 360 labeled wafers)."""
+    from waferflow import stages
+    from waferflow.config import load_params
+    from waferflow.synth import generate_dataset
+
+    root = tmp_path_factory.mktemp("tiny")
+    (root / "params.yaml").write_text(TINY_PARAMS)
+    params = load_params(root / "params.yaml")
+    layout = stages.Layout(root)
+    sets = generate_dataset(params.synth)
+    from waferflow.data.records import write_records
+
+    write_records([r for recs in sets.values() for r in recs], layout.validated)
+    stages.split(params, layout, progress=False)
+    return root

@@ -22,7 +22,7 @@ from waferflow.config import load_params
 
 app = typer.Typer(
     help="waferflow: wafer-map defect pattern recognition pipeline.\n\n"
-    "Pipeline stages (what `dvc repro` runs, in order): generate -> ingest -> validate -> split. "
+    "Pipeline stages (what `dvc repro` runs, in order): generate -> ingest -> validate -> split -> train -> evaluate. "
     "Each reads params.yaml from the current directory (the project root) unless --params is given.",
     no_args_is_help=True,
     add_completion=False,
@@ -58,6 +58,15 @@ def run_stage(name: str, params_path: Path = Path("params.yaml")) -> None:
         elif name == "split":
             for subset, c in stages.split(params).items():
                 typer.echo(f"{subset}: {c}")
+        elif name == "train":
+            info = stages.train(params, params_path=params_path)
+            if info.get("run_id"):
+                typer.echo(f"trained {info['epochs_trained']} epochs in {info['train_seconds']} s, best val macro-F1 "
+                           f"{info['best_val_macro_f1']:.4f}; registered {info['model_name']} v{info['version']} "
+                           f"as @{info['alias']} (MLflow run {info['run_id']})")
+        elif name == "evaluate":
+            for key, value in stages.evaluate(params).items():
+                typer.echo(f"{key}: {value}")
         else:
             _fail(f"unknown stage {name!r}")
     except (ValidationFailed, FileNotFoundError, RuntimeError) as exc:
@@ -104,6 +113,18 @@ def validate(params: Path = PARAMS) -> None:
 def split(params: Path = PARAMS) -> None:
     """Resize to the model input size and split train/val/test/unlabeled (stratified, seeded)."""
     run_stage("split", params)
+
+
+@app.command()
+def train(params: Path = PARAMS) -> None:
+    """Train the U-Net (mask + class heads) with Lightning; log and register it in MLflow."""
+    run_stage("train", params)
+
+
+@app.command()
+def evaluate(params: Path = PARAMS) -> None:
+    """Evaluate the trained model on the test split (and real data when present); write metrics and plots."""
+    run_stage("evaluate", params)
 
 
 @app.command()

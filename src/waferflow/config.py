@@ -17,7 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from waferflow.data.parsers import CsvOptions, ImageOptions, NpzOptions, ParserOptions
 from waferflow.data.split import SplitConfig
 from waferflow.data.validation import ValidationConfig
+from waferflow.models.config import ModelConfig
+from waferflow.registry.tracking import MlflowConfig
 from waferflow.synth.dataset import DatasetConfig
+from waferflow.training.config import TrainConfig
 
 __all__ = ["Params", "load_params"]
 
@@ -91,6 +94,11 @@ class StorageParams(_Section):
     s3_endpoint_url: str = ""
 
 
+class EvaluateParams(_Section):
+    real_data_dir: str = "../shared/data"   # real labeled maps, evaluated apart when present
+    worst_errors: int = 12
+
+
 class Params(_Section):
     synth: DatasetConfig = Field(default_factory=DatasetConfig)
     ingest: IngestParams = Field(default_factory=IngestParams)
@@ -98,11 +106,20 @@ class Params(_Section):
     preprocess: PreprocessParams = Field(default_factory=PreprocessParams)
     split: SplitParams = Field(default_factory=SplitParams)
     storage: StorageParams = Field(default_factory=StorageParams)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)  # later stages add sections
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
 
     def split_config(self) -> SplitConfig:
         return SplitConfig(image_size=self.preprocess.image_size, **self.split.model_dump())
+
+
+def raw_params(path: str | Path = "params.yaml") -> dict:
+    """``params.yaml`` as a plain nested dict (for logging every parameter to MLflow)."""
+    return yaml.safe_load(Path(path).read_text()) or {}
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -110,5 +127,4 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run from the project root or pass --params")
-    data = yaml.safe_load(path.read_text()) or {}
-    return Params.model_validate(data)
+    return Params.model_validate(raw_params(path))

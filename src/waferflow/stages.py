@@ -22,7 +22,7 @@ from waferflow.data.validation import validate_frame, write_validation_outputs
 from waferflow.synth.dataset import generate_dataset
 from waferflow.viz import save_gallery
 
-__all__ = ["Layout", "generate", "ingest_stage", "validate", "split"]
+__all__ = ["Layout", "generate", "ingest_stage", "validate", "split", "train", "evaluate"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class Layout:
     def figures(self) -> Path: return self / "reports/figures"
     @property
     def metrics(self) -> Path: return self / "metrics"
+    @property
+    def models(self) -> Path: return self / "models"
 
 
 def _write_json(path: Path, payload: dict) -> None:
@@ -105,3 +107,83 @@ def split(params: Params, layout: Layout = Layout(), progress: bool = True) -> d
     save_gallery(train_sample, layout.figures / "split_gallery.png", per_class=6,
                  title=f"training split as the model sees it ({cfg.image_size[0]}x{cfg.image_size[1]})")
     return counts
+
+
+def train(params: Params, layout: Layout = Layout(), params_path: Path = Path("params.yaml")) -> dict:
+    """Fit the two-headed U-Net; on rank 0 log everything to MLflow and register the model."""
+    from waferflow.config import raw_params
+    from waferflow.registry.pyfunc import save_weights
+    from waferflow.registry.register import log_and_register
+    from waferflow.registry.tracking import data_version, flatten, git_commit
+    from waferflow.training.data import WaferArrays
+    from waferflow.training.lightning_module import WaferLitModule
+    from waferflow.training.trainer import fit
+    import mlflow
+
+    provenance = {"git_commit": git_commit(layout.root), "data_version": data_version(layout.processed, layout.root)}
+    summary = fit(params.model, params.train, layout.processed, layout.models, params.mlflow, layout.root,
+                  run_tags=provenance)
+    if summary["run_id"] is None:  # not rank 0 of a distributed run: rank 0 does the bookkeeping
+        return summary
+    best = WaferLitModule.load_from_checkpoint(summary["checkpoint"], map_location="cpu")
+    weights = save_weights(best.net, layout.models / "weights.pt")
+    with mlflow.start_run(run_id=summary["run_id"]):
+        mlflow.log_params({k: str(v)[:6000] for k, v in flatten(raw_params(params_path)).items()})
+        mlflow.log_metrics({"best_val_macro_f1": summary["best_val_macro_f1"], "train_seconds": summary["train_seconds"],
+                            "peak_rss_mb": summary["peak_rss_mb"]})
+    example = WaferArrays.from_parquet(layout.processed / "val.parquet").grids
+    registered = log_and_register(best.net, params.mlflow.registered_model, summary["run_id"],
+                                  {**provenance, "run_id": summary["run_id"],
+                                   "best_val_macro_f1": f"{summary['best_val_macro_f1']:.4f}"}, example)
+    run_info = {**summary, **registered, **provenance, "weights": str(weights.relative_to(layout.root))}
+    run_info["checkpoint"] = str(Path(summary["checkpoint"]).resolve().relative_to(layout.root.resolve()))
+    _write_json(layout.models / "train_run.json", run_info)
+    _write_json(layout.metrics / "train.json", {k: run_info[k] for k in (
+        "best_val_macro_f1", "epochs_trained", "train_seconds", "peak_rss_mb", "version", "alias")})
+    return run_info
+
+
+def evaluate(params: Params, layout: Layout = Layout()) -> dict:
+    """Evaluate the trained weights on the test split (and real data when present); log to MLflow."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from waferflow.evaluation.evaluate import evaluate_arrays, evaluate_real_data
+    from waferflow.registry.pyfunc import load_weights
+    from waferflow.registry.tracking import configure_mlflow
+    from waferflow.training.data import WaferArrays
+
+    run = json.loads((layout.models / "train_run.json").read_text())
+    net = load_weights(layout.root / run["weights"])
+    plot_dir = layout.reports / "evaluation"
+    report = evaluate_arrays(net, WaferArrays.from_parquet(layout.processed / "test.parquet"), plot_dir,
+                             n_worst=params.evaluate.worst_errors)
+    real_dir = Path(params.evaluate.real_data_dir)
+    real = evaluate_real_data(net, real_dir if real_dir.is_absolute() else layout.root / real_dir,
+                              params.preprocess.image_size, plot_dir)
+    cls, mask = report["classification"], report["mask"]
+    headline = {"test_accuracy": cls["accuracy"], "test_macro_f1": cls["macro_f1"],
+                "test_mean_iou": mask["mean_iou"], "test_mean_dice": mask["mean_dice"],
+                "test_mean_iou_with_background": mask["mean_iou_with_background"]}
+    _write_json(layout.metrics / "evaluate.json", {**headline, "model_version": run["version"],
+                                                    "per_class": cls["per_class"], "mask_per_class": mask["per_class"],
+                                                    "roc_auc": cls["roc_auc"]})
+    _write_json(layout.metrics / "evaluate_real.json", real if not real.get("available") else {
+        "available": True, "source": real["source"], "wafers": real["wafers"],
+        "accuracy": real["classification"]["accuracy"], "macro_f1": real["classification"]["macro_f1"],
+        "per_class": real["classification"]["per_class"], "mean_iou": real["mask"]["mean_iou"]})
+    _write_json(layout.reports / "evaluation" / "report.json", {"test": report, "real": real})
+    configure_mlflow(params.mlflow, layout.root)
+    with mlflow.start_run(run_id=run["run_id"]):
+        mlflow.log_metrics({k: v for k, v in headline.items() if v is not None})
+        for name, per in cls["per_class"].items():
+            mlflow.log_metric(f"test_recall_{name}", per["recall"])
+        if real.get("available"):
+            mlflow.log_metric("real_macro_f1", real["classification"]["macro_f1"])
+        mlflow.log_artifacts(str(plot_dir), artifact_path="evaluation")
+        mlflow.log_artifact(str(layout.metrics / "evaluate.json"), artifact_path="evaluation")
+    client = MlflowClient()
+    for key, value in headline.items():
+        if value is not None:
+            client.set_model_version_tag(run["model_name"], run["version"], key, f"{value:.4f}")
+    return headline

@@ -32,7 +32,8 @@ def test_every_map_stays_inside_the_wafer_and_the_mask_covers_only_its_fails(lab
     if label == NONE_CLASS:
         assert not mask.any() and patterns == []
     else:
-        assert (mask == mask_index(label)).sum() >= gen.config.min_pattern_dies
+        assert (mask == mask_index(label)).sum() >= max(gen.config.min_pattern_dies,
+                                                       gen.config.min_pattern_fraction * (grid != DIE_NONE).sum())
         if mixed == 0.0:
             assert patterns == [label]
 

@@ -56,8 +56,8 @@ class DatasetConfig(BaseModel):
         "Near-full": 0.2, "Random": 0.9, "Scratch": 1.2, "none": 74.3,
     })
     test_per_class: int = 100
-    n_products: int = 120
-    wafers_per_lot: int = 25
+    n_products: int = 400
+    wafers_per_lot: int = 10
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     gallery_per_class: int = 8
 

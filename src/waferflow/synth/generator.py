@@ -7,8 +7,9 @@ flat. Patterns are drawn in normalised wafer coordinates (the usable disc has ra
 same pattern parameters mean the same physical defect on any grid.
 
 Fails come from two independent processes: background fails (rate drawn per wafer, from
-sparse to dense) and the pattern's fail-intensity field. The per-die mask marks the fail dies
-inside the pattern's support, so ``mask > 0`` implies the die fails, for every class.
+sparse to dense) and the pattern's fail-intensity field, which is zero outside the pattern's
+support. The per-die mask marks the fail dies inside the support, so ``mask > 0`` implies the
+die fails, for every class, and no pattern fail lies outside the mask.
 
 Classes (WM-811K): Center, Donut, Edge-Loc, Edge-Ring, Loc, Near-full, Random, Scratch, none.
 Ring, donut and edge patterns may be partial arcs; scratches are straight or curved (quadratic
@@ -52,7 +53,9 @@ class GeneratorConfig(BaseModel):
         mixed_probability: Share of patterned wafers given a second, different pattern (the
             wafer keeps the first label; the mask holds both).
         min_pattern_dies: A patterned wafer is redrawn until its pattern covers at least this
-            many fail dies.
+            many fail dies ...
+        min_pattern_fraction: ... and at least this share of the wafer's dies (a 3-die pattern
+            is visible on a 20-die-wide wafer, not on a 160-die-wide one).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -65,7 +68,8 @@ class GeneratorConfig(BaseModel):
     background_fail_range: tuple[float, float] = (0.002, 0.08)
     background_cluster_probability: float = 0.15
     mixed_probability: float = 0.0
-    min_pattern_dies: int = 3
+    min_pattern_dies: int = 5
+    min_pattern_fraction: float = 0.002
 
 
 @dataclass(frozen=True)
@@ -180,9 +184,11 @@ class _Patterns:
                           rng.uniform(0.12, 0.45), rng.uniform(0.55, 1.0))
 
     def loc(self, rng, u, v, diameter):
-        r_c, t_c = rng.uniform(0.2, 0.75), rng.uniform(0, 2 * math.pi)
+        # Off the centre and clear of the rim (which would make it Center or Edge-Loc).
+        radius = rng.uniform(0.08, 0.24)
+        r_c, t_c = rng.uniform(0.25, 0.9 - radius), rng.uniform(0, 2 * math.pi)
         field = self._blob(rng, u, v, r_c * math.cos(t_c), r_c * math.sin(t_c),
-                           rng.uniform(0.06, 0.24), rng.uniform(0.5, 0.95), irregularity=0.3)
+                           radius, rng.uniform(0.55, 0.95), irregularity=0.3)
         if rng.random() < 0.25:  # a satellite blob next to the main one
             r2 = rng.uniform(0.05, 0.15)
             t2 = rng.uniform(0, 2 * math.pi)
@@ -245,18 +251,26 @@ class _Patterns:
 
     def scratch(self, rng, u, v, diameter):
         # Quadratic Bezier: straight when the control point sits on the chord, curved otherwise.
-        length = rng.uniform(0.35, 1.5)
-        t0 = rng.uniform(0, 2 * math.pi)
-        start_r = rng.uniform(0.0, 0.95)
-        p0 = np.array([start_r * math.cos(t0), start_r * math.sin(t0)])
-        direction = rng.uniform(0, 2 * math.pi)
-        p2 = p0 + length * np.array([math.cos(direction), math.sin(direction)])
-        bend = rng.choice([0.0, rng.uniform(-0.35, 0.35)], p=[0.4, 0.6])
-        normal = np.array([-math.sin(direction), math.cos(direction)])
-        p1 = (p0 + p2) / 2 + bend * length * normal
-        n_pts = max(50, int(length * diameter * 3))
-        t = np.linspace(0, 1, n_pts)[:, None]
-        curve = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
+        # Redrawn until a real stretch of it (>= 0.35 wafer radii) lies on the wafer: a stub
+        # clipped by the rim would look like Edge-Loc, not a scratch.
+        for _ in range(50):
+            length = rng.uniform(0.4, 1.6)
+            t0 = rng.uniform(0, 2 * math.pi)
+            start_r = rng.uniform(0.0, 0.9)
+            p0 = np.array([start_r * math.cos(t0), start_r * math.sin(t0)])
+            direction = rng.uniform(0, 2 * math.pi)
+            p2 = p0 + length * np.array([math.cos(direction), math.sin(direction)])
+            bend = rng.choice([0.0, rng.uniform(-0.35, 0.35)], p=[0.4, 0.6])
+            normal = np.array([-math.sin(direction), math.cos(direction)])
+            p1 = (p0 + p2) / 2 + bend * length * normal
+            n_pts = max(50, int(length * diameter * 3))
+            t = np.linspace(0, 1, n_pts)[:, None]
+            curve = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
+            radius = np.hypot(curve[:, 0], curve[:, 1])
+            visible = radius <= 0.9
+            # ... and not one hugging the rim, which an engineer would call Edge-Loc.
+            if visible.mean() * length >= 0.35 and radius[visible].mean() <= 0.8:
+                break
         # Rasterise onto the die grid, then measure distance in dies with an exact EDT.
         rows, cols = u.shape
         su = (u[0, -1] - u[0, 0]) / max(cols - 1, 1)
@@ -269,11 +283,12 @@ class _Patterns:
         if not on_line.any():
             return PatternField(np.zeros(u.shape), np.zeros(u.shape, bool))
         dist = ndimage.distance_transform_edt(~on_line)
-        width = rng.choice([0.5, 1.0, 1.5], p=[0.5, 0.35, 0.15])
+        # A scratch has a physical width: smaller dies (more across the wafer) -> more dies wide.
+        width = max(0.5, diameter * rng.uniform(0.006, 0.018))
         line = dist <= width
         # Gaps along the scratch: dashed segments of random length.
-        dashes = rng.random(u.shape) < rng.uniform(0.7, 1.0)
-        density = rng.uniform(0.75, 1.0)
+        dashes = rng.random(u.shape) < rng.uniform(0.8, 1.0)
+        density = rng.uniform(0.8, 1.0)
         return PatternField(density * (line & dashes), line)
 
     def dispatch(self) -> dict[str, Callable]:
@@ -326,13 +341,14 @@ class WaferGenerator:
         cfg = self.config
         lo, hi = cfg.background_fail_range
         bg_rate = math.exp(rng.uniform(math.log(lo), math.log(hi)))
-        if label == "Random":  # keep random fails clearly above the background
+        if label in ("Random", "Scratch"):  # keep the pattern clearly above the background
             bg_rate = min(bg_rate, 0.03)
         background = np.full(u.shape, bg_rate)
         if rng.random() < cfg.background_cluster_probability:
             for _ in range(rng.integers(1, 4)):
                 cx, cy = rng.uniform(-0.8, 0.8, size=2)
-                background += 0.12 * _soft_inside(np.hypot(u - cx, v - cy), rng.uniform(0.03, 0.08), 0.02)
+                # Faint and small: denser clusters would be a Loc pattern, not background.
+                background += 0.06 * _soft_inside(np.hypot(u - cx, v - cy), rng.uniform(0.02, 0.05), 0.02)
 
         patterns = [] if label == NONE_CLASS else [label]
         if patterns and _MIXABLE[label] and rng.random() < cfg.mixed_probability:
@@ -340,7 +356,8 @@ class WaferGenerator:
 
         for _attempt in range(50):
             fields = [self._patterns[p](rng, u, v, layout.diameter) for p in patterns]
-            pattern_fail = [rng.random(u.shape) < f.intensity for f in fields]
+            # Pattern fails stay inside the support: the mask's edge is where the defect ends.
+            pattern_fail = [rng.random(u.shape) < f.intensity * f.support for f in fields]
             fail = (rng.random(u.shape) < background)
             for pf in pattern_fail:
                 fail |= pf
@@ -349,7 +366,8 @@ class WaferGenerator:
             # Later patterns first so the wafer's own class wins where two overlap.
             for p, f in reversed(list(zip(patterns, fields))):
                 mask[fail & f.support] = mask_index(p)
-            if not patterns or (mask == mask_index(label)).sum() >= cfg.min_pattern_dies:
+            needed = max(cfg.min_pattern_dies, cfg.min_pattern_fraction * on_wafer.sum())
+            if not patterns or (mask == mask_index(label)).sum() >= needed:
                 break
         else:
             raise RuntimeError(

@@ -1,0 +1,6 @@
+"""DVC stage `evaluate`: see `waferflow.stages.evaluate`. Run by `dvc repro` from the project root."""
+
+from waferflow.cli import run_stage
+
+if __name__ == "__main__":
+    run_stage("evaluate")

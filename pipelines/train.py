@@ -1,0 +1,6 @@
+"""DVC stage `train`: see `waferflow.stages.train`. Run by `dvc repro` from the project root."""
+
+from waferflow.cli import run_stage
+
+if __name__ == "__main__":
+    run_stage("train")

@@ -1,0 +1,1 @@
+"""Evaluation: wafer-class and defect-mask metrics, and the plots a person looks at first."""

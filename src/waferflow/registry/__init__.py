@@ -1,0 +1,1 @@
+"""MLflow: tracking configuration, run provenance, the pyfunc model and registry aliases."""

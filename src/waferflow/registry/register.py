@@ -1,0 +1,51 @@
+"""Log the trained model to its MLflow run and register it as a new version with an alias.
+
+The first version ever registered becomes ``champion``; every later one ``challenger``
+(the promotion gate decides whether a challenger replaces the champion).
+
+Example:
+    >>> info = log_and_register(net, "waferflow-wafer-classifier", run_id, tags={})  # doctest: +SKIP
+    >>> info["alias"]  # doctest: +SKIP
+    'champion'
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+
+import waferflow
+from waferflow.models.wafer_unet import WaferUNet
+from waferflow.registry.pyfunc import WaferPyfunc, pip_requirements, predict_grids, save_weights
+
+__all__ = ["log_and_register", "CHAMPION", "CHALLENGER"]
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def log_and_register(net: WaferUNet, model_name: str, run_id: str, tags: dict[str, str],
+                     example_grids: np.ndarray) -> dict:
+    """Log ``net`` as a pyfunc model with signature and input example, register, set the alias."""
+    example = np.asarray(example_grids[:2], np.uint8)
+    probs, masks = predict_grids(net, example)
+    signature = infer_signature(example, {"class_probs": probs, "mask": masks})
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
+        weights = save_weights(net, Path(tmp) / "weights.pt")
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=WaferPyfunc(), artifacts={"weights": str(weights)},
+            code_paths=[str(Path(waferflow.__file__).parent)], signature=signature, input_example=example,
+            pip_requirements=pip_requirements(), registered_model_name=model_name,
+        )
+    client = MlflowClient()
+    version = str(info.registered_model_version)
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, str(value))
+    aliases = client.get_registered_model(model_name).aliases
+    alias = CHALLENGER if CHAMPION in aliases else CHAMPION
+    client.set_registered_model_alias(model_name, alias, version)
+    return {"model_name": model_name, "version": version, "alias": alias, "model_uri": info.model_uri}

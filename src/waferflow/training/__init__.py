@@ -1,0 +1,1 @@
+"""Training: the LightningDataModule, the LightningModule and the Trainer built from config."""

@@ -1,0 +1,121 @@
+"""LightningDataModule over the split's Parquet tables: splits, augmentation, loaders.
+
+Example:
+    >>> dm = WaferDataModule(Path("data/processed"), batch_size=64)  # doctest: +SKIP
+    >>> dm.setup("fit"); batch = next(iter(dm.train_dataloader()))  # doctest: +SKIP
+    >>> batch["x"].shape  # doctest: +SKIP
+    torch.Size([64, 2, 64, 64])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from waferflow.classes import CLASSES
+from waferflow.data.records import read_frame
+from waferflow.models.encoding import encode_grids, mask_target
+from waferflow.training.augment import build_augmentation
+from waferflow.training.config import AugmentConfig
+
+__all__ = ["WaferArrays", "WaferDataset", "WaferDataModule", "class_weights"]
+
+
+class WaferArrays:
+    """A split held as arrays: grids (N,H,W) uint8, mask targets (N,H,W) int64, labels (N,)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            raise ValueError("empty split: nothing to train or evaluate on")
+        shapes = set(zip(frame["height"], frame["width"]))
+        if len(shapes) != 1:
+            raise ValueError(f"grids of several shapes {sorted(shapes)[:3]}...; run the split stage (it resizes)")
+        (h, w), n = shapes.pop(), len(frame)
+        self.frame = frame.reset_index(drop=True)
+        self.grids = np.frombuffer(b"".join(frame["die_grid"]), np.uint8).reshape(n, h, w).copy()
+        self.targets = np.stack([
+            mask_target(g, None if m is None else np.frombuffer(m, np.uint8).reshape(h, w))
+            for g, m in zip(self.grids, frame["defect_mask"])])
+        self.labels = np.array([CLASSES.index(c) if isinstance(c, str) else -1 for c in frame["label"]], np.int64)
+
+    @classmethod
+    def from_parquet(cls, path: str | Path) -> "WaferArrays":
+        return cls(read_frame(path))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class WaferDataset(Dataset):
+    def __init__(self, arrays: WaferArrays, augment=None) -> None:
+        self.arrays, self.augment = arrays, augment
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        grid, target = self.arrays.grids[i], self.arrays.targets[i]
+        if self.augment is not None:
+            # albumentations masks are uint8-friendly: IGNORE_INDEX (255) survives flips and rotations
+            out = self.augment(image=grid, mask=target.astype(np.uint8))
+            grid, target = out["image"], out["mask"].astype(np.int64)
+        return {
+            "x": encode_grids(grid[None])[0],
+            "mask": torch.from_numpy(np.ascontiguousarray(target)),
+            "label": torch.tensor(self.arrays.labels[i]),
+        }
+
+
+def class_weights(labels: np.ndarray) -> list[float]:
+    """Inverse-frequency class weights, mean 1 over the classes present (absent classes: 1)."""
+    counts = np.bincount(labels[labels >= 0], minlength=len(CLASSES)).astype(float)
+    present = counts > 0
+    weights = np.ones(len(CLASSES))
+    if present.any():
+        inverse = 1.0 / counts[present]
+        weights[present] = inverse / inverse.mean()
+    return weights.round(6).tolist()
+
+
+class WaferDataModule(L.LightningDataModule):
+    """Train / val / test loaders over ``data_dir/{train,val,test}.parquet``."""
+
+    def __init__(self, data_dir: str | Path, batch_size: int = 64, num_workers: int = 0,
+                 augment: AugmentConfig | None = None, seed: int = 42) -> None:
+        super().__init__()
+        self.data_dir, self.batch_size, self.num_workers = Path(data_dir), batch_size, num_workers
+        self.augment_cfg, self.seed = augment or AugmentConfig(), seed
+        self.arrays: dict[str, WaferArrays] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = ("train", "val") if stage == "fit" else ("test",) if stage == "test" else ("train", "val", "test")
+        for name in wanted:
+            if name not in self.arrays:
+                arrays = WaferArrays.from_parquet(self.data_dir / f"{name}.parquet")
+                if (arrays.labels < 0).any():
+                    raise ValueError(f"{name} split holds unlabeled wafers")
+                self.arrays[name] = arrays
+
+    def class_weights(self) -> list[float]:
+        self.setup("fit")
+        return class_weights(self.arrays["train"].labels)
+
+    def _loader(self, name: str, train: bool) -> DataLoader:
+        aug = build_augmentation(self.augment_cfg, seed=self.seed) if train else None
+        return DataLoader(WaferDataset(self.arrays[name], aug), batch_size=self.batch_size, shuffle=train,
+                          num_workers=self.num_workers, drop_last=False, persistent_workers=self.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.seed) if train else None)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)

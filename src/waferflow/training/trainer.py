@@ -1,0 +1,74 @@
+"""Build the Lightning Trainer from configuration and fit; devices never appear in model code.
+
+``train.accelerator``, ``devices``, ``num_nodes``, ``strategy`` and ``precision`` go straight to
+``lightning.Trainer``: the same call trains on a 2-core CPU (``auto``/1) and on multi-GPU,
+multi-node clusters (``gpu``/8/4/``ddp``, launched by torchrun or SLURM).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import MLFlowLogger
+
+from waferflow.models.config import ModelConfig
+from waferflow.registry.tracking import MlflowConfig, configure_mlflow, resolved_tracking_uri
+from waferflow.training.data import WaferDataModule
+from waferflow.training.config import TrainConfig
+from waferflow.training.lightning_module import WaferLitModule
+
+__all__ = ["fit"]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: Path, out_dir: Path, mlflow_cfg: MlflowConfig,
+        root: Path = Path("."), run_tags: dict[str, str] | None = None) -> dict:
+    """Train on ``data_dir/{train,val}.parquet``; the best checkpoint (val macro-F1) lands in ``out_dir``.
+
+    Returns a summary (on every rank; only rank 0 has the MLflow run id).
+    """
+    L.seed_everything(train_cfg.seed, workers=True)
+    dm = WaferDataModule(data_dir, train_cfg.batch_size, train_cfg.num_workers, train_cfg.augment, train_cfg.seed)
+    module = WaferLitModule(model_cfg, train_cfg, dm.class_weights())
+    configure_mlflow(mlflow_cfg, root)
+    logger = MLFlowLogger(experiment_name=mlflow_cfg.experiment, tracking_uri=resolved_tracking_uri(mlflow_cfg, root),
+                          run_name="train", tags=run_tags or {})
+    checkpoint = ModelCheckpoint(dirpath=out_dir, filename="best", monitor="val_macro_f1", mode="max",
+                                 save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
+    trainer = L.Trainer(
+        accelerator=train_cfg.accelerator, devices=train_cfg.devices, num_nodes=train_cfg.num_nodes,
+        strategy=train_cfg.strategy, precision=train_cfg.precision, max_epochs=train_cfg.max_epochs,
+        deterministic=train_cfg.deterministic, logger=logger, log_every_n_steps=10,
+        callbacks=[checkpoint, EarlyStopping("val_macro_f1", mode="max", patience=train_cfg.early_stopping_patience),
+                   LearningRateMonitor("epoch")],
+        default_root_dir=out_dir, enable_model_summary=False,
+    )
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    summary = {
+        "best_val_macro_f1": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+        "epochs_trained": trainer.current_epoch,
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "checkpoint": str(checkpoint.best_model_path),
+        "global_rank": trainer.global_rank,
+        "world_size": trainer.world_size,
+        "run_id": logger.run_id if trainer.is_global_zero else None,
+    }
+    if trainer.is_global_zero and not checkpoint.best_model_path:
+        raise RuntimeError("training produced no checkpoint (no validation epoch completed)")
+    return summary
+
+
+def write_summary(summary: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,84 @@
+"""A real (tiny) training run end to end: fit, MLflow run, registry, evaluation."""
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from tests.data.test_parsers import lswmd_frame
+from waferflow import stages
+from waferflow.config import load_params
+from waferflow.evaluation.evaluate import evaluate_real_data
+from waferflow.registry.pyfunc import load_weights, predict_grids
+from waferflow.training.data import WaferArrays
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_project, tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mp.chdir(tiny_project)
+    params = load_params(tiny_project / "params.yaml")
+    layout = stages.Layout(tiny_project)
+    first = stages.train(params, layout, tiny_project / "params.yaml")
+    yield params, layout, first
+    mp.undo()
+
+
+def test_one_epoch_beats_chance_and_is_tracked(trained):
+    params, layout, info = trained
+    assert info["epochs_trained"] == 1
+    assert info["best_val_macro_f1"] > 2 / 9  # chance is 1/9
+    assert (layout.root / info["checkpoint"]).is_file() and (layout.models / "weights.pt").is_file()
+    run = MlflowClient().get_run(info["run_id"])
+    assert run.data.params["train.max_epochs"] == "1" and run.data.params["model.encoder_depth"] == "3"
+    assert run.data.tags["data_version"].startswith(("dvc:", "sha256:")) and "git_commit" in run.data.tags
+    history = MlflowClient().get_metric_history(info["run_id"], "val_macro_f1")
+    assert len(history) == 1
+    assert json.loads((layout.metrics / "train.json").read_text())["alias"] == info["alias"]
+
+
+def test_registry_round_trip_same_predictions_and_aliases(trained):
+    params, layout, info = trained
+    name = params.mlflow.registered_model
+    assert info["alias"] == "champion"
+    grids = WaferArrays.from_parquet(layout.processed / "test.parquet").grids[:8]
+    local_probs, local_masks = predict_grids(load_weights(layout.models / "weights.pt"), grids)
+    served = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(grids)
+    np.testing.assert_allclose(served["class_probs"], local_probs, atol=1e-5)
+    assert np.array_equal(served["mask"], local_masks)
+    tags = MlflowClient().get_model_version(name, info["version"]).tags
+    assert tags["run_id"] == info["run_id"] and "data_version" in tags
+    second = stages.train(params, layout, layout.root / "params.yaml")
+    aliases = {k: str(v) for k, v in MlflowClient().get_registered_model(name).aliases.items()}
+    assert second["alias"] == "challenger" and aliases == {"champion": info["version"], "challenger": second["version"]}
+
+
+def test_evaluate_stage_writes_metrics_plots_and_tags(trained):
+    params, layout, info = trained
+    headline = stages.evaluate(params, layout)
+    saved = json.loads((layout.metrics / "evaluate.json").read_text())
+    assert saved["test_macro_f1"] == headline["test_macro_f1"] and 0 <= saved["test_mean_iou"] <= 1
+    assert set(saved["per_class"]) == {"Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full", "Random",
+                                       "Scratch", "none"}
+    for png in ("confusion_matrix.png", "roc.png", "worst_errors.png"):
+        assert (layout.reports / "evaluation" / png).stat().st_size > 5_000
+    assert json.loads((layout.metrics / "evaluate_real.json").read_text())["available"] is False
+    latest = json.loads((layout.models / "train_run.json").read_text())
+    tags = MlflowClient().get_model_version(params.mlflow.registered_model, latest["version"]).tags
+    assert tags["test_macro_f1"] == f"{headline['test_macro_f1']:.4f}"
+    artifacts = {a.path for a in MlflowClient().list_artifacts(latest["run_id"], "evaluation")}
+    assert "evaluation/confusion_matrix.png" in artifacts
+    assert MlflowClient().get_run(latest["run_id"]).data.metrics["test_macro_f1"] == headline["test_macro_f1"]
+
+
+def test_real_data_is_evaluated_apart(trained, tmp_path):
+    params, layout, _ = trained
+    real = tmp_path / "wm811k"
+    real.mkdir()
+    lswmd_frame().to_pickle(real / "LSWMD.pkl")
+    out = evaluate_real_data(load_weights(layout.models / "weights.pt"), real, (32, 32), tmp_path / "plots")
+    assert out["available"] and out["wafers"] == 2  # the two labeled wafers of the four
+    assert out["classification"]["n_wafers"] == 2 and (tmp_path / "plots" / "real_confusion_matrix.png").is_file()
