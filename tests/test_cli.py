@@ -65,3 +65,11 @@ def test_remote_s3_checks_the_bucket_with_boto3_and_writes_local_dvc_config(dvc_
     assert missing.exit_code == 1 and "no-such-bucket" in missing.output
     bad = runner.invoke(app, ["remote", "s3", "http://x"])
     assert bad.exit_code == 1 and "not an S3 URL" in bad.output
+
+
+def test_stage_commands_run_in_pipeline_order_and_fail_clearly(tmp_path):
+    help_text = runner.invoke(app, ["--help"]).output
+    order = [help_text.index(f" {c} ") for c in ("generate", "ingest", "validate", "split", "train", "evaluate")]
+    assert order == sorted(order)
+    result = runner.invoke(app, ["split", "--params", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 1 and "stage split failed" in result.output and "nope.yaml" in result.output

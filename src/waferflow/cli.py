@@ -43,8 +43,8 @@ def run_stage(name: str, params_path: Path = Path("params.yaml")) -> None:
     from waferflow import stages
     from waferflow.data.validation import ValidationFailed
 
-    params = load_params(params_path)
     try:
+        params = load_params(params_path)
         if name == "generate":
             counts = stages.generate(params)
             for subset, c in counts.items():
@@ -74,13 +74,22 @@ def run_stage(name: str, params_path: Path = Path("params.yaml")) -> None:
         sys.exit(1)
 
 
-@app.command()
-def generate(params: Path = PARAMS) -> None:
-    """Generate the embedded default data set (labeled, unlabeled and test wafers + gallery)."""
-    run_stage("generate", params)
+STAGE_COMMANDS = {
+    "generate": "Generate the embedded default data set (labeled, unlabeled and test wafers + gallery).",
+    "validate": "Validate the ingested table with the great-expectations suite; quarantine failing wafers.",
+    "split": "Resize to the model input size and split train/val/test/unlabeled (stratified, seeded).",
+    "train": "Train the U-Net (mask + class heads) with Lightning; log and register it in MLflow.",
+    "evaluate": "Evaluate the trained model on the test split (and real data when present); write metrics and plots.",
+}
 
 
-@app.command("ingest")
+def _register_stage_command(name: str, help_text: str) -> None:
+    def command(params: Path = PARAMS) -> None:
+        run_stage(name, params)
+
+    app.command(name, help=help_text)(command)
+
+
 def ingest_cmd(
     sources: Optional[list[Path]] = typer.Argument(None, help="Files or folders; default: ingest.sources in params."),
     out: Optional[Path] = typer.Option(None, help="Write the canonical table here instead of the pipeline's path."),
@@ -103,28 +112,12 @@ def ingest_cmd(
     typer.echo(report.summary())
 
 
-@app.command()
-def validate(params: Path = PARAMS) -> None:
-    """Validate the ingested table with the great-expectations suite; quarantine failing wafers."""
-    run_stage("validate", params)
-
-
-@app.command()
-def split(params: Path = PARAMS) -> None:
-    """Resize to the model input size and split train/val/test/unlabeled (stratified, seeded)."""
-    run_stage("split", params)
-
-
-@app.command()
-def train(params: Path = PARAMS) -> None:
-    """Train the U-Net (mask + class heads) with Lightning; log and register it in MLflow."""
-    run_stage("train", params)
-
-
-@app.command()
-def evaluate(params: Path = PARAMS) -> None:
-    """Evaluate the trained model on the test split (and real data when present); write metrics and plots."""
-    run_stage("evaluate", params)
+# Registered in pipeline order, so `waferflow --help` lists the stages as `dvc repro` runs them.
+for _name in ("generate", "ingest", "validate", "split", "train", "evaluate"):
+    if _name == "ingest":
+        app.command("ingest")(ingest_cmd)
+    else:
+        _register_stage_command(_name, STAGE_COMMANDS[_name])
 
 
 @app.command()
