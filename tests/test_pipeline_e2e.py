@@ -49,7 +49,7 @@ def project(tmp_path_factory):
 
 def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(project):
     out = _run(["dvc", "repro"], project)
-    for stage in ("generate", "ingest", "validate", "split", "train", "evaluate"):
+    for stage in ("generate", "ingest", "validate", "split", "train", "evaluate", "export"):
         assert f"Running stage '{stage}'" in out
     split = json.loads((project / "metrics/split.json").read_text())
     assert split["test"]["total"] == 180 and split["unlabeled"]["total"] == 100
@@ -58,7 +58,7 @@ def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(project):
     assert 0 <= json.loads((project / "metrics/evaluate.json").read_text())["test_macro_f1"] <= 1
     for rel in ("reports/figures/generated_gallery.png", "reports/figures/split_gallery.png",
                 "reports/validation/validation.html", "reports/ingest.json", "data/processed/train.parquet",
-                "models/weights.pt", "reports/evaluation/confusion_matrix.png", "mlflow.db"):
+                "models/weights.pt", "reports/evaluation/confusion_matrix.png", "mlflow.db", "export/model.onnx"):
         assert (project / rel).stat().st_size > 0, rel
     again = _run(["dvc", "repro"], project)
     assert "Running stage" not in again

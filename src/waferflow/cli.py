@@ -22,7 +22,8 @@ from waferflow.config import load_params
 
 app = typer.Typer(
     help="waferflow: wafer-map defect pattern recognition pipeline.\n\n"
-    "Pipeline stages (what `dvc repro` runs, in order): generate -> ingest -> validate -> split -> train -> evaluate. "
+    "Pipeline stages (what `dvc repro` runs, in order): generate -> ingest -> validate -> split -> train -> evaluate "
+    "-> export. `waferflow predict` serves the exported model. "
     "Each reads params.yaml from the current directory (the project root) unless --params is given.",
     no_args_is_help=True,
     add_completion=False,
@@ -67,6 +68,9 @@ def run_stage(name: str, params_path: Path = Path("params.yaml")) -> None:
         elif name == "evaluate":
             for key, value in stages.evaluate(params).items():
                 typer.echo(f"{key}: {value}")
+        elif name == "export":
+            for key, value in stages.export(params).items():
+                typer.echo(f"{key}: {value}")
         else:
             _fail(f"unknown stage {name!r}")
     except (ValidationFailed, FileNotFoundError, RuntimeError) as exc:
@@ -80,6 +84,7 @@ STAGE_COMMANDS = {
     "split": "Resize to the model input size and split train/val/test/unlabeled (stratified, seeded).",
     "train": "Train the U-Net (mask + class heads) with Lightning; log and register it in MLflow.",
     "evaluate": "Evaluate the trained model on the test split (and real data when present); write metrics and plots.",
+    "export": "Export the trained model to ONNX (+ INT8), check parity with PyTorch, log it beside the model version.",
 }
 
 
@@ -113,11 +118,70 @@ def ingest_cmd(
 
 
 # Registered in pipeline order, so `waferflow --help` lists the stages as `dvc repro` runs them.
-for _name in ("generate", "ingest", "validate", "split", "train", "evaluate"):
+for _name in ("generate", "ingest", "validate", "split", "train", "evaluate", "export"):
     if _name == "ingest":
         app.command("ingest")(ingest_cmd)
     else:
         _register_stage_command(_name, STAGE_COMMANDS[_name])
+
+
+@app.command()
+def predict(
+    files: list[Path] = typer.Argument(..., help="Wafer maps in any ingestible format (LSWMD.pkl, npz, CSV, PNG, Parquet)."),
+    out: Path = typer.Option(Path("predictions"), help="Folder for predictions.jsonl, predictions.csv and overlays/."),
+    model: Optional[Path] = typer.Option(None, help="An exported model.onnx (default: the registry alias)."),
+    alias: str = typer.Option("champion", help="Registry alias to serve when --model is not given."),
+    int8: bool = typer.Option(False, help="Serve the INT8 model (when the export kept one)."),
+    overlay: bool = typer.Option(False, help="Also write a PNG per wafer: die map with the predicted mask."),
+    params: Path = PARAMS,
+) -> None:
+    """Classify wafer maps and report their defects (class, confidence, mask, clusters, severity)."""
+    from tqdm.auto import tqdm
+
+    from waferflow.data.parsers import FileRejected, parse_file
+    from waferflow.inference.engine import InferenceEngine
+    from waferflow.inference.report import write_predictions
+
+    p = load_params(params)
+    try:
+        if model is not None:
+            engine = InferenceEngine.from_path(model.with_name("model.int8.onnx") if int8 else model)
+        else:
+            from waferflow.registry.tracking import configure_mlflow
+
+            configure_mlflow(p.mlflow)
+            engine = InferenceEngine.from_registry(p.mlflow.registered_model, alias, int8=int8)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    except Exception as exc:  # the registry has no such alias, or cannot be reached
+        _fail(f"cannot load {p.mlflow.registered_model}@{alias}: {exc}")
+    records, problems = [], []
+    for f in files:
+        try:
+            result = parse_file(f, p.ingest.parser_options())
+        except (FileRejected, FileNotFoundError) as exc:
+            problems.append(str(exc))
+            continue
+        records.extend(result.records)
+        problems.extend(str(r) for r in result.rejects)
+    results = []
+    for start in tqdm(range(0, len(records), 256), desc="predict", unit="batch", disable=len(records) <= 256):
+        try:
+            results.extend(engine.predict(records[start:start + 256]))
+        except ValueError as exc:  # one bad wafer in the batch: predict one by one, report the bad ones
+            for rec in records[start:start + 256]:
+                try:
+                    results.extend(engine.predict(rec))
+                except ValueError as one:
+                    problems.append(str(one))
+    for problem in problems:
+        typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
+    if not results:
+        _fail("no wafer could be predicted")
+    paths = write_predictions(results, records_by_key={(r.lot_id, r.wafer_id): r for r in records}, out_dir=out,
+                              overlays=overlay)
+    typer.echo(f"{len(results)} wafers predicted with model version {engine.model_version or engine.path}; "
+               f"wrote {', '.join(str(p) for p in paths)}")
 
 
 @app.command()

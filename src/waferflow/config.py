@@ -99,6 +99,12 @@ class EvaluateParams(_Section):
     worst_errors: int = 12
 
 
+class ExportParams(_Section):
+    tolerance: float = 1e-4          # max |logit difference| ONNX vs PyTorch on the test split
+    max_int8_f1_drop: float = 0.005  # INT8 model kept only if macro-F1 drops by at most this
+    calibration_size: int = 256      # validation wafers used to calibrate INT8 activations
+
+
 class Params(_Section):
     synth: DatasetConfig = Field(default_factory=DatasetConfig)
     ingest: IngestParams = Field(default_factory=IngestParams)
@@ -109,6 +115,7 @@ class Params(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    export: ExportParams = Field(default_factory=ExportParams)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())

@@ -22,7 +22,7 @@ from waferflow.data.validation import validate_frame, write_validation_outputs
 from waferflow.synth.dataset import generate_dataset
 from waferflow.viz import save_gallery
 
-__all__ = ["Layout", "generate", "ingest_stage", "validate", "split", "train", "evaluate"]
+__all__ = ["Layout", "generate", "ingest_stage", "validate", "split", "train", "evaluate", "export"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ class Layout:
     def metrics(self) -> Path: return self / "metrics"
     @property
     def models(self) -> Path: return self / "models"
+    @property
+    def export(self) -> Path: return self / "export"
 
 
 def _write_json(path: Path, payload: dict) -> None:
@@ -187,3 +189,43 @@ def evaluate(params: Params, layout: Layout = Layout()) -> dict:
         if value is not None:
             client.set_model_version_tag(run["model_name"], run["version"], key, f"{value:.4f}")
     return headline
+
+
+def export(params: Params, layout: Layout = Layout()) -> dict:
+    """ONNX export of the trained weights: checker, parity on the test split, temperature, INT8."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from waferflow.inference.export import ParityError, export_onnx
+    from waferflow.registry.pyfunc import load_weights
+    from waferflow.registry.tracking import configure_mlflow
+    from waferflow.training.data import WaferArrays
+
+    run = json.loads((layout.models / "train_run.json").read_text())
+    val = WaferArrays.from_parquet(layout.processed / "val.parquet")
+    test = WaferArrays.from_parquet(layout.processed / "test.parquet")
+    cfg = params.export
+    failure = None
+    try:
+        report = export_onnx(load_weights(layout.root / run["weights"]), layout.export, val.grids, val.labels,
+                             test.grids, test.labels, cfg.tolerance, cfg.max_int8_f1_drop, cfg.calibration_size)
+    except ParityError as exc:
+        failure = exc
+        report = json.loads((layout.export / "export.json").read_text())
+    summary = {"parity_passed": report["parity"]["passed"],
+               "max_abs_diff_class_logits": report["parity"]["max_abs_diff_class_logits"],
+               "max_abs_diff_mask_logits": report["parity"]["max_abs_diff_mask_logits"],
+               "temperature": report["temperature"], "int8_kept": report["int8"]["kept"],
+               "int8_macro_f1_drop": report["int8"]["macro_f1_drop"], "model_version": run["version"]}
+    _write_json(layout.metrics / "export.json", summary)
+    configure_mlflow(params.mlflow, layout.root)
+    with mlflow.start_run(run_id=run["run_id"]):
+        mlflow.log_artifacts(str(layout.export), artifact_path="onnx")
+        mlflow.log_metrics({"onnx_max_abs_diff_class_logits": summary["max_abs_diff_class_logits"],
+                            "int8_macro_f1_drop": summary["int8_macro_f1_drop"]})
+    client = MlflowClient()
+    for key in ("parity_passed", "int8_kept", "temperature"):
+        client.set_model_version_tag(run["model_name"], run["version"], f"onnx_{key}", str(summary[key]))
+    if failure is not None:
+        raise RuntimeError(str(failure))
+    return summary

@@ -82,3 +82,22 @@ def test_real_data_is_evaluated_apart(trained, tmp_path):
     out = evaluate_real_data(load_weights(layout.models / "weights.pt"), real, (32, 32), tmp_path / "plots")
     assert out["available"] and out["wafers"] == 2  # the two labeled wafers of the four
     assert out["classification"]["n_wafers"] == 2 and (tmp_path / "plots" / "real_confusion_matrix.png").is_file()
+
+
+def test_export_stage_logs_onnx_beside_the_version_and_engine_loads_by_alias(trained):
+    from waferflow.classes import CLASSES
+    from waferflow.inference.engine import InferenceEngine
+
+    params, layout, _ = trained
+    summary = stages.export(params, layout)
+    latest = json.loads((layout.models / "train_run.json").read_text())
+    assert summary["parity_passed"] and summary["model_version"] == latest["version"]
+    assert json.loads((layout.metrics / "export.json").read_text())["parity_passed"] is True
+    engine = InferenceEngine.from_registry(params.mlflow.registered_model, latest["alias"])
+    assert engine.model_version == latest["version"] and engine.temperature == summary["temperature"]
+    grids = WaferArrays.from_parquet(layout.processed / "test.parquet").grids[:6]
+    served = engine.predict(list(grids))
+    local_probs, _ = predict_grids(load_weights(layout.models / "weights.pt"), grids)
+    assert [r["class"] for r in served] == [CLASSES[i] for i in local_probs.argmax(1)]
+    tags = MlflowClient().get_model_version(params.mlflow.registered_model, latest["version"]).tags
+    assert tags["onnx_parity_passed"] == "True"

@@ -1,0 +1,130 @@
+"""The inference engine: ONNX Runtime over the exported WaferUNet, with defect metrics.
+
+Load by registry alias (``InferenceEngine.from_registry("champion")``) or by path
+(``InferenceEngine.from_path("models/onnx/model.onnx")``). ``predict`` takes one wafer or many,
+as canonical records or raw die grids of any size; each grid is resized to the model input
+exactly as in training, and the predicted mask is mapped back to the grid's original shape.
+One ONNX Runtime session serves all threads (``InferenceSession.run`` is thread-safe).
+
+Example:
+    >>> engine = InferenceEngine.from_path("models/onnx/model.onnx")  # doctest: +SKIP
+    >>> result = engine.predict(die_grid)[0]  # doctest: +SKIP
+    >>> result["class"], result["confidence"], result["defects"]["severity"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import onnxruntime as ort
+from scipy.special import softmax
+
+from waferflow.classes import DIE_FAIL
+from waferflow.data.records import WaferRecord
+from waferflow.data.resize import resize_grid
+from waferflow.inference.defects import defect_metrics
+from waferflow.models.encoding import encode_grids
+
+__all__ = ["InferenceEngine", "check_die_grid"]
+
+
+def check_die_grid(grid: np.ndarray, name: str = "die grid") -> np.ndarray:
+    """A 2-D uint8 grid of codes 0/1/2 with at least one die, or a ValueError saying why not."""
+    arr = np.asarray(grid)
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D die grid, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name}: empty die grid")
+    if arr.dtype.kind not in "biuf" or not np.isin(arr, (0, 1, 2)).all():
+        bad = np.unique(arr[~np.isin(arr, (0, 1, 2))])[:5] if arr.dtype.kind in "biuf" else arr.dtype
+        raise ValueError(f"{name}: die codes must be 0 (no die), 1 (pass), 2 (fail); found {bad}")
+    if not (arr != 0).any():
+        raise ValueError(f"{name}: no die on the wafer (all codes 0)")
+    return arr.astype(np.uint8)
+
+
+class InferenceEngine:
+    """ONNX Runtime session + metadata (classes, input size, calibration temperature)."""
+
+    def __init__(self, onnx_path: str | Path, metadata: dict, threads: int | None = None) -> None:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self.path = Path(onnx_path)
+        self.classes: list[str] = list(metadata["classes"])
+        self.input_size = tuple(metadata["input_size"])
+        self.temperature = float(metadata.get("temperature", 1.0))
+        self.model_version: str | None = metadata.get("model_version")
+
+    @classmethod
+    def from_path(cls, onnx_path: str | Path, threads: int | None = None) -> "InferenceEngine":
+        path = Path(onnx_path)
+        meta_path = path.with_name("metadata.json")
+        if not path.is_file() or not meta_path.is_file():
+            raise FileNotFoundError(f"{path} and {meta_path} are needed; run the export stage (dvc repro export)")
+        return cls(path, json.loads(meta_path.read_text()), threads)
+
+    @classmethod
+    def from_registry(cls, model_name: str, alias: str = "champion", int8: bool = False,
+                      threads: int | None = None) -> "InferenceEngine":
+        """The ONNX export logged beside the registered version that ``alias`` points to."""
+        import mlflow
+        from mlflow import MlflowClient
+
+        version = MlflowClient().get_model_version_by_alias(model_name, alias)
+        local = Path(mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="onnx"))
+        name = "model.int8.onnx" if int8 else "model.onnx"
+        if not (local / name).is_file():
+            raise FileNotFoundError(f"{model_name}@{alias} (version {version.version}) has no onnx/{name}; "
+                                    f"run the export stage for it")
+        meta = json.loads((local / "metadata.json").read_text())
+        meta["model_version"] = str(version.version)
+        return cls(local / name, meta, threads)
+
+    def _logits(self, grids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.session.run(["mask_logits", "class_logits"], {"input": encode_grids(grids).numpy()})
+
+    def predict(self, wafers: WaferRecord | np.ndarray | Sequence[WaferRecord | np.ndarray],
+                top_k: int = 3, batch_size: int = 64) -> list[dict]:
+        """Class, calibrated confidence, top-k, mask at original size and defect metrics per wafer."""
+        items = [wafers] if isinstance(wafers, WaferRecord) or (isinstance(wafers, np.ndarray) and wafers.ndim == 2) \
+            else list(wafers)
+        grids, ids = [], []
+        for i, item in enumerate(items):
+            if isinstance(item, WaferRecord):
+                grids.append(check_die_grid(item.die_grid, f"wafer {item.lot_id}/{item.wafer_id}"))
+                ids.append({"lot_id": item.lot_id, "wafer_id": item.wafer_id})
+            else:
+                grids.append(check_die_grid(item, f"wafer #{i}"))
+                ids.append({"lot_id": None, "wafer_id": str(i)})
+        results = []
+        for start in range(0, len(grids), batch_size):
+            chunk = grids[start:start + batch_size]
+            batch = np.stack([resize_grid(g, self.input_size) for g in chunk])
+            mask_logits, class_logits = self._logits(batch)
+            probs = softmax(class_logits / self.temperature, axis=1)
+            masks = mask_logits.argmax(1).astype(np.uint8)
+            for j, grid in enumerate(chunk):
+                mask = resize_grid(masks[j], grid.shape)
+                mask[grid != DIE_FAIL] = 0
+                order = np.argsort(-probs[j])[:top_k]
+                cls = self.classes[int(order[0])]
+                results.append({
+                    **ids[start + j], "class": cls, "confidence": round(float(probs[j, order[0]]), 6),
+                    "top_k": [{"class": self.classes[int(k)], "probability": round(float(probs[j, k]), 6)} for k in order],
+                    "shape": list(grid.shape), "mask": mask, "defects": defect_metrics(grid, mask, cls),
+                    "model_version": self.model_version,
+                })
+        return results
+
+
+def to_json(result: dict) -> dict:
+    """A prediction with its mask as nested lists, ready for json.dumps."""
+    return {**result, "mask": result["mask"].tolist()}
