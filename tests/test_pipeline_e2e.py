@@ -49,12 +49,14 @@ def project(tmp_path_factory):
 
 def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(project):
     out = _run(["dvc", "repro"], project)
-    for stage in ("generate", "ingest", "validate", "split", "train", "evaluate", "export"):
+    for stage in ("generate", "ingest", "validate", "split", "train", "evaluate", "export", "gate"):
         assert f"Running stage '{stage}'" in out
     split = json.loads((project / "metrics/split.json").read_text())
     assert split["test"]["total"] == 180 and split["unlabeled"]["total"] == 100
     assert split["train"]["total"] + split["val"]["total"] == 540
     assert json.loads((project / "metrics/train.json").read_text())["alias"] == "champion"
+    gate = json.loads((project / "metrics/gate.json").read_text())
+    assert gate["decision"] == "champion" and gate["aliases"] == {"champion": gate["challenger_version"]}
     assert 0 <= json.loads((project / "metrics/evaluate.json").read_text())["test_macro_f1"] <= 1
     for rel in ("reports/figures/generated_gallery.png", "reports/figures/split_gallery.png",
                 "reports/validation/validation.html", "reports/ingest.json", "data/processed/train.parquet",

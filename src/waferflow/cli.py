@@ -23,7 +23,7 @@ from waferflow.config import load_params
 app = typer.Typer(
     help="waferflow: wafer-map defect pattern recognition pipeline.\n\n"
     "Pipeline stages (what `dvc repro` runs, in order): generate -> ingest -> validate -> split -> train -> evaluate "
-    "-> export. `waferflow predict` serves the exported model. "
+    "-> export -> gate. `waferflow predict` serves the champion; `promote` / `rollback` move it by hand. "
     "Each reads params.yaml from the current directory (the project root) unless --params is given.",
     no_args_is_help=True,
     add_completion=False,
@@ -71,6 +71,13 @@ def run_stage(name: str, params_path: Path = Path("params.yaml")) -> None:
         elif name == "export":
             for key, value in stages.export(params).items():
                 typer.echo(f"{key}: {value}")
+        elif name == "gate":
+            result = stages.gate(params)
+            typer.echo(f"gate: version {result['challenger_version']} {result['decision']}: {result['reason']}")
+            for r in result["rules"]:
+                typer.echo(f"  {'PASS' if r['passed'] else 'FAIL'} {r['rule']}: challenger {r['challenger']} "
+                           f"vs champion {r['champion']} ({r['limit']})")
+            typer.echo(f"aliases: {result['aliases']}")
         else:
             _fail(f"unknown stage {name!r}")
     except (ValidationFailed, FileNotFoundError, RuntimeError) as exc:
@@ -85,6 +92,7 @@ STAGE_COMMANDS = {
     "train": "Train the U-Net (mask + class heads) with Lightning; log and register it in MLflow.",
     "evaluate": "Evaluate the trained model on the test split (and real data when present); write metrics and plots.",
     "export": "Export the trained model to ONNX (+ INT8), check parity with PyTorch, log it beside the model version.",
+    "gate": "Promotion gate: the challenger becomes champion only if every rule in params.yaml passes.",
 }
 
 
@@ -118,7 +126,7 @@ def ingest_cmd(
 
 
 # Registered in pipeline order, so `waferflow --help` lists the stages as `dvc repro` runs them.
-for _name in ("generate", "ingest", "validate", "split", "train", "evaluate", "export"):
+for _name in ("generate", "ingest", "validate", "split", "train", "evaluate", "export", "gate"):
     if _name == "ingest":
         app.command("ingest")(ingest_cmd)
     else:
@@ -182,6 +190,41 @@ def predict(
                               overlays=overlay)
     typer.echo(f"{len(results)} wafers predicted with model version {engine.model_version or engine.path}; "
                f"wrote {', '.join(str(p) for p in paths)}")
+
+
+@app.command()
+def promote(
+    version: str = typer.Argument(..., help="Model version to make champion."),
+    reason: str = typer.Option("", help="Why; recorded on the version."),
+    params: Path = PARAMS,
+) -> None:
+    """Manual override: make VERSION the champion (the old one becomes 'previous'), recorded as such."""
+    from waferflow.registry.gate import promote as promote_version
+    from waferflow.registry.tracking import configure_mlflow
+
+    p = load_params(params)
+    configure_mlflow(p.mlflow)
+    try:
+        moved = promote_version(p.mlflow.registered_model, version, reason)
+    except Exception as exc:  # unknown version: MLflow's own error type
+        _fail(f"cannot promote {p.mlflow.registered_model} version {version}: {exc}")
+    typer.echo(f"{p.mlflow.registered_model}: champion = version {moved['champion']}, previous = {moved['previous']}")
+
+
+@app.command()
+def rollback(params: Path = PARAMS) -> None:
+    """Make the 'previous' version champion again (undo the last promotion)."""
+    from waferflow.registry.gate import rollback as rollback_model
+    from waferflow.registry.tracking import configure_mlflow
+
+    p = load_params(params)
+    configure_mlflow(p.mlflow)
+    try:
+        moved = rollback_model(p.mlflow.registered_model)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(f"{p.mlflow.registered_model}: champion = version {moved['champion']} "
+               f"(version {moved['demoted']} demoted)")
 
 
 @app.command()

@@ -18,6 +18,7 @@ from waferflow.data.parsers import CsvOptions, ImageOptions, NpzOptions, ParserO
 from waferflow.data.split import SplitConfig
 from waferflow.data.validation import ValidationConfig
 from waferflow.models.config import ModelConfig
+from waferflow.registry.gate_config import GateConfig
 from waferflow.registry.tracking import MlflowConfig
 from waferflow.synth.dataset import DatasetConfig
 from waferflow.training.config import TrainConfig
@@ -116,6 +117,7 @@ class Params(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     export: ExportParams = Field(default_factory=ExportParams)
+    gate: GateConfig = Field(default_factory=GateConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())

@@ -22,7 +22,7 @@ from waferflow.data.validation import validate_frame, write_validation_outputs
 from waferflow.synth.dataset import generate_dataset
 from waferflow.viz import save_gallery
 
-__all__ = ["Layout", "generate", "ingest_stage", "validate", "split", "train", "evaluate", "export"]
+__all__ = ["Layout", "generate", "ingest_stage", "validate", "split", "train", "evaluate", "export", "gate"]
 
 
 @dataclass(frozen=True)
@@ -229,3 +229,21 @@ def export(params: Params, layout: Layout = Layout()) -> dict:
     if failure is not None:
         raise RuntimeError(str(failure))
     return summary
+
+
+def gate(params: Params, layout: Layout = Layout()) -> dict:
+    """Promotion gate: challenger vs champion on the frozen test split (and real data)."""
+    from waferflow.evaluation.evaluate import load_real_arrays
+    from waferflow.registry.gate import run_gate
+    from waferflow.registry.tracking import configure_mlflow
+    from waferflow.training.data import WaferArrays
+
+    run = json.loads((layout.models / "train_run.json").read_text())
+    configure_mlflow(params.mlflow, layout.root)
+    real_dir = Path(params.evaluate.real_data_dir)
+    real, _ = load_real_arrays(real_dir if real_dir.is_absolute() else layout.root / real_dir,
+                               params.preprocess.image_size)
+    result = run_gate(params.mlflow.registered_model, run["version"],
+                      WaferArrays.from_parquet(layout.processed / "test.parquet"), params.gate, real)
+    _write_json(layout.metrics / "gate.json", result)
+    return result

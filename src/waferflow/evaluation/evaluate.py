@@ -22,7 +22,7 @@ from waferflow.models.wafer_unet import WaferUNet
 from waferflow.registry.pyfunc import predict_grids
 from waferflow.training.data import WaferArrays
 
-__all__ = ["evaluate_arrays", "evaluate_real_data"]
+__all__ = ["evaluate_arrays", "evaluate_real_data", "load_real_arrays"]
 
 
 def evaluate_arrays(net: WaferUNet, arrays: WaferArrays, plot_dir: Path | None = None, title: str = "test split",
@@ -44,21 +44,28 @@ def evaluate_arrays(net: WaferUNet, arrays: WaferArrays, plot_dir: Path | None =
     return report
 
 
-def evaluate_real_data(net: WaferUNet, data_dir: Path, image_size: tuple[int, int], plot_dir: Path) -> dict:
-    """Ingest every real source under ``data_dir``, keep labeled wafers, evaluate them apart.
+def load_real_arrays(data_dir: Path, image_size: tuple[int, int]) -> tuple[WaferArrays | None, dict]:
+    """Ingest every real source under ``data_dir`` and keep its labeled wafers, resized.
 
-    Returns ``{"available": False}`` when there is no labeled real wafer to evaluate on.
+    Returns ``(None, {"available": False, "reason": ...})`` when there is none.
     """
     if not data_dir.is_dir() or not discover([data_dir])[0]:
-        return {"available": False, "reason": f"no supported files under {data_dir}"}
+        return None, {"available": False, "reason": f"no supported files under {data_dir}"}
     with tempfile.TemporaryDirectory() as tmp:
         report = ingest([data_dir], Path(tmp) / "real.parquet", Path(tmp) / "q", progress=False)
         frame = read_frame(Path(tmp) / "real.parquet")
     frame = frame[frame["label"].notna()]
     if frame.empty:
-        return {"available": False, "reason": f"{report.records} real wafers, none labeled"}
-    arrays = WaferArrays(resize_frame(frame, image_size))
+        return None, {"available": False, "reason": f"{report.records} real wafers, none labeled"}
+    return WaferArrays(resize_frame(frame, image_size)), {
+        "available": True, "source": str(data_dir), "wafers": int(len(frame)), "ingest_rejected": report.rejected}
+
+
+def evaluate_real_data(net: WaferUNet, data_dir: Path, image_size: tuple[int, int], plot_dir: Path) -> dict:
+    """Evaluate on the real labeled wafers under ``data_dir``, apart from the synthetic test split."""
+    arrays, info = load_real_arrays(data_dir, image_size)
+    if arrays is None:
+        return info
     out = evaluate_arrays(net, arrays, plot_dir, title=f"real data: {data_dir.name}", prefix="real_")
-    out.update({"available": True, "source": str(data_dir), "wafers": int(len(frame)),
-                "ingest_rejected": report.rejected})
+    out.update(info)
     return out

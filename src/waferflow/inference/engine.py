@@ -73,23 +73,37 @@ class InferenceEngine:
 
     @classmethod
     def from_registry(cls, model_name: str, alias: str = "champion", int8: bool = False,
-                      threads: int | None = None) -> "InferenceEngine":
-        """The ONNX export logged beside the registered version that ``alias`` points to."""
+                      threads: int | None = None, version: str | None = None) -> "InferenceEngine":
+        """The ONNX export logged beside the registered version ``alias`` (or ``version``) names."""
         import mlflow
         from mlflow import MlflowClient
 
-        version = MlflowClient().get_model_version_by_alias(model_name, alias)
-        local = Path(mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="onnx"))
+        client = MlflowClient()
+        if version is not None:
+            mv = client.get_model_version(model_name, str(version))
+            label = f"{model_name} version {mv.version}"
+        else:
+            mv = client.get_model_version_by_alias(model_name, alias)
+            label = f"{model_name}@{alias} (version {mv.version})"
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path="onnx"))
+        except Exception as exc:  # MLflow raises its own error types for a missing artifact path
+            raise FileNotFoundError(f"{label} has no ONNX export (onnx/ in run {mv.run_id}): {exc}") from None
         name = "model.int8.onnx" if int8 else "model.onnx"
         if not (local / name).is_file():
-            raise FileNotFoundError(f"{model_name}@{alias} (version {version.version}) has no onnx/{name}; "
-                                    f"run the export stage for it")
+            raise FileNotFoundError(f"{label} has no onnx/{name}; run the export stage for it")
         meta = json.loads((local / "metadata.json").read_text())
-        meta["model_version"] = str(version.version)
+        meta["model_version"] = str(mv.version)
         return cls(local / name, meta, threads)
 
-    def _logits(self, grids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.session.run(["mask_logits", "class_logits"], {"input": encode_grids(grids).numpy()})
+    def predict_arrays(self, grids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated class probabilities (N, 9) and fail-die masks (N, H, W) for grids already
+        at the model's input size."""
+        mask_logits, class_logits = self.session.run(["mask_logits", "class_logits"],
+                                                     {"input": encode_grids(grids).numpy()})
+        masks = mask_logits.argmax(1).astype(np.uint8)
+        masks[np.asarray(grids) != DIE_FAIL] = 0
+        return softmax(class_logits / self.temperature, axis=1), masks
 
     def predict(self, wafers: WaferRecord | np.ndarray | Sequence[WaferRecord | np.ndarray],
                 top_k: int = 3, batch_size: int = 64) -> list[dict]:
@@ -108,9 +122,7 @@ class InferenceEngine:
         for start in range(0, len(grids), batch_size):
             chunk = grids[start:start + batch_size]
             batch = np.stack([resize_grid(g, self.input_size) for g in chunk])
-            mask_logits, class_logits = self._logits(batch)
-            probs = softmax(class_logits / self.temperature, axis=1)
-            masks = mask_logits.argmax(1).astype(np.uint8)
+            probs, masks = self.predict_arrays(batch)
             for j, grid in enumerate(chunk):
                 mask = resize_grid(masks[j], grid.shape)
                 mask[grid != DIE_FAIL] = 0

@@ -1,0 +1,186 @@
+"""The promotion gate: a challenger replaces the champion only when every rule passes.
+
+Both versions are measured on the same frozen test split (and on real labeled wafers when
+present) through their ONNX exports and the inference engine: macro-F1, recall per class, mask
+IoU, p95 batch-1 latency; the challenger's ONNX parity comes from its export tags. Rules
+(``gate`` in ``params.yaml``):
+
+* ``macro_f1``: challenger >= champion - ``max_macro_f1_drop`` (also on real data when present);
+* ``class_recall``: no class's recall drops by more than ``max_class_recall_drop``;
+* ``onnx_parity``: the challenger's export passed its parity check (when ``require_onnx_parity``);
+* ``latency``: challenger p95 <= ``max_latency_ratio`` x champion p95.
+
+Pass: alias ``champion`` moves to the challenger, the old champion becomes ``previous`` and the
+``challenger`` alias is removed. Fail: nothing moves. The decision, every rule's values and the
+reason are tagged on the challenger's model version (``gate.*``) so the MLflow UI shows why.
+
+Example:
+    >>> decision = run_gate("waferflow-wafer-classifier", "7", test_arrays, GateConfig())  # doctest: +SKIP
+    >>> decision["decision"]  # doctest: +SKIP
+    'promoted'
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+from mlflow import MlflowClient
+
+from waferflow.registry.gate_config import GateConfig
+from waferflow.evaluation.metrics import classification_metrics, mask_metrics
+from waferflow.registry.register import CHALLENGER, CHAMPION
+from waferflow.training.data import WaferArrays
+
+__all__ = ["GateConfig", "measure_version", "decide", "run_gate", "promote", "rollback", "PREVIOUS"]
+
+PREVIOUS = "previous"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def measure_version(model_name: str, version: str, arrays: WaferArrays, real: WaferArrays | None,
+                    latency_runs: int) -> dict:
+    """Quality and latency of one registered version, through its ONNX export."""
+    from waferflow.inference.engine import InferenceEngine
+
+    engine = InferenceEngine.from_registry(model_name, version=version, threads=1)
+
+    def quality(a: WaferArrays) -> dict:
+        probs, masks = engine.predict_arrays(a.grids)
+        cls = classification_metrics(a.labels, probs)
+        return {"macro_f1": cls["macro_f1"], "recall": {c: v["recall"] for c, v in cls["per_class"].items()
+                                                        if v["support"] > 0},
+                "mask_iou": mask_metrics(a.targets, masks)["mean_iou"]}
+
+    out = {"version": str(version), "test": quality(arrays), "real": quality(real) if real is not None else None}
+    singles = [arrays.grids[i % len(arrays.grids)][None] for i in range(latency_runs + 10)]
+    times = []
+    for i, grid in enumerate(singles):
+        start = time.perf_counter()
+        engine.predict_arrays(grid)
+        if i >= 10:  # warm-up
+            times.append(time.perf_counter() - start)
+    out["p95_latency_ms"] = round(float(np.percentile(times, 95) * 1000), 3)
+    return out
+
+
+def decide(champion: dict, challenger: dict, parity_passed: bool, cfg: GateConfig) -> tuple[bool, list[dict]]:
+    """Apply the rules; returns (passed, rules) with each rule's measured values."""
+    rules = []
+
+    def rule(name: str, passed: bool, challenger_value, champion_value, limit: str) -> None:
+        rules.append({"rule": name, "passed": bool(passed), "challenger": challenger_value,
+                      "champion": champion_value, "limit": limit})
+
+    for split in ("test", "real"):
+        if challenger[split] is None or champion[split] is None:
+            continue
+        ch, cp = challenger[split], champion[split]
+        rule(f"{split}_macro_f1", ch["macro_f1"] >= cp["macro_f1"] - cfg.max_macro_f1_drop, ch["macro_f1"],
+             cp["macro_f1"], f">= champion - {cfg.max_macro_f1_drop}")
+        drops = {c: round(cp["recall"][c] - ch["recall"].get(c, 0.0), 6) for c in cp["recall"]}
+        worst = max(drops, key=drops.get)
+        rule(f"{split}_class_recall", drops[worst] <= cfg.max_class_recall_drop,
+             {worst: ch["recall"].get(worst, 0.0)}, {worst: cp["recall"][worst]},
+             f"no class recall drops by more than {cfg.max_class_recall_drop} (worst: {worst}, {drops[worst]:+.3f})")
+        rule(f"{split}_mask_iou", True, ch["mask_iou"], cp["mask_iou"], "reported")
+    if cfg.require_onnx_parity:
+        rule("onnx_parity", parity_passed, parity_passed, None, "export parity check passed")
+    rule("latency_p95_ms", challenger["p95_latency_ms"] <= cfg.max_latency_ratio * champion["p95_latency_ms"],
+         challenger["p95_latency_ms"], champion["p95_latency_ms"], f"<= {cfg.max_latency_ratio} x champion")
+    return all(r["passed"] for r in rules), rules
+
+
+def _tag(client: MlflowClient, name: str, version: str, tags: dict) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value)[:5000])
+
+
+def _move_champion(client: MlflowClient, name: str, version: str) -> str | None:
+    aliases = client.get_registered_model(name).aliases
+    old = aliases.get(CHAMPION)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    if old is not None and str(old) != str(version):
+        client.set_registered_model_alias(name, PREVIOUS, str(old))
+    if str(aliases.get(CHALLENGER)) == str(version):
+        client.delete_registered_model_alias(name, CHALLENGER)
+    return None if old is None else str(old)
+
+
+def _compare(client: MlflowClient, model_name: str, version: str, champion: str, arrays: WaferArrays,
+             real: WaferArrays | None, parity: bool, cfg: GateConfig) -> dict:
+    """Measure both versions, apply the rules, move the aliases when the challenger passes."""
+    try:
+        measured = {"challenger": measure_version(model_name, version, arrays, real, cfg.latency_runs),
+                    "champion": measure_version(model_name, champion, arrays, real, cfg.latency_runs)}
+    except FileNotFoundError as exc:  # a version without an ONNX export cannot be compared
+        if not cfg.force_promote:
+            return {"decision": "refused", "rules": [], "reason": f"cannot compare: {exc}; champion stays version "
+                    f"{champion} (export it, or `waferflow promote {version}`)"}
+        passed, rules, measured = False, [], None
+    else:
+        passed, rules = decide(measured["champion"], measured["challenger"], parity, cfg)
+    failed = [r["rule"] for r in rules if not r["passed"]] or ["comparison"]
+    if not (passed or cfg.force_promote):
+        return {"decision": "refused", "rules": rules, "measured": measured,
+                "reason": f"failed: {', '.join(failed)}; champion stays version {champion}"}
+    previous = _move_champion(client, model_name, version)
+    why = "every rule passed" if passed else f"forced by gate.force_promote despite failing {', '.join(failed)}"
+    return {"decision": "promoted" if passed else "forced", "rules": rules, "measured": measured,
+            "reason": f"{why}; version {previous} is now '{PREVIOUS}'"}
+
+
+def run_gate(model_name: str, version: str, arrays: WaferArrays, cfg: GateConfig,
+             real: WaferArrays | None = None) -> dict:
+    """Gate ``version`` against the current champion; move aliases on pass; tag the decision."""
+    client = MlflowClient()
+    version = str(version)
+    champion = client.get_registered_model(model_name).aliases.get(CHAMPION)
+    tags = client.get_model_version(model_name, version).tags
+    parity = tags.get("onnx_parity_passed") == "True"
+    result: dict = {"model_name": model_name, "challenger_version": version,
+                    "champion_version": None if champion is None else str(champion), "decided_at": _now()}
+    if champion is None or str(champion) == version:
+        result.update(decision="champion", rules=[],
+                      reason="no other champion to compare with: this version is the champion")
+        if champion is None:
+            _move_champion(client, model_name, version)
+    else:
+        result.update(_compare(client, model_name, version, str(champion), arrays, real, parity, cfg))
+    _tag(client, model_name, version, {"gate.decision": result["decision"], "gate.reason": result["reason"],
+                                       "gate.decided_at": result["decided_at"],
+                                       "gate.champion_compared": result["champion_version"],
+                                       **{f"gate.rule.{r['rule']}": f"{'PASS' if r['passed'] else 'FAIL'}: "
+                                          f"challenger {r['challenger']} vs champion {r['champion']} ({r['limit']})"
+                                          for r in result["rules"]}})
+    result["aliases"] = {k: str(v) for k, v in client.get_registered_model(model_name).aliases.items()}
+    return result
+
+
+def promote(model_name: str, version: str, reason: str = "") -> dict:
+    """Manual override: make ``version`` the champion, recorded as such on the version."""
+    client = MlflowClient()
+    client.get_model_version(model_name, str(version))  # raises if it does not exist
+    previous = _move_champion(client, model_name, str(version))
+    _tag(client, model_name, str(version), {"gate.decision": "manual_promote", "gate.decided_at": _now(),
+                                            "gate.reason": reason or "manual promotion", "gate.by": getpass.getuser()})
+    return {"champion": str(version), PREVIOUS: previous}
+
+
+def rollback(model_name: str) -> dict:
+    """Champion <- previous; the demoted version is tagged, and ``previous`` is cleared."""
+    client = MlflowClient()
+    aliases = client.get_registered_model(model_name).aliases
+    if PREVIOUS not in aliases:
+        raise ValueError(f"{model_name} has no '{PREVIOUS}' version to roll back to")
+    demoted, restored = str(aliases[CHAMPION]), str(aliases[PREVIOUS])
+    client.set_registered_model_alias(model_name, CHAMPION, restored)
+    client.delete_registered_model_alias(model_name, PREVIOUS)
+    _tag(client, model_name, demoted, {"gate.rolled_back_at": _now(), "gate.rolled_back_by": getpass.getuser()})
+    return {"champion": restored, "demoted": demoted}
+
