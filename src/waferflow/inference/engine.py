@@ -29,7 +29,7 @@ from waferflow.data.resize import resize_grid
 from waferflow.inference.defects import defect_metrics
 from waferflow.models.encoding import encode_grids
 
-__all__ = ["InferenceEngine", "check_die_grid"]
+__all__ = ["InferenceEngine", "check_die_grid", "to_json"]
 
 
 def check_die_grid(grid: np.ndarray, name: str = "die grid") -> np.ndarray:
