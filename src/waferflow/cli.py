@@ -176,7 +176,7 @@ def predict(
     for start in tqdm(range(0, len(records), 256), desc="predict", unit="batch", disable=len(records) <= 256):
         try:
             results.extend(engine.predict(records[start:start + 256]))
-        except ValueError as exc:  # one bad wafer in the batch: predict one by one, report the bad ones
+        except ValueError:  # one bad wafer in the batch: predict one by one, report the bad ones
             for rec in records[start:start + 256]:
                 try:
                     results.extend(engine.predict(rec))

@@ -55,6 +55,14 @@ class Layout:
     @property
     def export(self) -> Path: return self / "export"
 
+    def train_run(self) -> dict:
+        """What the train stage recorded: run id, registered version, weights path ..."""
+        return json.loads((self.models / "train_run.json").read_text())
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path from params.yaml: absolute as given, relative to the project root otherwise."""
+        return Path(path) if Path(path).is_absolute() else self.root / path
+
 
 def _write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,21 +156,20 @@ def train(params: Params, layout: Layout = Layout(), params_path: Path = Path("p
 def evaluate(params: Params, layout: Layout = Layout()) -> dict:
     """Evaluate the trained weights on the test split (and real data when present); log to MLflow."""
     import mlflow
-    from mlflow import MlflowClient
 
     from waferflow.evaluation.evaluate import evaluate_arrays, evaluate_real_data
     from waferflow.registry.pyfunc import load_weights
+    from waferflow.registry.register import tag_version
     from waferflow.registry.tracking import configure_mlflow
     from waferflow.training.data import WaferArrays
 
-    run = json.loads((layout.models / "train_run.json").read_text())
+    run = layout.train_run()
     net = load_weights(layout.root / run["weights"])
     plot_dir = layout.reports / "evaluation"
     report = evaluate_arrays(net, WaferArrays.from_parquet(layout.processed / "test.parquet"), plot_dir,
                              n_worst=params.evaluate.worst_errors)
-    real_dir = Path(params.evaluate.real_data_dir)
-    real = evaluate_real_data(net, real_dir if real_dir.is_absolute() else layout.root / real_dir,
-                              params.preprocess.image_size, plot_dir)
+    real = evaluate_real_data(net, layout.resolve(params.evaluate.real_data_dir), params.preprocess.image_size,
+                              plot_dir)
     cls, mask = report["classification"], report["mask"]
     headline = {"test_accuracy": cls["accuracy"], "test_macro_f1": cls["macro_f1"],
                 "test_mean_iou": mask["mean_iou"], "test_mean_dice": mask["mean_dice"],
@@ -184,24 +191,21 @@ def evaluate(params: Params, layout: Layout = Layout()) -> dict:
             mlflow.log_metric("real_macro_f1", real["classification"]["macro_f1"])
         mlflow.log_artifacts(str(plot_dir), artifact_path="evaluation")
         mlflow.log_artifact(str(layout.metrics / "evaluate.json"), artifact_path="evaluation")
-    client = MlflowClient()
-    for key, value in headline.items():
-        if value is not None:
-            client.set_model_version_tag(run["model_name"], run["version"], key, f"{value:.4f}")
+    tag_version(run["model_name"], run["version"], {k: f"{v:.4f}" for k, v in headline.items() if v is not None})
     return headline
 
 
 def export(params: Params, layout: Layout = Layout()) -> dict:
     """ONNX export of the trained weights: checker, parity on the test split, temperature, INT8."""
     import mlflow
-    from mlflow import MlflowClient
 
     from waferflow.inference.export import ParityError, export_onnx
     from waferflow.registry.pyfunc import load_weights
+    from waferflow.registry.register import tag_version
     from waferflow.registry.tracking import configure_mlflow
     from waferflow.training.data import WaferArrays
 
-    run = json.loads((layout.models / "train_run.json").read_text())
+    run = layout.train_run()
     val = WaferArrays.from_parquet(layout.processed / "val.parquet")
     test = WaferArrays.from_parquet(layout.processed / "test.parquet")
     cfg = params.export
@@ -223,9 +227,8 @@ def export(params: Params, layout: Layout = Layout()) -> dict:
         mlflow.log_artifacts(str(layout.export), artifact_path="onnx")
         mlflow.log_metrics({"onnx_max_abs_diff_class_logits": summary["max_abs_diff_class_logits"],
                             "int8_macro_f1_drop": summary["int8_macro_f1_drop"]})
-    client = MlflowClient()
-    for key in ("parity_passed", "int8_kept", "temperature"):
-        client.set_model_version_tag(run["model_name"], run["version"], f"onnx_{key}", str(summary[key]))
+    tag_version(run["model_name"], run["version"],
+                {f"onnx_{key}": summary[key] for key in ("parity_passed", "int8_kept", "temperature")})
     if failure is not None:
         raise RuntimeError(str(failure))
     return summary
@@ -238,11 +241,9 @@ def gate(params: Params, layout: Layout = Layout()) -> dict:
     from waferflow.registry.tracking import configure_mlflow
     from waferflow.training.data import WaferArrays
 
-    run = json.loads((layout.models / "train_run.json").read_text())
+    run = layout.train_run()
     configure_mlflow(params.mlflow, layout.root)
-    real_dir = Path(params.evaluate.real_data_dir)
-    real, _ = load_real_arrays(real_dir if real_dir.is_absolute() else layout.root / real_dir,
-                               params.preprocess.image_size)
+    real, _ = load_real_arrays(layout.resolve(params.evaluate.real_data_dir), params.preprocess.image_size)
     result = run_gate(params.mlflow.registered_model, run["version"],
                       WaferArrays.from_parquet(layout.processed / "test.parquet"), params.gate, real)
     _write_json(layout.metrics / "gate.json", result)

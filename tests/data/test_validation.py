@@ -2,12 +2,11 @@ import json
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 
 from tests.conftest import disc
 from waferflow.data.parsers import to_die_grid
-from waferflow.data.records import SCHEMA, WaferRecord, read_frame, records_to_table
+from waferflow.data.records import WaferRecord, read_frame, records_to_table
 from waferflow.data.validation import ValidationConfig, ValidationFailed, validate_frame, write_validation_outputs
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from waferflow.data.ingest import discover, ingest
 from waferflow.data.records import read_frame

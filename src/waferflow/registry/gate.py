@@ -29,9 +29,9 @@ from datetime import datetime, timezone
 import numpy as np
 from mlflow import MlflowClient
 
-from waferflow.registry.gate_config import GateConfig
 from waferflow.evaluation.metrics import classification_metrics, mask_metrics
-from waferflow.registry.register import CHALLENGER, CHAMPION
+from waferflow.registry.gate_config import GateConfig
+from waferflow.registry.register import CHALLENGER, CHAMPION, tag_version
 from waferflow.training.data import WaferArrays
 
 __all__ = ["GateConfig", "measure_version", "decide", "run_gate", "promote", "rollback", "PREVIOUS"]
@@ -96,11 +96,6 @@ def decide(champion: dict, challenger: dict, parity_passed: bool, cfg: GateConfi
     return all(r["passed"] for r in rules), rules
 
 
-def _tag(client: MlflowClient, name: str, version: str, tags: dict) -> None:
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, str(value)[:5000])
-
-
 def _move_champion(client: MlflowClient, name: str, version: str) -> str | None:
     aliases = client.get_registered_model(name).aliases
     old = aliases.get(CHAMPION)
@@ -152,7 +147,7 @@ def run_gate(model_name: str, version: str, arrays: WaferArrays, cfg: GateConfig
             _move_champion(client, model_name, version)
     else:
         result.update(_compare(client, model_name, version, str(champion), arrays, real, parity, cfg))
-    _tag(client, model_name, version, {"gate.decision": result["decision"], "gate.reason": result["reason"],
+    tag_version(model_name, version, {"gate.decision": result["decision"], "gate.reason": result["reason"],
                                        "gate.decided_at": result["decided_at"],
                                        "gate.champion_compared": result["champion_version"],
                                        **{f"gate.rule.{r['rule']}": f"{'PASS' if r['passed'] else 'FAIL'}: "
@@ -167,7 +162,7 @@ def promote(model_name: str, version: str, reason: str = "") -> dict:
     client = MlflowClient()
     client.get_model_version(model_name, str(version))  # raises if it does not exist
     previous = _move_champion(client, model_name, str(version))
-    _tag(client, model_name, str(version), {"gate.decision": "manual_promote", "gate.decided_at": _now(),
+    tag_version(model_name, str(version), {"gate.decision": "manual_promote", "gate.decided_at": _now(),
                                             "gate.reason": reason or "manual promotion", "gate.by": getpass.getuser()})
     return {"champion": str(version), PREVIOUS: previous}
 
@@ -181,6 +176,6 @@ def rollback(model_name: str) -> dict:
     demoted, restored = str(aliases[CHAMPION]), str(aliases[PREVIOUS])
     client.set_registered_model_alias(model_name, CHAMPION, restored)
     client.delete_registered_model_alias(model_name, PREVIOUS)
-    _tag(client, model_name, demoted, {"gate.rolled_back_at": _now(), "gate.rolled_back_by": getpass.getuser()})
+    tag_version(model_name, demoted, {"gate.rolled_back_at": _now(), "gate.rolled_back_by": getpass.getuser()})
     return {"champion": restored, "demoted": demoted}
 

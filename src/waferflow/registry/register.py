@@ -23,9 +23,16 @@ import waferflow
 from waferflow.models.wafer_unet import WaferUNet
 from waferflow.registry.pyfunc import WaferPyfunc, pip_requirements, predict_grids, save_weights
 
-__all__ = ["log_and_register", "CHAMPION", "CHALLENGER"]
+__all__ = ["log_and_register", "tag_version", "CHAMPION", "CHALLENGER"]
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def tag_version(model_name: str, version: str, tags: dict) -> None:
+    """Set tags on a registered model version (values as text, cut to MLflow's 5000 characters)."""
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, str(version), key, str(value)[:5000])
 
 
 def log_and_register(net: WaferUNet, model_name: str, run_id: str, tags: dict[str, str],
@@ -43,8 +50,7 @@ def log_and_register(net: WaferUNet, model_name: str, run_id: str, tags: dict[st
         )
     client = MlflowClient()
     version = str(info.registered_model_version)
-    for key, value in tags.items():
-        client.set_model_version_tag(model_name, version, key, str(value))
+    tag_version(model_name, version, tags)
     aliases = client.get_registered_model(model_name).aliases
     alias = CHALLENGER if CHAMPION in aliases else CHAMPION
     client.set_registered_model_alias(model_name, alias, version)
