@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1s
 # The machine's pip config names local mirrors that lack most packages; hide pip's per-package notes about it.
 QUIET_PIP := grep -v 'is ignored: it is neither a file nor a directory' || true
 
-.PHONY: install pipeline test test-fast lock clean-venv mlflow-ui
+.PHONY: install pipeline test test-fast lock clean-venv mlflow-ui airflow airflow-retrain
 
 $(STAMP):
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -41,3 +41,20 @@ clean-venv:
 
 mlflow-ui: install  ## MLflow UI over the project's embedded store, on http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+# Airflow 3 in the same environment: SQLite metadata DB and logs under .cache/airflow/home,
+# DAGs from dags/, UI and API on http://127.0.0.1:8080 (user admin, password printed at start and
+# kept in .cache/airflow/home/simple_auth_manager_passwords.json.generated).
+AIRFLOW_ENV := AIRFLOW_HOME=$(abspath .cache/airflow/home) AIRFLOW__CORE__DAGS_FOLDER=$(abspath dags) \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8080 \
+	WAFERFLOW_PROJECT_DIR=$(abspath .) PATH=$(abspath $(VENV))/bin:$$PATH
+
+airflow: install  ## Airflow standalone (scheduler, DAG processor, API server + UI) on http://127.0.0.1:8080
+	mkdir -p .cache/airflow/home
+	$(AIRFLOW_ENV) airflow db migrate >/dev/null
+	$(AIRFLOW_ENV) airflow standalone
+
+airflow-retrain: install  ## one waferflow_retrain run without a scheduler (CONF='{"epochs": 3}')
+	mkdir -p .cache/airflow/home
+	$(AIRFLOW_ENV) airflow db migrate >/dev/null
+	$(AIRFLOW_ENV) airflow dags test waferflow_retrain -c '$(or $(CONF),{})'

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 import pytest
 
 from waferflow.data.records import WaferRecord
@@ -67,3 +72,38 @@ def tiny_project(tmp_path_factory):
     write_records([r for recs in sets.values() for r in recs], layout.validated)
     stages.split(params, layout, progress=False)
     return root
+
+
+#: The small configuration the end-to-end tests train (the default one is measured by `make pipeline`).
+E2E_PARAMS = {"synth": {"labeled_per_class": 60, "unlabeled_count": 100, "test_per_class": 20},
+              "model": {"encoder_depth": 3, "decoder_channels": [32, 16, 8]},
+              "train": {"max_epochs": 1, "batch_size": 32}}
+
+
+def run_ok(cmd, cwd, env: dict | None = None) -> str:
+    """Run a command with the test interpreter's bin first on PATH; fail the test with its output."""
+    full = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    full["PATH"] = f"{Path(sys.executable).parent}:{full['PATH']}"
+    full.update(env or {})
+    done = subprocess.run(cmd, cwd=cwd, env=full, capture_output=True, text=True)
+    assert done.returncode == 0, f"{cmd} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout + done.stderr
+
+
+def copy_project(dest: Path, updates: dict = E2E_PARAMS) -> Path:
+    """The project's working tree copied to ``dest`` (a new git repo, no dvc.lock: from scratch),
+    with ``updates`` merged into params.yaml sections."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                           cwd=PROJECT_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = PROJECT_ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    for section, values in updates.items():
+        params[section].update(values)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_ok(["git", "init", "-q"], dest)
+    return dest

@@ -4,47 +4,18 @@ rest goes on). The copy trains a smaller configuration so the test stays within 
 default configuration's figures are measured by `make pipeline` and reported in the README."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import copy_project, run_ok as _run
 
 pytestmark = pytest.mark.slow
 
 
-def _run(cmd, cwd):
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"{cmd} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout + done.stderr
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    dest = tmp_path_factory.mktemp("wf") / "project"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                           cwd=PROJECT_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
-    for rel in filter(None, files):
-        src = PROJECT_ROOT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    (dest / "dvc.lock").unlink(missing_ok=True)  # from scratch, as after a params change
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["synth"].update({"labeled_per_class": 60, "unlabeled_count": 100, "test_per_class": 20})
-    params["model"].update({"encoder_depth": 3, "decoder_channels": [32, 16, 8]})
-    params["train"].update({"max_epochs": 1, "batch_size": 32})
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run(["git", "init", "-q"], dest)
-    return dest
+    return copy_project(tmp_path_factory.mktemp("wf") / "project")
 
 
 def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(project):

@@ -73,7 +73,12 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def git_commit(root: Path = Path(".")) -> str:
-    """The checked-out commit (``-dirty`` when tracked files changed), or ``unknown``."""
+    """The checked-out commit (``-dirty`` when tracked files changed), or ``unknown``.
+
+    ``WAFERFLOW_GIT_COMMIT`` wins: an Airflow run works in a copy of the checkout and passes the
+    project's commit this way."""
+    if os.environ.get("WAFERFLOW_GIT_COMMIT"):
+        return os.environ["WAFERFLOW_GIT_COMMIT"]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,

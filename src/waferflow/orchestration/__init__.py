@@ -1,0 +1,1 @@
+"""Orchestration helpers behind the Airflow DAGs in ``dags/`` (importable without Airflow)."""
