@@ -56,7 +56,7 @@ def test_triggered_retrain_runs_every_stage_and_the_gate_decides(airflow_project
     assert gate["decision"] == "champion"
     name = yaml.safe_load((project / "params.yaml").read_text())["mlflow"]["registered_model"]
     champion = _registry(project).get_model_version_by_alias(name, "champion")
-    assert champion.version == gate["challenger_version"] and champion.tags["gate.decision"] == "champion"
+    assert str(champion.version) == gate["challenger_version"] and champion.tags["gate.decision"] == "champion"
     assert json.loads((ws / "models/train_run.json").read_text())["epochs_trained"] == 2  # the UI value was used
     assert f"mlflow model_version: http://127.0.0.1:5000/#/models/{name}/versions/{champion.version}" in out
     # the user's checkout is untouched: same params.yaml, still no dvc.lock, no outputs
