@@ -1,6 +1,7 @@
 """waferflow_retrain: the DVC pipeline as an Airflow 3 DAG, monthly and on demand from the UI.
 
-prepare -> generate -> ingest -> validate -> split -> train -> evaluate -> export -> gate -> summary
+prepare -> generate -> ingest -> validate -> split -> augment -> train -> evaluate -> export -> gate -> summary
+                                                                       evaluate -> al_query -> summary
 
 * ``prepare`` copies the project's working tree into ``.cache/airflow/runs/<run id>/`` (the
   user's checkout and ``params.yaml`` are never edited), shares the project's DVC cache and
@@ -11,6 +12,8 @@ prepare -> generate -> ingest -> validate -> split -> train -> evaluate -> expor
   run cache, so a run with nothing new finishes in seconds and trains nothing.
 * ``validate`` has no retries: when the great-expectations suite rejects more than
   ``validate.max_reject_fraction`` the task fails and nothing downstream (training included) runs.
+* ``al_query`` (beside export/gate) writes the active-learning annotation queue and publishes its
+  size and place as the task's XCom (its last log line).
 * ``summary`` always runs: it logs and returns (XCom) the gate decision, test metrics and MLflow
   links, or the stage where the run stopped and why, and then fails the run if a stage failed.
 
@@ -32,8 +35,10 @@ from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, Param, task
 
 from waferflow.orchestration.retrain import (
+    ALL_STAGES,
     ENCODERS,
     RETRAIN_STAGES,
+    SIDE_STAGES,
     STAGE_POLICIES,
     RunFailed,
     experiment_id,
@@ -89,12 +94,16 @@ with DAG(
             log.info("no parameter differs from the project's params.yaml")
         return record
 
-    stage_tasks = [
-        BashOperator(
+    # what a stage task prints last (its XCom): the annotation queue's size and place
+    PUBLISH = {"al_query": "\npython -c \"import json; q = json.load(open('metrics/al_query.json')); "
+                           "print(json.dumps({'queue': q['queue'], 'size': q['selected'], 'round': q['round']}))\"\n"}
+
+    stage_tasks = {
+        stage: BashOperator(
             task_id=stage,
             bash_command=(f'export PATH="{ML_BIN}:$PATH"\n'
                           f'echo "waferflow: dvc repro --single-item {stage} in $PWD"\n'
-                          f"dvc repro --single-item {stage}\n"),
+                          f"dvc repro --single-item {stage}\n" + PUBLISH.get(stage, "")),
             cwd="{{ " + PREPARED + "['workspace'] }}",
             env={key: "{{ " + PREPARED + f"['env']['{key}'] }}}}" for key in ENV_KEYS},
             append_env=True,
@@ -103,8 +112,8 @@ with DAG(
             doc_md=f"`dvc repro --single-item {stage}`; retries {STAGE_POLICIES[stage].retries}: "
                    f"{STAGE_POLICIES[stage].why}",
         )
-        for stage in RETRAIN_STAGES
-    ]
+        for stage in ALL_STAGES
+    }
 
     @task(trigger_rule="all_done")
     def summary(ti=None, dag_run=None) -> dict:
@@ -113,7 +122,7 @@ with DAG(
         if not record:
             raise RunFailed("prepare did not finish: see its log (invalid trigger parameters?)")
         states = ti.get_task_states(dag_id=dag_run.dag_id, run_ids=[dag_run.run_id],
-                                    task_ids=list(RETRAIN_STAGES)).get(dag_run.run_id, {})
+                                    task_ids=list(ALL_STAGES)).get(dag_run.run_id, {})
         result = summarise(Path(record["workspace"]), states,
                            mlflow_ui=os.environ.get("WAFERFLOW_MLFLOW_UI", "http://127.0.0.1:5000"),
                            experiment_id=experiment_id(Path(record["workspace"]), record["env"]["MLFLOW_TRACKING_URI"]))
@@ -124,8 +133,10 @@ with DAG(
             raise RunFailed(f"stopped at {result['stopped_at']}: {result['reason']}")
         return result
 
-    prepared = prepare()
-    prepared >> stage_tasks[0]
-    for upstream, downstream in zip(stage_tasks, stage_tasks[1:]):
+    chain = [prepare(), *(stage_tasks[s] for s in RETRAIN_STAGES)]
+    for upstream, downstream in zip(chain, chain[1:]):
         upstream >> downstream
-    stage_tasks[-1] >> summary()
+    done = summary()
+    chain[-1] >> done
+    for side, after in SIDE_STAGES.items():
+        stage_tasks[after] >> stage_tasks[side] >> done

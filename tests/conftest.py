@@ -50,7 +50,7 @@ synth: {seed: 5, labeled_per_class: 40, unlabeled_count: 10, test_per_class: 10,
 preprocess: {image_size: [32, 32]}
 split: {seed: 1, val_fraction: 0.2}
 model: {encoder_name: resnet18, encoder_depth: 3, decoder_channels: [32, 16, 8]}
-train: {max_epochs: 1, batch_size: 8, lr: 0.003, early_stopping_patience: 1, accelerator: cpu}
+train: {max_epochs: 1, batch_size: 8, lr: 0.003, early_stopping_patience: 1, accelerator: cpu, use_synthetic: false}
 evaluate: {real_data_dir: no_real_data_here, worst_errors: 4}
 """
 
@@ -75,7 +75,12 @@ def tiny_project(tmp_path_factory):
 
 
 #: The small configuration the end-to-end tests train (the default one is measured by `make pipeline`).
-E2E_PARAMS = {"synth": {"labeled_per_class": 60, "unlabeled_count": 100, "test_per_class": 20},
+E2E_PARAMS = {"synth": {"labeled_per_class": {"Center": 60, "Donut": 20, "Edge-Loc": 60, "Edge-Ring": 60, "Loc": 60,
+                                               "Near-full": 60, "Random": 60, "Scratch": 60, "none": 60},
+                        "unlabeled_count": 100, "test_per_class": 20},
+              # Donut is starved (17 training maps): the GAN runs, briefly
+              "augment": {"min_count": 30, "target_count": 30, "gan_steps": 4, "reference_steps": 20,
+                          "batch_size": 16, "latent_dim": 16, "gen_width": 16, "critic_width": 8},
               "model": {"encoder_depth": 3, "decoder_channels": [32, 16, 8]},
               "train": {"max_epochs": 1, "batch_size": 32}}
 

@@ -22,12 +22,14 @@ from waferflow.config import load_params
 
 app = typer.Typer(
     help="waferflow: wafer-map defect pattern recognition pipeline.\n\n"
-    "Pipeline stages (what `dvc repro` runs, in order): generate -> ingest -> validate -> split -> train -> evaluate "
-    "-> export -> gate. `waferflow predict` serves the champion; `promote` / `rollback` move it by hand. "
+    "Pipeline stages (what `dvc repro` runs, in order): generate -> ingest -> validate -> split -> augment -> train -> evaluate "
+    "-> al_query, export -> gate. `waferflow label import` brings annotators' labels back. `waferflow predict` serves the champion; `promote` / `rollback` move it by hand. "
     "Each reads params.yaml from the current directory (the project root) unless --params is given.",
     no_args_is_help=True,
     add_completion=False,
 )
+label_app = typer.Typer(help="Annotator labels for the active-learning queue.", no_args_is_help=True)
+app.add_typer(label_app, name="label")
 remote_app = typer.Typer(help="Configure where DVC stores data and models for a team.", no_args_is_help=True)
 app.add_typer(remote_app, name="remote")
 
@@ -59,6 +61,15 @@ def run_stage(name: str, params_path: Path = Path("params.yaml")) -> None:
         elif name == "split":
             for subset, c in stages.split(params).items():
                 typer.echo(f"{subset}: {c}")
+        elif name == "augment":
+            r = stages.augment(params)
+            if not r["classes"]:
+                typer.echo(f"no class has fewer than augment.min_count={r['min_count']} training maps "
+                           f"({r['train_counts']}): no synthetic maps needed")
+            for cls, c in r["classes"].items():
+                typer.echo(f"{cls}: {c['train_count']} real, generated {c['generated']}, kept {c['kept']}, "
+                           f"dropped {c['dropped']}, distances {c['distances']}")
+            typer.echo(f"{r['kept_total']} synthetic maps -> data/augmented/synthetic.parquet in {r['seconds']} s")
         elif name == "train":
             info = stages.train(params, params_path=params_path)
             if info.get("run_id"):
@@ -78,6 +89,12 @@ def run_stage(name: str, params_path: Path = Path("params.yaml")) -> None:
                 typer.echo(f"  {'PASS' if r['passed'] else 'FAIL'} {r['rule']}: challenger {r['challenger']} "
                            f"vs champion {r['champion']} ({r['limit']})")
             typer.echo(f"aliases: {result['aliases']}")
+        elif name == "al_query":
+            q = stages.al_query(params)
+            typer.echo(f"annotation queue, round {q['round']}: {q['selected']} of {q['pool_size']} unlabeled wafers "
+                       f"by {q['strategy']} in {q['total_seconds']} s -> {q['queue']}")
+            typer.echo(f"predicted classes of the selection: {q['selected_predicted_classes']}")
+            typer.echo("label them (fill `label` in a copy of queue.csv), then: waferflow label import FILE.csv")
         else:
             _fail(f"unknown stage {name!r}")
     except (ValidationFailed, FileNotFoundError, RuntimeError) as exc:
@@ -89,10 +106,12 @@ STAGE_COMMANDS = {
     "generate": "Generate the embedded default data set (labeled, unlabeled and test wafers + gallery).",
     "validate": "Validate the ingested table with the great-expectations suite; quarantine failing wafers.",
     "split": "Resize to the model input size and split train/val/test/unlabeled (stratified, seeded).",
+    "augment": "GAN augmentation: WGAN-GP maps for classes below augment.min_count, through the quality gate.",
     "train": "Train the U-Net (mask + class heads) with Lightning; log and register it in MLflow.",
     "evaluate": "Evaluate the trained model on the test split (and real data when present); write metrics and plots.",
     "export": "Export the trained model to ONNX (+ INT8), check parity with PyTorch, log it beside the model version.",
     "gate": "Promotion gate: the challenger becomes champion only if every rule in params.yaml passes.",
+    "al_query": "Active learning: pick the unlabeled wafers worth labeling (al.strategy, al.budget) -> data/al/queue.",
 }
 
 
@@ -126,11 +145,33 @@ def ingest_cmd(
 
 
 # Registered in pipeline order, so `waferflow --help` lists the stages as `dvc repro` runs them.
-for _name in ("generate", "ingest", "validate", "split", "train", "evaluate", "export", "gate"):
+for _name in ("generate", "ingest", "validate", "split", "augment", "train", "evaluate", "al_query", "export", "gate"):
     if _name == "ingest":
         app.command("ingest")(ingest_cmd)
     else:
         _register_stage_command(_name, STAGE_COMMANDS[_name])
+
+
+@label_app.command("import")
+def label_import(
+    file: Path = typer.Argument(..., help="CSV with wafer_id,label[,annotator] (e.g. a filled-in copy of queue.csv)."),
+    annotator: Optional[str] = typer.Option(None, help="Who labeled, when the file has no annotator column "
+                                                          "(default: $WAFERFLOW_ANNOTATOR or the user name)."),
+    queue: Path = typer.Option(Path("data/al/queue/queue.parquet"), help="The queue the labels answer."),
+    params: Path = PARAMS,
+) -> None:
+    """Check annotator labels against the queue and the classes; merge the good ones with provenance,
+    quarantine the rest with their reasons. Re-importing a file changes nothing."""
+    from waferflow.active.labels import import_labels
+
+    p = load_params(params)
+    try:
+        report = import_labels(file, queue, p.al.labels_dir, Path("data/quarantine/labels"), annotator=annotator)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(report.summary())
+    if report.accepted:
+        typer.echo("next `dvc repro` trains on the enlarged labeled pool")
 
 
 @app.command()
@@ -225,6 +266,27 @@ def rollback(params: Path = PARAMS) -> None:
         _fail(str(exc))
     typer.echo(f"{p.mlflow.registered_model}: champion = version {moved['champion']} "
                f"(version {moved['demoted']} demoted)")
+
+
+@app.command("augment-ablation")
+def augment_ablation(
+    keep: int = typer.Option(30, help="Training maps left for each rare class (Near-full, Donut, Random, Scratch)."),
+    epochs: int = typer.Option(15, help="Max epochs of both fits (early stopping as in params.yaml)."),
+    out: Path = typer.Option(Path("metrics/augment_ablation.json"), help="Result JSON."),
+    params: Path = PARAMS,
+) -> None:
+    """Ablation: train with and without GAN maps on a starved split (same seed, same test split)."""
+    from waferflow.gan.ablation import ablation_table, run_ablation
+
+    result = run_ablation(load_params(params), keep=keep, epochs=epochs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    gan = result["gan"]
+    typer.echo(f"GAN: {gan['kept_total']} synthetic maps kept in {gan['seconds']} s: "
+               + ", ".join(f"{c} {v['kept']}/{v['generated']}" for c, v in gan["classes"].items()))
+    typer.echo(ablation_table(result))
+    typer.echo(f"delta macro-F1 (with - without) {result['delta_macro_f1']:+.4f}; written {out} "
+               f"in {result['seconds']} s")
 
 
 @app.command()

@@ -14,9 +14,11 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from waferflow.active.config import ALConfig
 from waferflow.data.parsers import CsvOptions, ImageOptions, NpzOptions, ParserOptions
 from waferflow.data.split import SplitConfig
 from waferflow.data.validation import ValidationConfig
+from waferflow.gan.config import GanAugmentConfig
 from waferflow.models.config import ModelConfig
 from waferflow.registry.gate_config import GateConfig
 from waferflow.registry.tracking import MlflowConfig
@@ -118,6 +120,8 @@ class Params(_Section):
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     export: ExportParams = Field(default_factory=ExportParams)
     gate: GateConfig = Field(default_factory=GateConfig)
+    augment: GanAugmentConfig = Field(default_factory=GanAugmentConfig)
+    al: ALConfig = Field(default_factory=ALConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())

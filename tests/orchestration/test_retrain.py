@@ -10,7 +10,9 @@ import yaml
 
 from tests.conftest import PROJECT_ROOT, run_ok
 from waferflow.orchestration.retrain import (
+    ALL_STAGES,
     RETRAIN_STAGES,
+    SIDE_STAGES,
     apply_overrides,
     format_summary,
     prepare_workspace,
@@ -22,7 +24,10 @@ from waferflow.orchestration.retrain import (
 
 def test_the_dag_runs_every_dvc_stage_in_dvc_yaml_order():
     stages = list(yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"])
-    assert list(RETRAIN_STAGES) == stages
+    assert sorted(ALL_STAGES) == sorted(stages)
+    assert [s for s in stages if s in RETRAIN_STAGES] == list(RETRAIN_STAGES)
+    for side, after in SIDE_STAGES.items():
+        assert stages.index(side) > stages.index(after)
 
 
 @pytest.fixture
@@ -118,7 +123,10 @@ def test_summary_of_a_completed_run_has_the_gate_decision_metrics_and_links(tmp_
     gate = {"decision": "refused", "reason": "test_macro_f1 0.91 < champion 0.95 - 0.005", "challenger_version": "4",
             "champion_version": "3", "aliases": {"champion": "3"}}
     ws = _workspace(tmp_path, gate=gate)
-    out = summarise(ws, {s: "success" for s in RETRAIN_STAGES}, "http://mlflow:5000/", experiment_id="7")
+    (ws / "metrics/al_query.json").write_text(json.dumps({"selected": 100, "round": 2, "strategy": "hybrid"}))
+    out = summarise(ws, {s: "success" for s in ALL_STAGES}, "http://mlflow:5000/", experiment_id="7")
+    assert out["annotation_queue"] == {"size": 100, "round": 2, "strategy": "hybrid",
+                                       "path": str(ws / "data/al/queue/queue.csv")}
     assert out["ok"] and out["gate"]["decision"] == "refused" and out["metrics"]["test_macro_f1"] == 0.91
     assert out["mlflow"] == {"train_run": "http://mlflow:5000/#/experiments/7/runs/abc",
                              "model_version": "http://mlflow:5000/#/models/wf/versions/4"}
@@ -131,7 +139,8 @@ def test_summary_of_a_run_stopped_by_data_quality_says_where_and_why(tmp_path):
     stale = {"decision": "promoted", "reason": "an earlier run", "challenger_version": "9", "champion_version": "8",
              "aliases": {"champion": "9"}}  # the checkout's committed metrics, copied into the workspace
     ws = _workspace(tmp_path, validation={"checked": 40, "rejected": 40, "max_reject_fraction": 0.05}, gate=stale)
-    states = {"generate": "success", "ingest": "success", "validate": "failed", "split": "upstream_failed"}
+    states = {"generate": "success", "ingest": "success", "validate": "failed", "split": "upstream_failed",
+              "al_query": "upstream_failed"}
     out = summarise(ws, states)
     assert not out["ok"] and out["stopped_at"] == "validate"
     assert out["reason"].startswith("data-quality gate failed: 40 of 40 records rejected (limit 0.05)")
@@ -177,9 +186,12 @@ def test_dag_files_import_without_errors(dag_info):
 
 def test_retrain_dag_schedule_order_and_policies(dag_info):
     assert dag_info["schedule"] == "@monthly" and dag_info["catchup"] is False and dag_info["max_active_runs"] == 1
-    chain = ["prepare", *RETRAIN_STAGES, "summary"]
-    assert dag_info["upstream"] == {t: ([chain[i - 1]] if i else []) for i, t in enumerate(chain)}
-    for stage in RETRAIN_STAGES:
+    chain = ["prepare", *RETRAIN_STAGES]
+    expected = {t: ([chain[i - 1]] if i else []) for i, t in enumerate(chain)}
+    expected.update({"al_query": ["evaluate"], "summary": ["al_query", "gate"]})
+    assert dag_info["upstream"] == expected
+    assert "metrics/al_query.json" in dag_info["commands"]["al_query"]  # publishes the queue as its XCom
+    for stage in ALL_STAGES:
         assert f"dvc repro --single-item {stage}\n" in dag_info["commands"][stage]
         assert dag_info["timeouts"][stage] > 0
     assert dag_info["retries"]["validate"] == 0 and dag_info["retries"]["train"] >= 1

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import copy_project, run_ok
-from waferflow.orchestration.retrain import RETRAIN_STAGES, runs_dir
+from waferflow.orchestration.retrain import ALL_STAGES, runs_dir
 
 pytestmark = pytest.mark.slow
 
@@ -48,9 +48,10 @@ def test_triggered_retrain_runs_every_stage_and_the_gate_decides(airflow_project
     params_before = (project / "params.yaml").read_bytes()
     rc, out = _dags_test(env, {"epochs": 2}, project.parent)
     assert rc == 0, out[-5000:]
-    for stage in RETRAIN_STAGES:
+    for stage in ALL_STAGES:
         assert f"dvc repro --single-item {stage}" in out and f"Running stage '{stage}'" in out
     assert "waferflow retrain: completed" in out and "param train.max_epochs: 1 -> 2" in out
+    assert "annotation queue (round 1, coreset)" in out
     (ws,) = list(runs_dir(project).iterdir())
     gate = json.loads((ws / "metrics/gate.json").read_text())
     assert gate["decision"] == "champion"

@@ -32,10 +32,14 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-__all__ = ["RETRAIN_STAGES", "StagePolicy", "STAGE_POLICIES", "ENCODERS", "trigger_defaults",
+__all__ = ["RETRAIN_STAGES", "SIDE_STAGES", "ALL_STAGES", "StagePolicy", "STAGE_POLICIES", "ENCODERS", "trigger_defaults",
            "prepare_workspace", "summarise", "format_summary", "experiment_id", "RunFailed", "runs_dir"]
 
-RETRAIN_STAGES = ("generate", "ingest", "validate", "split", "train", "evaluate", "export", "gate")
+RETRAIN_STAGES = ("generate", "ingest", "validate", "split", "augment", "train", "evaluate", "export", "gate")
+#: Stages off the main chain: stage -> the stage it runs after. A failed annotation queue does not
+#: hold back promotion.
+SIDE_STAGES = {"al_query": "evaluate"}
+ALL_STAGES = (*RETRAIN_STAGES, *SIDE_STAGES)
 
 #: Encoders offered in the trigger form (smp ResNets: the model's ONNX export and the gate's
 #: latency rule are measured on these).
@@ -61,10 +65,12 @@ STAGE_POLICIES: dict[str, StagePolicy] = {
     "validate": StagePolicy(0, timedelta(minutes=30),
                             "a data-quality failure is a verdict, not a glitch: no retry, the run stops here"),
     "split": StagePolicy(1, timedelta(minutes=20), "deterministic"),
+    "augment": StagePolicy(1, timedelta(hours=2), "GAN training is seeded; one retry for a lost worker"),
     "train": StagePolicy(1, timedelta(hours=6), "long; one retry for a lost node or OOM-killed worker"),
     "evaluate": StagePolicy(1, timedelta(minutes=30), "deterministic"),
     "export": StagePolicy(1, timedelta(minutes=30), "a parity failure fails again: see the task log"),
     "gate": StagePolicy(1, timedelta(minutes=30), "registry writes are idempotent"),
+    "al_query": StagePolicy(1, timedelta(minutes=30), "deterministic; publishes the queue's size and place"),
 }
 
 
@@ -274,8 +280,8 @@ def summarise(workspace: Path, states: dict[str, str | None], mlflow_ui: str = "
               experiment_id: str | None = None) -> dict[str, Any]:
     """What the run did: stage states, where it stopped and why, gate decision, metrics, links."""
     ws = Path(workspace)
-    stages = {s: (states.get(s) or "not run") for s in RETRAIN_STAGES}
-    failed = next((s for s in RETRAIN_STAGES if stages[s] != "success"), None)
+    stages = {s: (states.get(s) or "not run") for s in ALL_STAGES}
+    failed = next((s for s in ALL_STAGES if stages[s] != "success"), None)
     out: dict[str, Any] = {"workspace": str(ws), "stages": stages, "ok": failed is None}
     record = _read(ws / "airflow_run.json") or {}
     out["param_changes"] = record.get("changes", [])
@@ -300,6 +306,10 @@ def summarise(workspace: Path, states: dict[str, str | None], mlflow_ui: str = "
     if evaluation:
         out["metrics"] = {k: evaluation[k] for k in ("test_macro_f1", "test_accuracy", "test_mean_iou")
                           if k in evaluation}
+    queue = _read(ws / "metrics/al_query.json") if "al_query" in done else None
+    if queue:
+        out["annotation_queue"] = {"size": queue["selected"], "round": queue["round"],
+                                   "strategy": queue["strategy"], "path": str(ws / "data/al/queue/queue.csv")}
     if train_run:
         out["model"] = {k: train_run.get(k) for k in ("model_name", "version", "run_id", "epochs_trained",
                                                       "best_val_macro_f1")}
@@ -323,6 +333,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"aliases now: {g['aliases']}")
     if "metrics" in summary:
         lines.append("test metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in summary["metrics"].items()))
+    if "annotation_queue" in summary:
+        q = summary["annotation_queue"]
+        lines.append(f"annotation queue (round {q['round']}, {q['strategy']}): {q['size']} wafers at {q['path']}")
     for name, url in summary.get("mlflow", {}).items():
         lines.append(f"mlflow {name}: {url}")
     lines.append(f"workspace: {summary['workspace']}")

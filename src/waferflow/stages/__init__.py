@@ -7,6 +7,8 @@ outputs and returns a small summary dict. A stage that cannot do its job raises.
 One module per stage (group) so that each DVC stage depends on its own code in ``dvc.yaml``.
 """
 
+from waferflow.stages.active import al_query
+from waferflow.stages.augmentation import augment
 from waferflow.stages.data_stages import generate, ingest_stage, split, validate
 from waferflow.stages.evaluation import evaluate
 from waferflow.stages.layout import Layout
@@ -14,4 +16,4 @@ from waferflow.stages.promotion import gate
 from waferflow.stages.serving import export
 from waferflow.stages.training import train
 
-__all__ = ["Layout", "generate", "ingest_stage", "validate", "split", "train", "evaluate", "export", "gate"]
+__all__ = ["Layout", "generate", "ingest_stage", "validate", "split", "train", "evaluate", "export", "gate", "al_query", "augment"]

@@ -53,14 +53,18 @@ def validate(params: Params, layout: Layout = Layout()) -> dict:
 
 
 def split(params: Params, layout: Layout = Layout(), progress: bool = True) -> dict:
-    """Resize to the model size and split train / val / test / unlabeled."""
+    """Give annotator labels (``waferflow label import``) to their wafers, resize to the model
+    size and split train / val / test / unlabeled."""
+    from waferflow.active.labels import apply_labels
+
     cfg = params.split_config()
-    frame = resize_frame(read_frame(layout.validated), cfg.image_size, progress=progress)
+    frame, al_counts = apply_labels(read_frame(layout.validated), layout.resolve(params.al.labels_dir))
+    frame = resize_frame(frame, cfg.image_size, progress=progress)
     parts = split_frame(frame, cfg)
     for name, part in parts.items():
         write_records(pa.Table.from_pandas(part[SCHEMA.names], schema=SCHEMA, preserve_index=False),
                       layout.processed / f"{name}.parquet")
-    counts = split_counts(parts)
+    counts = {**split_counts(parts), "annotator_labels": al_counts}
     write_json(layout.metrics / "split.json", counts)
     train_sample = table_to_records(parts["train"].groupby("label", group_keys=False).head(6))
     save_gallery(train_sample, layout.figures / "split_gallery.png", per_class=6,

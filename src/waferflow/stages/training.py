@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from waferflow.config import Params
+from waferflow.data.records import read_frame
 from waferflow.stages.layout import Layout, write_json
 
-__all__ = ["train"]
+__all__ = ["train", "SYNTHETIC"]
+
+SYNTHETIC = "data/augmented/synthetic.parquet"  # the augment stage's output, as in dvc.yaml
 
 
 def train(params: Params, layout: Layout = Layout(), params_path: Path = Path("params.yaml")) -> dict:
@@ -22,8 +25,18 @@ def train(params: Params, layout: Layout = Layout(), params_path: Path = Path("p
     import mlflow
 
     provenance = {"git_commit": git_commit(layout.root), "data_version": data_version(layout.processed, layout.root)}
+    extra = []
+    if params.train.use_synthetic:
+        synthetic = layout / SYNTHETIC
+        if not synthetic.is_file():
+            raise RuntimeError(f"train.use_synthetic is true but {synthetic} is missing: run the augment stage "
+                               "(dvc repro augment) or set train.use_synthetic: false")
+        extra = [synthetic]
+        provenance["synthetic_maps"] = str(len(read_frame(synthetic)))
+        print(f"train: {provenance['synthetic_maps']} GAN maps from {SYNTHETIC} join the training split; they "
+              "carry no per-die mask, so only the class loss learns from them (mask loss ignored)", flush=True)
     summary = fit(params.model, params.train, layout.processed, layout.models, params.mlflow, layout.root,
-                  run_tags=provenance)
+                  run_tags=provenance, extra_train=extra)
     if summary["run_id"] is None:  # not rank 0 of a distributed run: rank 0 does the bookkeeping
         return summary
     best = WaferLitModule.load_from_checkpoint(summary["checkpoint"], map_location="cpu")

@@ -39,4 +39,5 @@ class TrainConfig(BaseModel):
     strategy: str = "auto"
     precision: str = "32-true"
     deterministic: bool = True
+    use_synthetic: bool = True  # add the augment stage's GAN maps (class loss only: they carry no mask)
     channels_last: bool = True  # NHWC convolutions: ~10-15 % faster on CPU (oneDNN) and on GPUs with AMP

@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -86,9 +87,11 @@ class WaferDataModule(L.LightningDataModule):
     """Train / val / test loaders over ``data_dir/{train,val,test}.parquet``."""
 
     def __init__(self, data_dir: str | Path, batch_size: int = 64, num_workers: int = 0,
-                 augment: AugmentConfig | None = None, seed: int = 42) -> None:
+                 augment: AugmentConfig | None = None, seed: int = 42, extra_train: Sequence[Path] = ()) -> None:
+        """``extra_train``: more Parquet files of the train split's shape appended to it (GAN maps)."""
         super().__init__()
         self.data_dir, self.batch_size, self.num_workers = Path(data_dir), batch_size, num_workers
+        self.extra_train = [Path(p) for p in extra_train]
         self.augment_cfg, self.seed = augment or AugmentConfig(), seed
         self.arrays: dict[str, WaferArrays] = {}
 
@@ -96,7 +99,8 @@ class WaferDataModule(L.LightningDataModule):
         wanted = ("train", "val") if stage == "fit" else ("test",) if stage == "test" else ("train", "val", "test")
         for name in wanted:
             if name not in self.arrays:
-                arrays = WaferArrays.from_parquet(self.data_dir / f"{name}.parquet")
+                files = [self.data_dir / f"{name}.parquet", *(self.extra_train if name == "train" else [])]
+                arrays = WaferArrays(read_frame(files))
                 if (arrays.labels < 0).any():
                     raise ValueError(f"{name} split holds unlabeled wafers")
                 self.arrays[name] = arrays

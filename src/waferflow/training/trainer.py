@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import resource
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -31,13 +32,14 @@ def peak_rss_mb() -> float:
 
 
 def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: Path, out_dir: Path, mlflow_cfg: MlflowConfig,
-        root: Path = Path("."), run_tags: dict[str, str] | None = None) -> dict:
+        root: Path = Path("."), run_tags: dict[str, str] | None = None, extra_train: Sequence[Path] = ()) -> dict:
     """Train on ``data_dir/{train,val}.parquet``; the best checkpoint (val macro-F1) lands in ``out_dir``.
 
     Returns a summary (on every rank; only rank 0 has the MLflow run id).
     """
     L.seed_everything(train_cfg.seed, workers=True)
-    dm = WaferDataModule(data_dir, train_cfg.batch_size, train_cfg.num_workers, train_cfg.augment, train_cfg.seed)
+    dm = WaferDataModule(data_dir, train_cfg.batch_size, train_cfg.num_workers, train_cfg.augment, train_cfg.seed,
+                         extra_train=extra_train)
     module = WaferLitModule(model_cfg, train_cfg, dm.class_weights())
     configure_mlflow(mlflow_cfg, root)
     logger = MLFlowLogger(experiment_name=mlflow_cfg.experiment, tracking_uri=resolved_tracking_uri(mlflow_cfg, root),

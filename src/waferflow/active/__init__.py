@@ -1,0 +1,1 @@
+"""Active learning: score the unlabeled pool, pick what is worth labeling, take labels back."""

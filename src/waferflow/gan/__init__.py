@@ -1,0 +1,1 @@
+"""GAN augmentation: a class-conditional WGAN-GP for rare classes, with a quality gate."""
