@@ -174,6 +174,81 @@ def label_import(
         typer.echo("next `dvc repro` trains on the enlarged labeled pool")
 
 
+def _parse_files(files: list[Path], p) -> tuple[list, list[str]]:
+    """Records of every readable file, and a line per rejected file or row (file, row, reason)."""
+    from waferflow.data.parsers import FileRejected, parse_file
+
+    records, problems = [], []
+    for f in files:
+        try:
+            result = parse_file(f, p.ingest.parser_options())
+        except (FileRejected, FileNotFoundError) as exc:
+            problems.append(str(exc))
+            continue
+        records.extend(result.records)
+        problems.extend(str(r) for r in result.rejects)
+    return records, problems
+
+
+@app.command()
+def drift(
+    files: list[Path] = typer.Argument(..., help="The current window: wafer maps in any ingestible format."),
+    reference: Path = typer.Option(Path("data/interim/validated.parquet"),
+                                   help="Reference wafers (canonical Parquet); its unlabeled production maps "
+                                        "are used when it has any, else all of it."),
+    out: Path = typer.Option(Path("reports/drift"), help="Folder for drift.json and the evidently drift.html."),
+    params: Path = PARAMS,
+) -> None:
+    """Drift check of a window of wafer maps against the reference (evidently; params.yaml → drift)."""
+    from waferflow.data.records import grid_from_row, read_frame
+    from waferflow.monitoring.drift import check_drift
+    from waferflow.monitoring.features import feature_frame
+
+    p = load_params(params)
+    if not reference.is_file():
+        _fail(f"reference {reference} not found: run `dvc repro validate` or pass --reference")
+    ref = read_frame(reference)
+    if ref["label"].isna().any():
+        ref = ref[ref["label"].isna()]
+    records, problems = _parse_files(files, p)
+    for problem in problems:
+        typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
+    try:
+        result = check_drift(feature_frame(grid_from_row(row) for _, row in ref.iterrows()), feature_frame(r.die_grid for r in records), p.drift)
+    except ValueError as exc:
+        _fail(str(exc))
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {**result.summary, "reference": str(reference), "current": [str(f) for f in files]}
+    (out / "drift.json").write_text(json.dumps(summary, indent=2) + "\n")
+    result.save_html(out / "drift.html")
+    verdict = "RETRAIN RECOMMENDED" if summary["retrain_recommended"] else "no retraining needed"
+    typer.echo(f"{verdict}: " + "; ".join(summary["reasons"]))
+    typer.echo(f"{len(summary['drifted_features'])} of {len(summary['features'])} features drifted; "
+               f"wrote {out / 'drift.json'} and {out / 'drift.html'}")
+
+
+@app.command("drift-stream")
+def drift_stream(
+    scenario: str = typer.Argument(..., help="unshifted, background, class_mix, wafer_size or novel_pattern."),
+    out: Path = typer.Option(..., help="Canonical Parquet to write (refused if it exists)."),
+    n: int = typer.Option(300, help="Wafers."),
+    seed: int = typer.Option(1, help="Seed (the same seed gives the same stream)."),
+    params: Path = PARAMS,
+) -> None:
+    """Write a generated production stream, shifted or not, to replay through predict and drift."""
+    from waferflow.data.records import write_records
+    from waferflow.monitoring.scenarios import stream
+
+    if out.exists():
+        _fail(f"{out} exists; it is not overwritten")
+    try:
+        records = stream(scenario, n, seed, load_params(params).synth)
+    except ValueError as exc:
+        _fail(str(exc))
+    write_records(records, out)
+    typer.echo(f"{len(records)} {scenario} wafers -> {out}")
+
+
 @app.command()
 def predict(
     files: list[Path] = typer.Argument(..., help="Wafer maps in any ingestible format (LSWMD.pkl, npz, CSV, PNG, Parquet)."),
@@ -187,7 +262,6 @@ def predict(
     """Classify wafer maps and report their defects (class, confidence, mask, clusters, severity)."""
     from tqdm.auto import tqdm
 
-    from waferflow.data.parsers import FileRejected, parse_file
     from waferflow.inference.engine import InferenceEngine
     from waferflow.inference.report import write_predictions
 
@@ -204,15 +278,7 @@ def predict(
         _fail(str(exc))
     except Exception as exc:  # the registry has no such alias, or cannot be reached
         _fail(f"cannot load {p.mlflow.registered_model}@{alias}: {exc}")
-    records, problems = [], []
-    for f in files:
-        try:
-            result = parse_file(f, p.ingest.parser_options())
-        except (FileRejected, FileNotFoundError) as exc:
-            problems.append(str(exc))
-            continue
-        records.extend(result.records)
-        problems.extend(str(r) for r in result.rejects)
+    records, problems = _parse_files(files, p)
     results = []
     for start in tqdm(range(0, len(records), 256), desc="predict", unit="batch", disable=len(records) <= 256):
         try:

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from waferflow.active.config import ALConfig
+from waferflow.monitoring.config import DriftConfig
 from waferflow.data.parsers import CsvOptions, ImageOptions, NpzOptions, ParserOptions
 from waferflow.data.split import SplitConfig
 from waferflow.data.validation import ValidationConfig
@@ -122,6 +123,7 @@ class Params(_Section):
     gate: GateConfig = Field(default_factory=GateConfig)
     augment: GanAugmentConfig = Field(default_factory=GanAugmentConfig)
     al: ALConfig = Field(default_factory=ALConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())

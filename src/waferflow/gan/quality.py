@@ -31,7 +31,8 @@ from scipy import linalg, ndimage
 from scipy.stats import wasserstein_distance
 from skimage.measure import regionprops
 
-from waferflow.classes import DIE_FAIL, DIE_NONE, DIE_PASS
+from waferflow.classes import DIE_NONE, DIE_PASS
+from waferflow.monitoring.features import fail_ratio, ring_profile
 
 __all__ = ["OutlineStats", "repair_outline", "outline_features", "nearest_hamming", "ring_profile",
            "fail_ratio", "frechet_distance", "distribution_distances"]
@@ -94,33 +95,6 @@ def nearest_hamming(candidates: np.ndarray, references: np.ndarray, chunk: int =
         c = candidates[start:start + chunk].reshape(-1, 1, ref.shape[1])
         out.append((c != ref[None]).mean(axis=2).min(axis=1))
     return np.concatenate(out) if out else np.zeros(0)
-
-
-def fail_ratio(grids: np.ndarray) -> np.ndarray:
-    dies = (grids != DIE_NONE).sum(axis=(1, 2))
-    return (grids == DIE_FAIL).sum(axis=(1, 2)) / np.maximum(dies, 1)
-
-
-def ring_profile(grids: np.ndarray, rings: int = 5) -> np.ndarray:
-    """(N, rings) fail ratio per concentric ring of the wafer (radius from the wafer's centroid)."""
-    grids = np.asarray(grids)
-    if grids.ndim == 2:
-        grids = grids[None]
-    h, w = grids.shape[1:]
-    yy, xx = np.mgrid[:h, :w]
-    out = np.zeros((len(grids), rings))
-    for i, g in enumerate(grids):
-        wafer = g != DIE_NONE
-        if not wafer.any():
-            continue
-        cy, cx = yy[wafer].mean(), xx[wafer].mean()
-        r = np.hypot(yy - cy, xx - cx)
-        r = r / max(r[wafer].max(), 1e-9)
-        ring = np.minimum((r * rings).astype(int), rings - 1)
-        for k in range(rings):
-            sel = wafer & (ring == k)
-            out[i, k] = (g[sel] == DIE_FAIL).mean() if sel.any() else 0.0
-    return out
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float | None:

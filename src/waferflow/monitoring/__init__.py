@@ -1,0 +1,1 @@
+"""Production monitoring: wafer-level features shared by training and serving, drift checks."""

@@ -1,0 +1,40 @@
+"""``drift`` in ``params.yaml`` (light to import: no evidently)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["DriftConfig"]
+
+
+class DriftConfig(BaseModel):
+    """Thresholds of the drift check (:mod:`waferflow.monitoring.drift`).
+
+    Args:
+        drift_share: The data set has drifted when at least this share of the wafer features
+            drifted (evidently's ``DataDriftPreset(drift_share=...)``).
+        num_method / cat_method: evidently stat tests for numeric / categorical columns. Default
+            normed Wasserstein distance (in reference standard deviations) and Jensen-Shannon
+            distance: effect sizes, not significance tests — wafers of one lot and one product
+            are not independent samples, so p-value tests (K-S, chi-square) raise false alarms
+            on unshifted production windows. None = evidently's choice by sample size.
+        num_threshold / cat_threshold: a column drifted above this score (None = evidently's
+            default, 0.1; 0.25 keeps unshifted windows of 300 wafers quiet, see the README).
+        strong_drift: one wafer feature whose numeric drift score reaches this (1.0 = the
+            distribution moved by a reference standard deviation) recommends retraining on its
+            own, however few others drifted (a new wafer size moves ``n_dies`` and little else).
+        retrain_on_prediction_drift: recommend retraining when the predicted class mix drifted,
+            even if few features did.
+        min_wafers: a current window with fewer wafers is not judged (the check fails loudly).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    drift_share: float = Field(0.3, gt=0, le=1)
+    num_method: str | None = "wasserstein"
+    cat_method: str | None = "jensenshannon"
+    num_threshold: float | None = 0.25
+    cat_threshold: float | None = 0.1
+    strong_drift: float | None = Field(1.0, gt=0)
+    retrain_on_prediction_drift: bool = True
+    min_wafers: int = Field(50, ge=1)

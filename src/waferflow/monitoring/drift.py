@@ -1,0 +1,106 @@
+"""Drift check: evidently's data-drift preset on wafer features and model outputs.
+
+A reference window (normal production: the features of the unlabeled production maps the model
+was trained beside, and the champion's predictions on them) is compared with a current window
+(the prediction log). evidently picks and runs the per-column tests; this module only reads its
+results back: which wafer features drifted, whether the predicted class mix or the confidence
+drifted, the drifted share — and turns them into ``retrain_recommended`` with its reasons.
+
+Example:
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> ref = pd.DataFrame({"fail_ratio": rng.beta(1, 30, 400), "n_dies": rng.integers(300, 900, 400)})
+    >>> cur = ref.assign(fail_ratio=ref["fail_ratio"] * 3)
+    >>> result = check_drift(ref, cur, DriftConfig(drift_share=0.5))
+    >>> result.summary["drifted_features"], result.summary["retrain_recommended"]
+    (['fail_ratio'], True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from waferflow.monitoring.config import DriftConfig
+from waferflow.monitoring.features import FEATURES
+
+__all__ = ["DriftConfig", "DriftResult", "check_drift", "PREDICTION_COLUMNS"]
+
+PREDICTION_COLUMNS = ("predicted_class", "confidence")
+
+
+@dataclass
+class DriftResult:
+    summary: dict[str, Any]
+    snapshot: Any  # evidently Snapshot: save_html / json
+
+    def save_html(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.snapshot.save_html(str(path))
+        return path
+
+
+def check_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig = DriftConfig()) -> DriftResult:
+    """Compare two windows of wafer features (and, when both have them, ``predicted_class`` /
+    ``confidence``) with evidently; the summary says what drifted and whether to retrain."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    if len(current) < cfg.min_wafers:
+        raise ValueError(f"the current window has {len(current)} wafers, fewer than drift.min_wafers = "
+                         f"{cfg.min_wafers}: not enough to judge drift")
+    if len(reference) < cfg.min_wafers:
+        raise ValueError(f"the reference window has {len(reference)} wafers, fewer than {cfg.min_wafers}")
+    features = [c for c in FEATURES if c in reference.columns and c in current.columns]
+    if not features:
+        raise ValueError(f"no wafer feature ({', '.join(FEATURES)}) is in both windows")
+    numeric = features + (["confidence"] if "confidence" in reference and "confidence" in current else [])
+    categorical = ["predicted_class"] if "predicted_class" in reference and "predicted_class" in current else []
+    columns = numeric + categorical
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    ref = reference[columns].astype({c: float for c in numeric})
+    cur = current[columns].astype({c: float for c in numeric})
+    preset = DataDriftPreset(drift_share=cfg.drift_share, num_method=cfg.num_method, cat_method=cfg.cat_method,
+                             num_threshold=cfg.num_threshold, cat_threshold=cfg.cat_threshold)
+    snapshot = Report([preset], include_tests=True).run(Dataset.from_pandas(cur, data_definition=definition),
+                                                        Dataset.from_pandas(ref, data_definition=definition))
+    per_column = _per_column(snapshot.dict())
+    drifted = [c for c in features if per_column[c]["drifted"]]
+    share = len(drifted) / len(features)
+    predictions = {c: per_column[c] for c in ("predicted_class", "confidence") if c in per_column}
+    reasons = []
+    if share >= cfg.drift_share:
+        reasons.append(f"{len(drifted)} of {len(features)} wafer features drifted ({share:.0%} >= "
+                       f"drift.drift_share {cfg.drift_share:.0%}): {', '.join(drifted)}")
+    strong = [c for c in features if cfg.strong_drift is not None and per_column[c]["score"] >= cfg.strong_drift]
+    if strong and share < cfg.drift_share:
+        reasons.append(f"strong drift (score >= drift.strong_drift {cfg.strong_drift}) in "
+                       + ", ".join(f"{c} ({per_column[c]['score']:.2f})" for c in strong))
+    if cfg.retrain_on_prediction_drift and predictions.get("predicted_class", {}).get("drifted"):
+        p = predictions["predicted_class"]
+        reasons.append(f"the predicted class mix drifted ({p['method']} {p['score']:.3f}, threshold {p['threshold']})")
+    summary = {
+        "n_reference": int(len(reference)), "n_current": int(len(current)),
+        "features": {c: per_column[c] for c in features}, "drifted_features": drifted,
+        "drifted_share": round(share, 4), "drift_share_threshold": cfg.drift_share,
+        "dataset_drift": share >= cfg.drift_share, "strong_drift": strong, "predictions": predictions,
+        "retrain_recommended": bool(reasons), "reasons": reasons or ["no drift above the thresholds"],
+    }
+    return DriftResult(summary, snapshot)
+
+
+def _per_column(report: dict) -> dict[str, dict]:
+    """Each column's drift score, method, threshold and evidently's verdict, from a snapshot dict."""
+    by_id = {m["id"]: m for m in report["metrics"]}
+    out = {}
+    for test in report["tests"]:
+        metric = by_id.get(test.get("bound_test", {}).get("metric_fingerprint"))
+        if metric is None or "column" not in metric["config"]:
+            continue
+        cfg = metric["config"]
+        out[cfg["column"]] = {"score": round(float(metric["value"]), 6), "method": cfg.get("method"),
+                              "threshold": cfg.get("threshold"), "drifted": str(test["status"]).endswith("FAIL")}
+    return out

@@ -1,0 +1,65 @@
+"""Production streams for drift tests and demos, from the project's own generator.
+
+``unshifted`` is production as the model knows it: the default WM-811K-like class mix on the
+default generator ranges, with another seed (so other wafers and other product layouts drawn
+from the same distribution). Each shifted stream changes one thing a fab meets:
+
+* ``background`` — a process excursion: background fail rate 5–20 % instead of 0.2–8 %;
+* ``class_mix`` — a new defect mix: Edge-Ring, Center and Loc make up most wafers;
+* ``wafer_size`` — a new product: wafers 170–220 dies across (the pools: 15–160);
+* ``novel_pattern`` — a mechanism no class covers: a reticle-repeat grid of failing rows and
+  columns every 3–6 dies (a stepper/reticle defect) on otherwise ordinary wafers.
+
+Streams keep the generator's true class in ``attrs.true_label`` (``None`` for the novel pattern).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from waferflow.classes import DIE_FAIL, DIE_NONE
+from waferflow.data.records import WaferRecord
+from waferflow.synth.dataset import DatasetConfig, generate_dataset
+
+__all__ = ["SCENARIOS", "SHIFTED", "stream"]
+
+SCENARIOS = ("unshifted", "background", "class_mix", "wafer_size", "novel_pattern")
+SHIFTED = SCENARIOS[1:]
+
+
+def _reticle_grid(rec: WaferRecord, rng: np.random.Generator) -> WaferRecord:
+    grid = rec.die_grid.copy()
+    period = int(rng.integers(3, 7))
+    oy, ox = rng.integers(0, period, 2)
+    yy, xx = np.indices(grid.shape)
+    lines = ((yy - oy) % period == 0) | ((xx - ox) % period == 0)
+    hit = lines & (grid != DIE_NONE) & (rng.random(grid.shape) < 0.8)
+    grid[hit] = DIE_FAIL
+    rec.die_grid, rec.defect_mask = grid, None
+    rec.attrs["true_label"] = None
+    rec.attrs["scenario_pattern"] = f"reticle grid, period {period}"
+    return rec
+
+
+def stream(scenario: str, n: int, seed: int, base: DatasetConfig = DatasetConfig()) -> list[WaferRecord]:
+    """``n`` production wafers of ``scenario`` (one of :data:`SCENARIOS`), deterministic per seed."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown drift scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
+    gen = base.generator
+    weights = dict(base.unlabeled_class_weights)
+    if scenario == "background":
+        gen = gen.model_copy(update={"background_fail_range": (0.05, 0.2)})
+    elif scenario == "class_mix":
+        weights = {"Center": 20, "Edge-Ring": 30, "Loc": 15, "Edge-Loc": 5, "none": 30}
+    elif scenario == "wafer_size":
+        gen = gen.model_copy(update={"diameter_range": (170, 220)})
+    cfg = base.model_copy(update={"seed": seed, "labeled_per_class": 0, "unlabeled_count": n, "test_per_class": 0,
+                                  "unlabeled_class_weights": weights, "generator": gen,
+                                  "n_products": max(1, min(base.n_products, n // 5))})
+    records = generate_dataset(cfg)["unlabeled"]
+    if scenario == "novel_pattern":
+        rng = np.random.default_rng([seed, 77])
+        records = [_reticle_grid(r, rng) for r in records]
+    for r in records:
+        r.attrs["scenario"] = scenario
+    return records

@@ -1,0 +1,105 @@
+"""Wafer features, the drift scenarios and the evidently drift check."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import disc
+from waferflow.monitoring.config import DriftConfig
+from waferflow.monitoring.drift import check_drift
+from waferflow.monitoring.features import FEATURES, feature_frame, wafer_features
+from waferflow.monitoring.scenarios import SCENARIOS, stream
+
+
+def test_features_locate_the_fails_on_any_grid_shape():
+    centre = disc(21, 31)
+    centre[9:12, 14:17] = 2  # a 3x3 cluster at the centre of a non-square wafer
+    f = wafer_features(centre)
+    assert f["n_dies"] == int((centre != 0).sum()) and f["fail_ratio"] == pytest.approx(9 / f["n_dies"])
+    assert f["ring_1"] > 0 and f["ring_5"] == 0 and f["edge_ratio"] == 0
+    assert f["n_clusters"] == 1 and f["mean_cluster_size"] == 9
+    edge = disc(21, 31)
+    edge[(edge == 1) & (np.indices(edge.shape)[1] >= 29)] = 2  # fails along the east rim only
+    g = wafer_features(edge)
+    assert g["edge_ratio"] == 1.0 and g["ring_5"] > 0 and g["ring_1"] == 0
+    assert g["quad_ne"] > 0 and g["quad_se"] > 0 and g["quad_nw"] == g["quad_sw"] == 0
+    speckle = disc(21, 31)
+    speckle[::4, ::4] = np.where(speckle[::4, ::4] == 1, 2, 0)  # isolated fails: no clusters
+    assert wafer_features(speckle)["n_clusters"] == 0
+    empty = wafer_features(np.zeros((5, 5), np.uint8))
+    assert empty["n_dies"] == 0 and set(empty) == set(FEATURES)
+    frame = feature_frame([centre, edge, np.zeros((4, 9), np.uint8)])
+    assert list(frame.columns) == list(FEATURES) and len(frame) == 3
+
+
+def test_scenarios_are_seeded_and_change_what_they_say():
+    a, b = stream("unshifted", 40, seed=3), stream("unshifted", 40, seed=3)
+    assert all(np.array_equal(x.die_grid, y.die_grid) for x, y in zip(a, b))
+    base = feature_frame(r.die_grid for r in stream("unshifted", 80, seed=1))
+    big = feature_frame(r.die_grid for r in stream("wafer_size", 30, seed=1))
+    assert big["n_dies"].min() > base["n_dies"].quantile(0.9)
+    bg = feature_frame(r.die_grid for r in stream("background", 80, seed=1))
+    assert bg["fail_ratio"].median() > 2 * base["fail_ratio"].median()
+    novel = stream("novel_pattern", 10, seed=1)
+    assert all(r.attrs["true_label"] is None and "reticle" in r.attrs["scenario_pattern"] for r in novel)
+    with pytest.raises(ValueError, match="unknown drift scenario"):
+        stream("tilted", 5, seed=1)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return feature_frame(r.die_grid for r in stream("unshifted", 600, seed=0))
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_check_recommends_retraining_on_shifted_streams_only(reference, scenario):
+    current = feature_frame(r.die_grid for r in stream(scenario, 200, seed=11))
+    result = check_drift(reference, current, DriftConfig())
+    s = result.summary
+    assert s["retrain_recommended"] is (scenario != "unshifted"), s["reasons"]
+    assert set(s["features"]) == set(FEATURES) and s["n_current"] == 200
+    assert s["drifted_share"] == pytest.approx(len(s["drifted_features"]) / len(FEATURES), abs=1e-4)
+
+
+def test_prediction_drift_and_html_report(reference, tmp_path):
+    rng = np.random.default_rng(0)
+    ref = reference.assign(predicted_class=rng.choice(["none", "Center"], len(reference), p=[0.8, 0.2]),
+                           confidence=rng.uniform(0.7, 1, len(reference)))
+    cur = ref.sample(300, random_state=1).assign(predicted_class="Center")  # same wafers, other predictions
+    result = check_drift(ref, cur, DriftConfig())
+    assert result.summary["predictions"]["predicted_class"]["drifted"]
+    assert not result.summary["drifted_features"]
+    assert any("predicted class mix" in r for r in result.summary["reasons"])
+    html = result.save_html(tmp_path / "drift.html")
+    text = html.read_text(errors="ignore")
+    assert text.lstrip().lower().startswith("<!doctype html>") and "predicted_class" in text
+
+
+def test_small_windows_are_refused(reference):
+    with pytest.raises(ValueError, match="fewer than drift.min_wafers"):
+        check_drift(reference, reference.head(10), DriftConfig(min_wafers=50))
+    with pytest.raises(ValueError, match="no wafer feature"):
+        check_drift(pd.DataFrame({"x": range(60)}), pd.DataFrame({"x": range(60)}), DriftConfig())
+
+
+def test_cli_replays_a_stream_and_writes_the_report(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from waferflow.cli import app
+
+    run = CliRunner()
+    for scenario, n, seed in (("unshifted", 300, 0), ("background", 120, 5)):
+        done = run.invoke(app, ["drift-stream", scenario, "--n", str(n), "--seed", str(seed),
+                                "--out", str(tmp_path / f"{scenario}.parquet")])
+        assert done.exit_code == 0, done.output
+    again = run.invoke(app, ["drift-stream", "unshifted", "--out", str(tmp_path / "unshifted.parquet")])
+    assert again.exit_code != 0 and "not overwritten" in again.output
+    done = run.invoke(app, ["drift", str(tmp_path / "background.parquet"), "--reference",
+                            str(tmp_path / "unshifted.parquet"), "--out", str(tmp_path / "report")])
+    assert done.exit_code == 0, done.output
+    assert "RETRAIN RECOMMENDED" in done.output
+    summary = json.loads((tmp_path / "report/drift.json").read_text())
+    assert summary["retrain_recommended"] and "fail_ratio" in summary["drifted_features"]
+    assert (tmp_path / "report/drift.html").stat().st_size > 0
