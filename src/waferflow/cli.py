@@ -192,7 +192,8 @@ def _parse_files(files: list[Path], p) -> tuple[list, list[str]]:
 
 @app.command()
 def drift(
-    files: list[Path] = typer.Argument(..., help="The current window: wafer maps in any ingestible format."),
+    files: Optional[list[Path]] = typer.Argument(None, help="The current window: wafer maps in any ingestible "
+                                                 "format. Default: the prediction log's last drift.window_days days."),
     reference: Path = typer.Option(Path("data/interim/validated.parquet"),
                                    help="Reference wafers (canonical Parquet); its unlabeled production maps "
                                         "are used when it has any, else all of it."),
@@ -203,6 +204,7 @@ def drift(
     from waferflow.data.records import grid_from_row, read_frame
     from waferflow.monitoring.drift import check_drift
     from waferflow.monitoring.features import feature_frame
+    from waferflow.monitoring.prediction_log import PredictionLog
 
     p = load_params(params)
     if not reference.is_file():
@@ -210,15 +212,20 @@ def drift(
     ref = read_frame(reference)
     if ref["label"].isna().any():
         ref = ref[ref["label"].isna()]
-    records, problems = _parse_files(files, p)
-    for problem in problems:
-        typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
+    if files:
+        records, problems = _parse_files(files, p)
+        for problem in problems:
+            typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
+        current, source = feature_frame(r.die_grid for r in records), [str(f) for f in files]
+    else:
+        current = PredictionLog(p.drift.prediction_log).read(days=p.drift.window_days)
+        source = f"{p.drift.prediction_log} (last {p.drift.window_days} days)"
     try:
-        result = check_drift(feature_frame(grid_from_row(row) for _, row in ref.iterrows()), feature_frame(r.die_grid for r in records), p.drift)
+        result = check_drift(feature_frame(grid_from_row(row) for _, row in ref.iterrows()), current, p.drift)
     except ValueError as exc:
         _fail(str(exc))
     out.mkdir(parents=True, exist_ok=True)
-    summary = {**result.summary, "reference": str(reference), "current": [str(f) for f in files]}
+    summary = {**result.summary, "reference": str(reference), "current": source}
     (out / "drift.json").write_text(json.dumps(summary, indent=2) + "\n")
     result.save_html(out / "drift.html")
     verdict = "RETRAIN RECOMMENDED" if summary["retrain_recommended"] else "no retraining needed"
@@ -257,6 +264,9 @@ def predict(
     alias: str = typer.Option("champion", help="Registry alias to serve when --model is not given."),
     int8: bool = typer.Option(False, help="Serve the INT8 model (when the export kept one)."),
     overlay: bool = typer.Option(False, help="Also write a PNG per wafer: die map with the predicted mask."),
+    prediction_log: Optional[str] = typer.Option(None, help="Append every prediction to this log (folder or "
+                                                 "s3:// URI; default drift.prediction_log in params.yaml; "
+                                                 "'off' to skip)."),
     params: Path = PARAMS,
 ) -> None:
     """Classify wafer maps and report their defects (class, confidence, mask, clusters, severity)."""
@@ -264,16 +274,20 @@ def predict(
 
     from waferflow.inference.engine import InferenceEngine
     from waferflow.inference.report import write_predictions
+    from waferflow.monitoring.prediction_log import PredictionLog
 
     p = load_params(params)
+    log_root = prediction_log or p.drift.prediction_log
+    plog = None if log_root == "off" else PredictionLog(log_root)
     try:
         if model is not None:
-            engine = InferenceEngine.from_path(model.with_name("model.int8.onnx") if int8 else model)
+            engine = InferenceEngine.from_path(model.with_name("model.int8.onnx") if int8 else model,
+                                               prediction_log=plog)
         else:
             from waferflow.registry.tracking import configure_mlflow
 
             configure_mlflow(p.mlflow)
-            engine = InferenceEngine.from_registry(p.mlflow.registered_model, alias, int8=int8)
+            engine = InferenceEngine.from_registry(p.mlflow.registered_model, alias, int8=int8, prediction_log=plog)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     except Exception as exc:  # the registry has no such alias, or cannot be reached
@@ -297,6 +311,9 @@ def predict(
                               overlays=overlay)
     typer.echo(f"{len(results)} wafers predicted with model version {engine.model_version or engine.path}; "
                f"wrote {', '.join(str(p) for p in paths)}")
+    if plog is not None:
+        typer.echo(f"prediction log {plog.root}: {plog.written} wafers logged"
+                   + (f", {plog.errors} batches could not be written (see the warnings)" if plog.errors else ""))
 
 
 @app.command()

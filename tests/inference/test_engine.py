@@ -11,6 +11,7 @@ from tests.conftest import disc
 from tests.data.test_parsers import lswmd_frame
 from waferflow.cli import app
 from waferflow.inference.engine import InferenceEngine
+from waferflow.monitoring.prediction_log import PredictionLog
 from waferflow.inference.export import ParityError, export_onnx
 from waferflow.models.config import ModelConfig
 from waferflow.models.wafer_unet import WaferUNet
@@ -90,9 +91,14 @@ def test_predict_cli_writes_json_csv_and_overlays(exported, tmp_path):
     frame.at[3, "waferMap"] = np.full((6, 6), 7, np.uint8)  # not die codes: reported, not predicted
     frame.to_pickle(tmp_path / "LSWMD.pkl")
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "LSWMD.pkl"), "--model", str(out / "model.onnx"),
-                                      "--out", str(tmp_path / "pred"), "--overlay"])
+                                      "--out", str(tmp_path / "pred"), "--overlay",
+                                      "--prediction-log", str(tmp_path / "log")])
     assert result.exit_code == 0, result.output
     assert "3 wafers predicted" in result.output and "die codes must be" in result.output
+    lines = (tmp_path / "pred" / "predictions.jsonl").read_text().splitlines()
+    assert "3 wafers logged" in result.output  # one file per predicted batch: here one wafer at a time
+    logged = PredictionLog(tmp_path / "log").read(days=1)
+    assert sorted(logged["wafer_id"]) == sorted(json.loads(line)["wafer_id"] for line in lines)
     lines = (tmp_path / "pred" / "predictions.jsonl").read_text().splitlines()
     assert len(lines) == 3 and json.loads(lines[1])["shape"] == [30, 34]
     assert len((tmp_path / "pred" / "predictions.csv").read_text().splitlines()) == 4

@@ -103,3 +103,27 @@ def test_cli_replays_a_stream_and_writes_the_report(tmp_path):
     summary = json.loads((tmp_path / "report/drift.json").read_text())
     assert summary["retrain_recommended"] and "fail_ratio" in summary["drifted_features"]
     assert (tmp_path / "report/drift.html").stat().st_size > 0
+
+
+def test_cli_checks_the_prediction_log_window_by_default(tmp_path):
+    import json
+    from datetime import datetime, timezone
+
+    from typer.testing import CliRunner
+
+    from waferflow.cli import app
+    from waferflow.data.records import write_records
+    from waferflow.monitoring.prediction_log import PredictionLog
+
+    write_records(stream("unshifted", 300, seed=0), tmp_path / "reference.parquet")
+    plog = PredictionLog(tmp_path / "log")
+    shifted = stream("novel_pattern", 80, seed=2)
+    results = [{"lot_id": r.lot_id, "wafer_id": r.wafer_id, "model_version": "3", "class": "none",
+                "confidence": 0.6} for r in shifted]
+    plog.append(results, [r.die_grid for r in shifted], alias="champion", when=datetime.now(timezone.utc))
+    (tmp_path / "params.yaml").write_text(f"drift: {{prediction_log: '{tmp_path / 'log'}', window_days: 2}}\n")
+    done = CliRunner().invoke(app, ["drift", "--reference", str(tmp_path / "reference.parquet"),
+                                    "--out", str(tmp_path / "report"), "--params", str(tmp_path / "params.yaml")])
+    assert done.exit_code == 0, done.output
+    summary = json.loads((tmp_path / "report/drift.json").read_text())
+    assert summary["n_current"] == 80 and summary["retrain_recommended"] and "last 2 days" in summary["current"]

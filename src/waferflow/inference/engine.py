@@ -4,7 +4,8 @@ Load by registry alias (``InferenceEngine.from_registry("champion")``) or by pat
 (``InferenceEngine.from_path("models/onnx/model.onnx")``). ``predict`` takes one wafer or many,
 as canonical records or raw die grids of any size; each grid is resized to the model input
 exactly as in training, and the predicted mask is mapped back to the grid's original shape.
-One ONNX Runtime session serves all threads (``InferenceSession.run`` is thread-safe).
+One ONNX Runtime session serves all threads (``InferenceSession.run`` is thread-safe). With a
+``prediction_log`` every prediction is appended to it (:mod:`waferflow.monitoring.prediction_log`).
 
 Example:
     >>> engine = InferenceEngine.from_path("models/onnx/model.onnx")  # doctest: +SKIP
@@ -28,6 +29,7 @@ from waferflow.data.records import WaferRecord
 from waferflow.data.resize import resize_grid
 from waferflow.inference.defects import defect_metrics
 from waferflow.models.encoding import encode_grids
+from waferflow.monitoring.prediction_log import PredictionLog
 
 __all__ = ["InferenceEngine", "check_die_grid", "to_json"]
 
@@ -50,7 +52,8 @@ def check_die_grid(grid: np.ndarray, name: str = "die grid") -> np.ndarray:
 class InferenceEngine:
     """ONNX Runtime session + metadata (classes, input size, calibration temperature)."""
 
-    def __init__(self, onnx_path: str | Path, metadata: dict, threads: int | None = None) -> None:
+    def __init__(self, onnx_path: str | Path, metadata: dict, threads: int | None = None,
+                 prediction_log: PredictionLog | None = None, alias: str | None = None) -> None:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
@@ -62,18 +65,19 @@ class InferenceEngine:
         self.input_size = tuple(metadata["input_size"])
         self.temperature = float(metadata.get("temperature", 1.0))
         self.model_version: str | None = metadata.get("model_version")
+        self.prediction_log, self.alias = prediction_log, alias  # every prediction is logged when set
 
     @classmethod
-    def from_path(cls, onnx_path: str | Path, threads: int | None = None) -> "InferenceEngine":
+    def from_path(cls, onnx_path: str | Path, threads: int | None = None, **kwargs) -> "InferenceEngine":
         path = Path(onnx_path)
         meta_path = path.with_name("metadata.json")
         if not path.is_file() or not meta_path.is_file():
             raise FileNotFoundError(f"{path} and {meta_path} are needed; run the export stage (dvc repro export)")
-        return cls(path, json.loads(meta_path.read_text()), threads)
+        return cls(path, json.loads(meta_path.read_text()), threads, **kwargs)
 
     @classmethod
     def from_registry(cls, model_name: str, alias: str = "champion", int8: bool = False,
-                      threads: int | None = None, version: str | None = None) -> "InferenceEngine":
+                      threads: int | None = None, version: str | None = None, **kwargs) -> "InferenceEngine":
         """The ONNX export logged beside the registered version ``alias`` (or ``version``) names."""
         import mlflow
         from mlflow import MlflowClient
@@ -94,7 +98,7 @@ class InferenceEngine:
             raise FileNotFoundError(f"{label} has no onnx/{name}; run the export stage for it")
         meta = json.loads((local / "metadata.json").read_text())
         meta["model_version"] = str(mv.version)
-        return cls(local / name, meta, threads)
+        return cls(local / name, meta, threads, **{"alias": None if version else alias, **kwargs})
 
     def predict_arrays(self, grids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated class probabilities (N, 9) and fail-die masks (N, H, W) for grids already
@@ -134,6 +138,8 @@ class InferenceEngine:
                     "shape": list(grid.shape), "mask": mask, "defects": defect_metrics(grid, mask, cls),
                     "model_version": self.model_version,
                 })
+        if self.prediction_log is not None:  # never raises: a failed write is reported and counted
+            self.prediction_log.append(results, grids, alias=self.alias)
         return results
 
 

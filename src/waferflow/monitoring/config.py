@@ -26,6 +26,9 @@ class DriftConfig(BaseModel):
         retrain_on_prediction_drift: recommend retraining when the predicted class mix drifted,
             even if few features did.
         min_wafers: a current window with fewer wafers is not judged (the check fails loudly).
+        prediction_log: where the inference engine appends every prediction (a folder, relative
+            to the project root, or an ``s3://bucket/prefix`` URI).
+        window_days: the current window: the prediction log's last this many days.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -38,3 +41,5 @@ class DriftConfig(BaseModel):
     strong_drift: float | None = Field(1.0, gt=0)
     retrain_on_prediction_drift: bool = True
     min_wafers: int = Field(50, ge=1)
+    prediction_log: str = "data/prediction_log"
+    window_days: int = Field(7, ge=1)

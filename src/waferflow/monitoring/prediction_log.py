@@ -1,0 +1,107 @@
+"""Append-only, day-partitioned Parquet log of production predictions.
+
+Every call of :meth:`PredictionLog.append` writes one new file,
+``<root>/date=YYYY-MM-DD/part-<HHMMSSffffff>-<uuid>.parquet`` — nothing is ever rewritten, so
+concurrent servers cannot clobber each other and a day is one folder to copy or delete. Each row
+is one wafer: when, wafer and lot, model version and alias, predicted class and confidence, and
+the wafer features of :mod:`waferflow.monitoring.features` (what the drift check compares).
+``root`` is a folder or an ``s3://bucket/prefix`` URI (written and read with boto3; endpoint from
+``AWS_ENDPOINT_URL`` for MinIO).
+
+Writing never fails a prediction: an error is reported (``logging`` warning naming the file and
+the reason) and counted in :attr:`PredictionLog.errors`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from waferflow.monitoring.features import FEATURES, wafer_features
+
+__all__ = ["PredictionLog", "LOG_COLUMNS"]
+
+log = logging.getLogger(__name__)
+LOG_COLUMNS = ("logged_at", "lot_id", "wafer_id", "model_version", "alias", "predicted_class", "confidence",
+               *FEATURES)
+
+
+class PredictionLog:
+    def __init__(self, root: str | Path) -> None:
+        self.root = str(root)
+        self.errors = 0
+        self.written = 0
+        self._s3 = self.root.startswith("s3://")
+
+    def rows(self, results: list[dict], grids: list[np.ndarray], alias: str | None, when: datetime) -> pd.DataFrame:
+        return pd.DataFrame([{"logged_at": when, "lot_id": r.get("lot_id"), "wafer_id": r.get("wafer_id"),
+                              "model_version": r.get("model_version"), "alias": alias,
+                              "predicted_class": r["class"], "confidence": r["confidence"], **wafer_features(g)}
+                             for r, g in zip(results, grids)], columns=list(LOG_COLUMNS))
+
+    def append(self, results: list[dict], grids: list[np.ndarray], alias: str | None = None,
+               when: datetime | None = None) -> str | None:
+        """Log one batch; returns where it went, or None (reported and counted) when it could not."""
+        when = when or datetime.now(timezone.utc)
+        name = f"date={when:%Y-%m-%d}/part-{when:%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
+        target = f"{self.root.rstrip('/')}/{name}"
+        try:
+            buf = io.BytesIO()
+            self.rows(results, grids, alias, when).to_parquet(buf, index=False)
+            if self._s3:
+                bucket, key = _split_s3(target)
+                _s3_client().put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
+            else:
+                path = Path(target)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "xb") as fh:  # "x": never overwrite
+                    fh.write(buf.getvalue())
+        except Exception as exc:  # noqa: BLE001 - logging must never fail a prediction
+            self.errors += 1
+            log.warning("prediction log: could not write %s (%d wafers): %s: %s", target, len(results),
+                        type(exc).__name__, exc)
+            return None
+        self.written += len(results)
+        return target
+
+    def read(self, days: int = 7, end: date | None = None) -> pd.DataFrame:
+        """Rows of the last ``days`` days up to ``end`` (default today, UTC), oldest first."""
+        end = end or datetime.now(timezone.utc).date()
+        wanted = {f"date={end - timedelta(days=k):%Y-%m-%d}" for k in range(days)}
+        frames = [pd.read_parquet(io.BytesIO(blob)) for blob in self._blobs(wanted)]
+        if not frames:
+            return pd.DataFrame(columns=list(LOG_COLUMNS))
+        return pd.concat(frames, ignore_index=True).sort_values("logged_at", kind="stable").reset_index(drop=True)
+
+    def _blobs(self, partitions: set[str]):
+        if self._s3:
+            bucket, prefix = _split_s3(self.root.rstrip("/") + "/")
+            client = _s3_client()
+            for part in sorted(partitions):
+                pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}{part}/")
+                for page in pages:
+                    for obj in page.get("Contents", []):
+                        yield client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+        else:
+            for part in sorted(partitions):
+                for path in sorted((Path(self.root) / part).glob("*.parquet")):
+                    yield path.read_bytes()
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key
+
+
+def _s3_client():
+    import os
+
+    import boto3
+
+    return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
