@@ -98,6 +98,10 @@ def test_gate_refuses_a_degraded_challenger_promotes_a_good_one_and_rollback_res
     assert promoted["decision"] == "promoted", promoted["reason"]
     assert aliases() == {"champion": v3, "previous": v1}  # registering v3 moved "challenger" to it; promotion cleared it
     assert MlflowClient().get_model_version(NAME, v3).tags["gate.decision"] == "promoted"
+    again = run_gate(NAME, v3, test, cfg)  # a re-run keeps the recorded decision and its reason
+    assert again["decision"] == "promoted" and again["already_decided"] and promoted["reason"] in again["reason"]
+    assert again["aliases"] == aliases()
+    assert MlflowClient().get_model_version(NAME, v3).tags["gate.reason"] == promoted["reason"]
 
     restored = rollback(NAME)
     assert restored == {"champion": v1, "demoted": v3} and aliases()["champion"] == v1 and "previous" not in aliases()

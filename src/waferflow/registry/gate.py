@@ -140,19 +140,24 @@ def run_gate(model_name: str, version: str, arrays: WaferArrays, cfg: GateConfig
     parity = tags.get("onnx_parity_passed") == "True"
     result: dict = {"model_name": model_name, "challenger_version": version,
                     "champion_version": None if champion is None else str(champion), "decided_at": _now()}
-    if champion is None or str(champion) == version:
+    already = champion is not None and str(champion) == version and "gate.decision" in tags
+    if already:  # a re-run (dvc repro after an unrelated change): keep the decision on record, re-tag nothing
+        result.update(decision=tags["gate.decision"], rules=[], already_decided=True,
+                      reason=f"already champion; decided {tags.get('gate.decided_at')}: {tags.get('gate.reason')}")
+    elif champion is None or str(champion) == version:
         result.update(decision="champion", rules=[],
                       reason="no other champion to compare with: this version is the champion")
         if champion is None:
             _move_champion(client, model_name, version)
     else:
         result.update(_compare(client, model_name, version, str(champion), arrays, real, parity, cfg))
-    tag_version(model_name, version, {"gate.decision": result["decision"], "gate.reason": result["reason"],
-                                       "gate.decided_at": result["decided_at"],
-                                       "gate.champion_compared": result["champion_version"],
-                                       **{f"gate.rule.{r['rule']}": f"{'PASS' if r['passed'] else 'FAIL'}: "
-                                          f"challenger {r['challenger']} vs champion {r['champion']} ({r['limit']})"
-                                          for r in result["rules"]}})
+    if not already:
+        tag_version(model_name, version, {"gate.decision": result["decision"], "gate.reason": result["reason"],
+                                           "gate.decided_at": result["decided_at"],
+                                           "gate.champion_compared": result["champion_version"],
+                                           **{f"gate.rule.{r['rule']}": f"{'PASS' if r['passed'] else 'FAIL'}: "
+                                              f"challenger {r['challenger']} vs champion {r['champion']} "
+                                              f"({r['limit']})" for r in result["rules"]}})
     result["aliases"] = {k: str(v) for k, v in client.get_registered_model(model_name).aliases.items()}
     return result
 
