@@ -23,7 +23,7 @@ from waferflow.config import load_params
 app = typer.Typer(
     help="waferflow: wafer-map defect pattern recognition pipeline.\n\n"
     "Pipeline stages (what `dvc repro` runs, in order): generate -> ingest -> validate -> split -> augment -> train -> evaluate "
-    "-> al_query, export -> gate. `waferflow label import` brings annotators' labels back. `waferflow predict` serves the champion; `promote` / `rollback` move it by hand. "
+    "-> al_query, export -> gate. `waferflow label import` brings annotators' labels back. `waferflow predict` serves the champion (and logs every prediction); `drift`, `drift-stream` and `shadow` watch production; `promote` / `rollback` move the champion by hand. "
     "Each reads params.yaml from the current directory (the project root) unless --params is given.",
     no_args_is_help=True,
     add_completion=False,
@@ -254,6 +254,54 @@ def drift_stream(
         _fail(str(exc))
     write_records(records, out)
     typer.echo(f"{len(records)} {scenario} wafers -> {out}")
+
+
+@app.command()
+def shadow(
+    files: list[Path] = typer.Argument(..., help="Wafer maps to serve (any ingestible format)."),
+    out: Path = typer.Option(Path("metrics/shadow.json"), help="The shadow report."),
+    params: Path = PARAMS,
+) -> None:
+    """Serve wafers with the champion while the challenger runs in the shadow; report both (log window)."""
+    import mlflow
+
+    from waferflow.inference.engine import InferenceEngine
+    from waferflow.monitoring.prediction_log import PredictionLog
+    from waferflow.monitoring.shadow import ShadowEngine, shadow_report
+    from waferflow.registry.tracking import configure_mlflow
+
+    p = load_params(params)
+    configure_mlflow(p.mlflow)
+    plog = PredictionLog(p.drift.prediction_log)
+    engines = {}
+    for alias in ("champion", "challenger"):
+        try:
+            engines[alias] = InferenceEngine.from_registry(p.mlflow.registered_model, alias, prediction_log=plog)
+        except Exception as exc:  # no such alias, no ONNX export
+            _fail(f"cannot load {p.mlflow.registered_model}@{alias}: {exc}")
+    records, problems = _parse_files(files, p)
+    for problem in problems:
+        typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
+    if not records:
+        _fail("no wafer could be read")
+    with ShadowEngine(engines["champion"], engines["challenger"], max_pending=len(records)) as engine:
+        for start in range(0, len(records), 64):
+            engine.predict(records[start:start + 64])
+    labels = {(r.lot_id, r.wafer_id): r.label for r in records if r.label}
+    report = {**shadow_report(plog.read(days=p.drift.window_days), labels),
+              "window_days": p.drift.window_days, "shadow_failed_batches": engine.failed}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    with mlflow.start_run(run_name="shadow"):
+        mlflow.log_metrics({"agreement": report["agreement"], "wafers": report["wafers"]})
+        mlflow.set_tags({"champion_version": report["champion"]["model_version"],
+                         "challenger_version": report["challenger"]["model_version"]})
+        mlflow.log_artifact(str(out))
+    lab = report["labeled"]
+    typer.echo(f"shadow: {report['wafers']} wafers, agreement {report['agreement']:.1%} (champion v"
+               f"{report['champion']['model_version']} vs challenger v{report['challenger']['model_version']})"
+               + (f"; accuracy on {lab['wafers']} labeled: {lab['champion_accuracy']:.3f} vs "
+                  f"{lab['challenger_accuracy']:.3f}" if lab else "") + f"; wrote {out}")
 
 
 @app.command()

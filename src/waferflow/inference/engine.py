@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -122,7 +123,7 @@ class InferenceEngine:
             else:
                 grids.append(check_die_grid(item, f"wafer #{i}"))
                 ids.append({"lot_id": None, "wafer_id": str(i)})
-        results = []
+        results, started = [], time.perf_counter()
         for start in range(0, len(grids), batch_size):
             chunk = grids[start:start + batch_size]
             batch = np.stack([resize_grid(g, self.input_size) for g in chunk])
@@ -139,7 +140,8 @@ class InferenceEngine:
                     "model_version": self.model_version,
                 })
         if self.prediction_log is not None:  # never raises: a failed write is reported and counted
-            self.prediction_log.append(results, grids, alias=self.alias)
+            self.prediction_log.append(results, grids, alias=self.alias,
+                                       latency_ms=1000 * (time.perf_counter() - started) / max(1, len(results)))
         return results
 
 

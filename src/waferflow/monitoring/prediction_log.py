@@ -3,7 +3,8 @@
 Every call of :meth:`PredictionLog.append` writes one new file,
 ``<root>/date=YYYY-MM-DD/part-<HHMMSSffffff>-<uuid>.parquet`` — nothing is ever rewritten, so
 concurrent servers cannot clobber each other and a day is one folder to copy or delete. Each row
-is one wafer: when, wafer and lot, model version and alias, predicted class and confidence, and
+is one wafer: when, wafer and lot, model version and alias, predicted class and confidence, the
+engine's time per wafer of its batch, and
 the wafer features of :mod:`waferflow.monitoring.features` (what the drift check compares).
 ``root`` is a folder or an ``s3://bucket/prefix`` URI (written and read with boto3; endpoint from
 ``AWS_ENDPOINT_URL`` for MinIO).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -29,7 +31,7 @@ __all__ = ["PredictionLog", "LOG_COLUMNS"]
 
 log = logging.getLogger(__name__)
 LOG_COLUMNS = ("logged_at", "lot_id", "wafer_id", "model_version", "alias", "predicted_class", "confidence",
-               *FEATURES)
+               "latency_ms", *FEATURES)
 
 
 class PredictionLog:
@@ -37,23 +39,27 @@ class PredictionLog:
         self.root = str(root)
         self.errors = 0
         self.written = 0
+        self._lock = threading.Lock()  # the shadow engine logs from another thread
         self._s3 = self.root.startswith("s3://")
 
-    def rows(self, results: list[dict], grids: list[np.ndarray], alias: str | None, when: datetime) -> pd.DataFrame:
+    def rows(self, results: list[dict], grids: list[np.ndarray], alias: str | None, when: datetime,
+             latency_ms: float | None = None) -> pd.DataFrame:
         return pd.DataFrame([{"logged_at": when, "lot_id": r.get("lot_id"), "wafer_id": r.get("wafer_id"),
                               "model_version": r.get("model_version"), "alias": alias,
-                              "predicted_class": r["class"], "confidence": r["confidence"], **wafer_features(g)}
+                              "predicted_class": r["class"], "confidence": r["confidence"],
+                              "latency_ms": latency_ms, **wafer_features(g)}
                              for r, g in zip(results, grids)], columns=list(LOG_COLUMNS))
 
     def append(self, results: list[dict], grids: list[np.ndarray], alias: str | None = None,
-               when: datetime | None = None) -> str | None:
-        """Log one batch; returns where it went, or None (reported and counted) when it could not."""
+               when: datetime | None = None, latency_ms: float | None = None) -> str | None:
+        """Log one batch (``latency_ms``: the engine's time per wafer in it); returns where it went,
+        or None (reported and counted) when it could not."""
         when = when or datetime.now(timezone.utc)
         name = f"date={when:%Y-%m-%d}/part-{when:%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
         target = f"{self.root.rstrip('/')}/{name}"
         try:
             buf = io.BytesIO()
-            self.rows(results, grids, alias, when).to_parquet(buf, index=False)
+            self.rows(results, grids, alias, when, latency_ms).to_parquet(buf, index=False)
             if self._s3:
                 bucket, key = _split_s3(target)
                 _s3_client().put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
@@ -63,11 +69,13 @@ class PredictionLog:
                 with open(path, "xb") as fh:  # "x": never overwrite
                     fh.write(buf.getvalue())
         except Exception as exc:  # noqa: BLE001 - logging must never fail a prediction
-            self.errors += 1
+            with self._lock:
+                self.errors += 1
             log.warning("prediction log: could not write %s (%d wafers): %s: %s", target, len(results),
                         type(exc).__name__, exc)
             return None
-        self.written += len(results)
+        with self._lock:
+            self.written += len(results)
         return target
 
     def read(self, days: int = 7, end: date | None = None) -> pd.DataFrame:
