@@ -201,7 +201,7 @@ def drift(
     params: Path = PARAMS,
 ) -> None:
     """Drift check of a window of wafer maps against the reference (evidently; params.yaml → drift)."""
-    from waferflow.data.records import grid_from_row, read_frame
+    from waferflow.data.records import read_records
     from waferflow.monitoring.drift import check_drift
     from waferflow.monitoring.features import feature_frame
     from waferflow.monitoring.prediction_log import PredictionLog
@@ -209,9 +209,8 @@ def drift(
     p = load_params(params)
     if not reference.is_file():
         _fail(f"reference {reference} not found: run `dvc repro validate` or pass --reference")
-    ref = read_frame(reference)
-    if ref["label"].isna().any():
-        ref = ref[ref["label"].isna()]
+    ref = read_records(reference)
+    ref = [r for r in ref if r.label is None] or ref  # the unlabeled production maps when there are any
     if files:
         records, problems = _parse_files(files, p)
         for problem in problems:
@@ -221,7 +220,7 @@ def drift(
         current = PredictionLog(p.drift.prediction_log).read(days=p.drift.window_days)
         source = f"{p.drift.prediction_log} (last {p.drift.window_days} days)"
     try:
-        result = check_drift(feature_frame(grid_from_row(row) for _, row in ref.iterrows()), current, p.drift)
+        result = check_drift(feature_frame(r.die_grid for r in ref), current, p.drift)
     except ValueError as exc:
         _fail(str(exc))
     out.mkdir(parents=True, exist_ok=True)

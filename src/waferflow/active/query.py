@@ -31,7 +31,7 @@ from waferflow.classes import CLASSES  # noqa: E402
 from waferflow.data.records import read_frame  # noqa: E402
 from waferflow.inference.report import _safe  # noqa: E402
 from waferflow.models.wafer_unet import WaferUNet  # noqa: E402
-from waferflow.viz.wafer_plots import plot_wafer  # noqa: E402
+from waferflow.viz.wafer_plots import plot_wafer, save_wafer_grid  # noqa: E402
 
 __all__ = ["build_queue", "grids_of"]
 
@@ -126,15 +126,9 @@ def build_queue(net: WaferUNet, pool_path: Path, labeled_paths: list[Path], cfg:
 
 
 def _overview(grids: np.ndarray, masks: np.ndarray, queue: pd.DataFrame, path: Path, strategy: str) -> None:
-    n = len(queue)
-    cols = min(8, n)
-    rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.8), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for k, row in enumerate(queue.to_dict("records")):
-        plot_wafer(axes.flat[k], grids[k], masks[k], f"#{row['query_rank']} {row['predicted']} {row['confidence']:.2f}")
-    fig.suptitle(f"annotation queue ({strategy}): first {n} wafers, predicted class and mask", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    cols = min(8, len(queue))
+    panels = [(grids[k], masks[k], f"#{row['query_rank']} {row['predicted']} {row['confidence']:.2f}")
+              for k, row in enumerate(queue.to_dict("records"))]
+    save_wafer_grid([panels[i:i + cols] for i in range(0, len(panels), cols)], path,
+                    f"annotation queue ({strategy}): first {len(queue)} wafers, predicted class and mask", cols=cols,
+                    cell=(1.6, 1.8), dpi=100, title_size=9)

@@ -20,22 +20,18 @@ import time
 from pathlib import Path
 
 import lightning as L
-import matplotlib
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.data import DataLoader, WeightedRandomSampler  # noqa: E402
-
-from waferflow.active.scoring import score_pool  # noqa: E402
-from waferflow.classes import CLASSES  # noqa: E402
-from waferflow.data.records import WaferRecord, write_records  # noqa: E402
-from waferflow.gan.config import GanAugmentConfig  # noqa: E402
-from waferflow.gan.quality import OutlineStats, distribution_distances, nearest_hamming, repair_outline  # noqa: E402
-from waferflow.gan.wgan import WganGp, die_area  # noqa: E402
-from waferflow.quickfit import ArraySet, fit_quick  # noqa: E402
-from waferflow.viz.wafer_plots import plot_wafer  # noqa: E402
+from waferflow.active.scoring import score_pool
+from waferflow.classes import CLASSES
+from waferflow.data.records import WaferRecord, write_records
+from waferflow.gan.config import GanAugmentConfig
+from waferflow.gan.quality import OutlineStats, distribution_distances, nearest_hamming, repair_outline
+from waferflow.gan.wgan import WganGp, die_area
+from waferflow.quickfit import ArraySet, fit_quick
+from waferflow.viz.wafer_plots import save_wafer_grid
 
 __all__ = ["GanAugmentConfig", "run_augment"]
 
@@ -139,16 +135,7 @@ def run_augment(grids: np.ndarray, labels: np.ndarray, cfg: GanAugmentConfig, ou
 
 
 def _gallery(real: np.ndarray, kept: np.ndarray, dropped: np.ndarray, cls: str, path: Path) -> None:
-    rows = [("real", real), ("generated, kept", kept), ("generated, dropped", dropped)]
-    fig, axes = plt.subplots(3, 8, figsize=(12, 5), squeeze=False)
-    for r, (name, grids) in enumerate(rows):
-        for c in range(8):
-            ax = axes[r, c]
-            ax.axis("off")
-            if c < len(grids):
-                plot_wafer(ax, grids[c], None, name if c == 0 else None)
-    fig.suptitle(f"{cls}: real training maps vs WGAN-GP samples", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    rows = [[(g, None, name if c == 0 else None) for c, g in enumerate(grids[:8])]
+            for name, grids in (("real", real), ("generated, kept", kept), ("generated, dropped", dropped))]
+    save_wafer_grid(rows, path, f"{cls}: real training maps vs WGAN-GP samples", cols=8, cell=(1.5, 5 / 3), dpi=90,
+                    title_size=10)

@@ -76,8 +76,8 @@ def wafer_features(grid: np.ndarray) -> dict[str, float]:
     return out
 
 
-def feature_frame(grids) -> "pd.DataFrame":
-    """One row of :data:`FEATURES` per grid (an iterable of 2-D grids of any sizes)."""
+def feature_frame(grids):
+    """One row of :data:`FEATURES` per grid (an iterable of 2-D grids of any sizes), as a DataFrame."""
     import pandas as pd
 
     return pd.DataFrame([wafer_features(g) for g in grids], columns=list(FEATURES))

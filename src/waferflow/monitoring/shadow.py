@@ -95,7 +95,7 @@ def shadow_report(log_rows: pd.DataFrame, labels: dict[tuple[str, str], str] | N
               "confusion": {str(x): {str(y): int(n) for y, n in row.items() if n} for x, row in matrix.iterrows()},
               "labeled": None}
     if labels:
-        truth = pd.Series({k: v for k, v in labels.items()}, dtype=object)
+        truth = pd.Series(labels, dtype=object)
         truth.index = pd.MultiIndex.from_tuples(truth.index, names=key)
         have = both.index.intersection(truth.index)
         if len(have):

@@ -27,7 +27,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from waferflow.classes import CLASSES, PATTERN_CLASSES  # noqa: E402
 from waferflow.data.records import WaferRecord  # noqa: E402
 
-__all__ = ["plot_wafer", "save_gallery", "DIE_COLORS"]
+__all__ = ["plot_wafer", "save_wafer_grid", "save_gallery", "DIE_COLORS"]
 
 DIE_COLORS = ListedColormap(["#ffffff", "#b7e4a7", "#8b0000"])
 _MASK_COLORS = plt.get_cmap("tab10")
@@ -46,6 +46,29 @@ def plot_wafer(ax, die_grid: np.ndarray, defect_mask: np.ndarray | None = None, 
         ax.set_title(title, fontsize=7)
 
 
+#: One panel of :func:`save_wafer_grid`: die grid, optional defect mask, optional title.
+Panel = tuple[np.ndarray, "np.ndarray | None", "str | None"]
+
+
+def save_wafer_grid(rows: Sequence[Sequence[Panel]], path: str | Path, title: str, cols: int | None = None,
+                    cell: tuple[float, float] = (1.6, 1.7), dpi: int = 110, title_size: int = 8) -> Path:
+    """Save a PNG of wafer panels laid out in ``rows`` (short rows leave blank cells)."""
+    cols = cols or max((len(r) for r in rows), default=1)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(cell[0] * cols, cell[1] * len(rows)), squeeze=False)
+    for r, panels in enumerate(rows):
+        for c in range(cols):
+            axes[r][c].axis("off")
+            if c < len(panels):
+                plot_wafer(axes[r][c], *panels[c])
+    fig.suptitle(title, fontsize=title_size)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def save_gallery(records: Iterable[WaferRecord], path: str | Path, per_class: int = 6,
                  title: str = "wafer maps per class", with_mask: bool = True) -> Path:
     """Save a PNG with up to ``per_class`` wafers for each class present (rows = classes)."""
@@ -57,20 +80,8 @@ def save_gallery(records: Iterable[WaferRecord], path: str | Path, per_class: in
     order: Sequence[str] = [c for c in (*CLASSES, "unlabeled") if c in by_class]
     if not order:
         raise ValueError("no records to draw in the gallery")
-    fig, axes = plt.subplots(len(order), per_class, figsize=(1.6 * per_class, 1.7 * len(order)), squeeze=False)
-    for row, cls in enumerate(order):
-        for col in range(per_class):
-            ax = axes[row][col]
-            ax.axis("off")
-            if col < len(by_class[cls]):
-                rec = by_class[cls][col]
-                h, w = rec.shape
-                plot_wafer(ax, rec.die_grid, rec.defect_mask if with_mask else None, f"{cls} {h}x{w}")
+    rows = [[(rec.die_grid, rec.defect_mask if with_mask else None, f"{cls} {rec.shape[0]}x{rec.shape[1]}")
+             for rec in by_class[cls]] for cls in order]
     legend = ", ".join(f"{i + 1}={c}" for i, c in enumerate(PATTERN_CLASSES))
-    fig.suptitle(f"{title}\nwhite: no die, green: pass, red: fail; outlines: defect mask ({legend})", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_wafer_grid(rows, path, f"{title}\nwhite: no die, green: pass, red: fail; outlines: defect mask "
+                           f"({legend})", cols=per_class)
