@@ -51,7 +51,8 @@ from waferflow.orchestration.retrain import (
 PROJECT = Path(os.environ.get("WAFERFLOW_PROJECT_DIR") or Path(__file__).resolve().parents[1]).resolve()
 ML_BIN = os.environ.get("WAFERFLOW_ML_BIN") or str(Path(sys.executable).parent)
 DEFAULTS = trigger_defaults(PROJECT)
-ENV_KEYS = ("MLFLOW_TRACKING_URI", "PYTHONPATH", "WAFERFLOW_GIT_COMMIT", "WAFERFLOW_AIRFLOW_RUN_ID")
+ENV_KEYS = ("MLFLOW_TRACKING_URI", "PYTHONPATH", "WAFERFLOW_GIT_COMMIT", "WAFERFLOW_AIRFLOW_RUN_ID",
+            "WAFERFLOW_RETRAIN_REASON")
 PREPARED = "ti.xcom_pull(task_ids='prepare')"
 log = logging.getLogger("waferflow.retrain")
 
@@ -79,6 +80,9 @@ with DAG(
         "force_promote": Param(DEFAULTS["force_promote"], type="boolean", title="Force promote",
                                description="Promote even if a gate rule fails (recorded as 'forced' on the "
                                            "model version)"),
+        "reason": Param(DEFAULTS["reason"], type="string", title="Reason",
+                        description="Why this run (free text; the monitor DAG names the drift). Logged, and tagged "
+                                    "on the train run as retrain_reason; changes no parameter"),
     },
 ) as dag:
 
@@ -88,6 +92,7 @@ with DAG(
         record = prepare_workspace(PROJECT, run_id, dict(params),
                                    keep=int(os.environ.get("WAFERFLOW_KEEP_RUNS", "5")))
         log.info("project %s -> workspace %s (%d files)", record["project"], record["workspace"], record["files"])
+        log.info("reason for this run: %s", record["reason"] or "(none given: schedule or manual trigger)")
         for ch in record["changes"]:
             log.info("param %s: %r -> %r (this run only)", ch["param"], ch["from"], ch["to"])
         if not record["changes"]:

@@ -112,3 +112,57 @@ def copy_project(dest: Path, updates: dict = E2E_PARAMS) -> Path:
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run_ok(["git", "init", "-q"], dest)
     return dest
+
+
+def register_exported(net, name: str, experiment_id: str, out_dir: Path, val, test, tag: str) -> str:
+    """Register ``net`` under ``name`` with its ONNX export logged beside it, as the train and
+    export stages do; returns the version (alias champion if none, else challenger)."""
+    import mlflow
+
+    from waferflow.inference.export import export_onnx
+    from waferflow.registry.register import log_and_register, tag_version
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name=tag) as run:
+        pass
+    info = log_and_register(net, name, run.info.run_id, {"kind": tag}, val.grids)
+    out = out_dir / f"onnx-{info['version']}"
+    report = export_onnx(net, out, val.grids, val.labels, test.grids, test.labels, calibration_size=16,
+                         max_int8_f1_drop=1.0)
+    with mlflow.start_run(run_id=run.info.run_id):
+        mlflow.log_artifacts(str(out), artifact_path="onnx")
+    tag_version(name, info["version"], {"onnx_parity_passed": str(report["parity"]["passed"])})
+    return info["version"]
+
+
+@pytest.fixture(scope="session")
+def monitored_project(tiny_project, tmp_path_factory):
+    """A served project: params.yaml, the test split, a reference of 600 unshifted production
+    wafers (data/interim/validated.parquet) and a registry (mlflow.db in the project) holding a
+    champion and a challenger, tiny U-Nets exported to ONNX. Its prediction log starts empty."""
+    from waferflow.config import load_params
+    from waferflow.data.records import write_records
+    from waferflow.monitoring.scenarios import stream
+    from waferflow.registry.tracking import configure_mlflow
+    from waferflow.training.data import WaferArrays
+    from waferflow.training.lightning_module import WaferLitModule
+    from waferflow.training.trainer import fit
+
+    root = tmp_path_factory.mktemp("monitored")
+    params = yaml.safe_load(TINY_PARAMS)
+    params.update(mlflow={"experiment": "monitor-test", "registered_model": "monitor-test-model"},
+                  drift={"window_days": 2}, gate={"latency_runs": 20, "max_latency_ratio": 5.0})
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copytree(tiny_project / "data/processed", root / "data/processed")
+    p = load_params(root / "params.yaml")
+    write_records(stream("unshifted", 600, seed=0, base=p.synth), root / "data/interim/validated.parquet")
+    mp = pytest.MonkeyPatch()
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    experiment = configure_mlflow(p.mlflow, root)
+    data = root / "data/processed"
+    val, test = WaferArrays.from_parquet(data / "val.parquet"), WaferArrays.from_parquet(data / "test.parquet")
+    summary = fit(p.model, p.train.model_copy(update={"max_epochs": 2}), data, root / "models", p.mlflow, root)
+    net = WaferLitModule.load_from_checkpoint(summary["checkpoint"], map_location="cpu").net.eval()
+    for tag in ("champion", "challenger"):
+        register_exported(net, p.mlflow.registered_model, experiment, root / "export", val, test, tag)
+    yield root
+    mp.undo()

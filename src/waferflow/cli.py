@@ -197,39 +197,31 @@ def drift(
     reference: Path = typer.Option(Path("data/interim/validated.parquet"),
                                    help="Reference wafers (canonical Parquet); its unlabeled production maps "
                                         "are used when it has any, else all of it."),
-    out: Path = typer.Option(Path("reports/drift"), help="Folder for drift.json and the evidently drift.html."),
+    out: Path = typer.Option(Path("metrics"), help="Folder for drift.json and the evidently drift.html."),
+    mlflow_run: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log the check as an MLflow run 'drift'."),
     params: Path = PARAMS,
 ) -> None:
     """Drift check of a window of wafer maps against the reference (evidently; params.yaml → drift)."""
-    from waferflow.data.records import read_records
-    from waferflow.monitoring.drift import check_drift
     from waferflow.monitoring.features import feature_frame
-    from waferflow.monitoring.prediction_log import PredictionLog
+    from waferflow.monitoring.monitor import current_window, run_drift
 
-    p = load_params(params)
-    if not reference.is_file():
-        _fail(f"reference {reference} not found: run `dvc repro validate` or pass --reference")
-    ref = read_records(reference)
-    ref = [r for r in ref if r.label is None] or ref  # the unlabeled production maps when there are any
+    p, root = load_params(params), params.resolve().parent  # the project: its log, registry, caches
     if files:
         records, problems = _parse_files(files, p)
         for problem in problems:
             typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
         current, source = feature_frame(r.die_grid for r in records), [str(f) for f in files]
     else:
-        current = PredictionLog(p.drift.prediction_log).read(days=p.drift.window_days)
-        source = f"{p.drift.prediction_log} (last {p.drift.window_days} days)"
+        current, source = current_window(p, root)
     try:
-        result = check_drift(feature_frame(r.die_grid for r in ref), current, p.drift)
-    except ValueError as exc:
+        summary = run_drift(p, root, current, source, out.resolve(), reference=reference.resolve(),
+                            mlflow_run=mlflow_run)
+    except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    out.mkdir(parents=True, exist_ok=True)
-    summary = {**result.summary, "reference": str(reference), "current": source}
-    (out / "drift.json").write_text(json.dumps(summary, indent=2) + "\n")
-    result.save_html(out / "drift.html")
     verdict = "RETRAIN RECOMMENDED" if summary["retrain_recommended"] else "no retraining needed"
     typer.echo(f"{verdict}: " + "; ".join(summary["reasons"]))
-    typer.echo(f"{len(summary['drifted_features'])} of {len(summary['features'])} features drifted; "
+    typer.echo(f"{len(summary['drifted_features'])} of {len(summary['features'])} features drifted; prediction "
+               f"drift: {summary.get('prediction_drift') or 'checked against the champion v' + str(summary['reference_model_version'])}; "
                f"wrote {out / 'drift.json'} and {out / 'drift.html'}")
 
 
@@ -257,45 +249,43 @@ def drift_stream(
 
 @app.command()
 def shadow(
-    files: list[Path] = typer.Argument(..., help="Wafer maps to serve (any ingestible format)."),
+    files: Optional[list[Path]] = typer.Argument(None, help="Wafer maps to serve with the champion while the "
+                                                 "challenger runs in the shadow (any ingestible format). "
+                                                 "Default: only report on the log window."),
     out: Path = typer.Option(Path("metrics/shadow.json"), help="The shadow report."),
     params: Path = PARAMS,
 ) -> None:
     """Serve wafers with the champion while the challenger runs in the shadow; report both (log window)."""
-    import mlflow
-
     from waferflow.inference.engine import InferenceEngine
-    from waferflow.monitoring.prediction_log import PredictionLog
-    from waferflow.monitoring.shadow import ShadowEngine, shadow_report
+    from waferflow.monitoring.monitor import prediction_log, run_shadow_report
+    from waferflow.monitoring.shadow import ShadowEngine
     from waferflow.registry.tracking import configure_mlflow
 
-    p = load_params(params)
-    configure_mlflow(p.mlflow)
-    plog = PredictionLog(p.drift.prediction_log)
-    engines = {}
-    for alias in ("champion", "challenger"):
-        try:
-            engines[alias] = InferenceEngine.from_registry(p.mlflow.registered_model, alias, prediction_log=plog)
-        except Exception as exc:  # no such alias, no ONNX export
-            _fail(f"cannot load {p.mlflow.registered_model}@{alias}: {exc}")
-    records, problems = _parse_files(files, p)
-    for problem in problems:
-        typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
-    if not records:
-        _fail("no wafer could be read")
-    with ShadowEngine(engines["champion"], engines["challenger"], max_pending=len(records)) as engine:
-        for start in range(0, len(records), 64):
-            engine.predict(records[start:start + 64])
-    labels = {(r.lot_id, r.wafer_id): r.label for r in records if r.label}
-    report = {**shadow_report(plog.read(days=p.drift.window_days), labels),
-              "window_days": p.drift.window_days, "shadow_failed_batches": engine.failed}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    with mlflow.start_run(run_name="shadow"):
-        mlflow.log_metrics({"agreement": report["agreement"], "wafers": report["wafers"]})
-        mlflow.set_tags({"champion_version": report["champion"]["model_version"],
-                         "challenger_version": report["challenger"]["model_version"]})
-        mlflow.log_artifact(str(out))
+    p, root = load_params(params), params.resolve().parent
+    extra, labels = {}, {}
+    if files:
+        configure_mlflow(p.mlflow, root)
+        plog = prediction_log(p, root)
+        engines = {}
+        for alias in ("champion", "challenger"):
+            try:
+                engines[alias] = InferenceEngine.from_registry(p.mlflow.registered_model, alias, prediction_log=plog)
+            except Exception as exc:  # no such alias, no ONNX export
+                _fail(f"cannot load {p.mlflow.registered_model}@{alias}: {exc}")
+        records, problems = _parse_files(files, p)
+        for problem in problems:
+            typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
+        if not records:
+            _fail("no wafer could be read")
+        with ShadowEngine(engines["champion"], engines["challenger"], max_pending=len(records)) as engine:
+            for start in range(0, len(records), 64):
+                engine.predict(records[start:start + 64])
+        labels = {(r.lot_id, r.wafer_id): r.label for r in records if r.label}
+        extra = {"shadow_failed_batches": engine.failed}
+    try:
+        report = run_shadow_report(p, root, out.resolve(), labels=labels, extra=extra)
+    except ValueError as exc:
+        _fail(str(exc))
     lab = report["labeled"]
     typer.echo(f"shadow: {report['wafers']} wafers, agreement {report['agreement']:.1%} (champion v"
                f"{report['champion']['model_version']} vs challenger v{report['challenger']['model_version']})"
@@ -321,11 +311,11 @@ def predict(
 
     from waferflow.inference.engine import InferenceEngine
     from waferflow.inference.report import write_predictions
+    from waferflow.monitoring.monitor import prediction_log as project_log
     from waferflow.monitoring.prediction_log import PredictionLog
 
     p = load_params(params)
-    log_root = prediction_log or p.drift.prediction_log
-    plog = None if log_root == "off" else PredictionLog(log_root)
+    plog = None if prediction_log == "off" else PredictionLog(prediction_log) if prediction_log else project_log(p)
     try:
         if model is not None:
             engine = InferenceEngine.from_path(model.with_name("model.int8.onnx") if int8 else model,

@@ -50,7 +50,8 @@ def user_project(tmp_path):
 
 def test_trigger_defaults_are_what_params_yaml_says(user_project):
     assert trigger_defaults(user_project) == {"data_sources": ["data/generated", "data/raw"], "epochs": 7,
-                                              "encoder": "resnet18", "force_promote": False}
+                                              "encoder": "resnet18", "force_promote": False,
+                                              "reason": ""}
 
 
 def test_overrides_resolve_paths_convert_values_and_list_changes(tmp_path):
@@ -164,6 +165,11 @@ print(json.dumps({
     "retries": {t.task_id: t.retries for t in dag.tasks},
     "timeouts": {t.task_id: t.execution_timeout.total_seconds() if t.execution_timeout else None for t in dag.tasks},
     "trigger_rules": {t.task_id: getattr(t.trigger_rule, "value", t.trigger_rule) for t in dag.tasks},
+    "monitor": {d.dag_id: {"schedule": str(d.schedule), "catchup": d.catchup, "max_active_runs": d.max_active_runs,
+                           "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in d.tasks},
+                           "triggers": {t.task_id: getattr(t, "trigger_dag_id", None) for t in d.tasks},
+                           "types": {t.task_id: type(t).__name__ for t in d.tasks}}
+                for d in [bag.dags.get("waferflow_monitor")] if d is not None}.get("waferflow_monitor"),
 }))
 """
 
@@ -181,7 +187,18 @@ def dag_info(tmp_path_factory):
 
 def test_dag_files_import_without_errors(dag_info):
     assert dag_info["errors"] == {}
-    assert "waferflow_retrain" in dag_info["dags"]
+    assert {"waferflow_retrain", "waferflow_monitor"} <= set(dag_info["dags"])
+
+
+def test_monitor_dag_is_daily_and_triggers_the_retrain_only_after_the_drift_decision(dag_info):
+    mon = dag_info["monitor"]
+    assert mon["schedule"] == "@daily" and mon["catchup"] is False and mon["max_active_runs"] == 1
+    assert mon["upstream"] == {"drift_check": [], "retrain_needed": ["drift_check"],
+                               "trigger_retrain": ["retrain_needed"], "shadow_report": []}
+    assert mon["triggers"]["trigger_retrain"] == "waferflow_retrain"
+    assert mon["types"]["trigger_retrain"] == "TriggerDagRunOperator"
+    assert mon["types"]["retrain_needed"] == "_ShortCircuitDecoratedOperator"
+    assert "reason" in dag_info["params"]  # the retrain form takes the monitor's reason
 
 
 def test_retrain_dag_schedule_order_and_policies(dag_info):

@@ -5,12 +5,11 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from tests.conftest import register_exported
 from waferflow.config import load_params
-from waferflow.inference.export import export_onnx
 from waferflow.models.config import ModelConfig
 from waferflow.models.wafer_unet import WaferUNet
 from waferflow.registry.gate import GateConfig, decide, promote, rollback, run_gate
-from waferflow.registry.register import log_and_register
 from waferflow.registry.tracking import MlflowConfig, configure_mlflow
 from waferflow.training.data import WaferArrays
 from waferflow.training.lightning_module import WaferLitModule
@@ -41,6 +40,39 @@ def test_rules_on_measured_values():
     assert not ok and [r["rule"] for r in rules if not r["passed"]] == ["real_macro_f1"]
 
 
+def _shadow(challenger="8", champion="7", wafers=300, agreement=0.95, labeled=None):
+    return {"wafers": wafers, "agreement": agreement, "labeled": labeled,
+            "champion": {"model_version": champion}, "challenger": {"model_version": challenger}}
+
+
+def test_shadow_rules_apply_to_this_pair_only_and_can_be_required():
+    champion = {**_measured(0.90, {"Center": 0.9}, 4.0), "version": "7"}
+    challenger = {**_measured(0.91, {"Center": 0.9}, 4.0), "version": "8"}
+    cfg = GateConfig(min_shadow_wafers=200, min_shadow_agreement=0.9)
+
+    def failed(shadow, config=cfg):
+        ok, rules = decide(champion, challenger, True, config, shadow)
+        return ok, [r["rule"] for r in rules if not r["passed"]], [r["rule"] for r in rules]
+
+    assert failed(None) == (True, [], failed(None)[2]) and "shadow_agreement" not in failed(None)[2]
+    ok, bad, names = failed(_shadow())
+    assert ok and "shadow_agreement" in names and "shadow_labeled_accuracy" not in names
+    assert failed(_shadow(agreement=0.85))[1] == ["shadow_agreement"]
+    worse = {"wafers": 40, "champion_accuracy": 0.95, "challenger_accuracy": 0.925}
+    assert failed(_shadow(labeled=worse))[1] == ["shadow_labeled_accuracy"]
+    assert failed(_shadow(labeled=worse), GateConfig(max_shadow_accuracy_drop=0.05))[0]
+    # a report about another pair, or too few wafers, is not evidence: ignored unless required
+    assert "shadow_agreement" not in failed(_shadow(challenger="6", agreement=0.1))[2]
+    assert failed(_shadow(wafers=50, agreement=0.1))[0]
+    required = GateConfig(require_shadow=True, min_shadow_wafers=200)
+    for shadow, says in ((None, "no shadow report"), (_shadow(wafers=50), "50 wafers"),
+                         (_shadow(champion="5"), "the report pairs v8 with v5")):
+        ok, rules = decide(champion, challenger, True, required, shadow)
+        rule = next(r for r in rules if r["rule"] == "shadow")
+        assert not ok and not rule["passed"] and rule["challenger"] == says and "v8 beside champion v7" in rule["limit"]
+    assert decide(champion, challenger, True, required, _shadow())[0]
+
+
 @pytest.fixture(scope="module")
 def registry(tiny_project, tmp_path_factory):
     root = tmp_path_factory.mktemp("gate")
@@ -58,17 +90,8 @@ def registry(tiny_project, tmp_path_factory):
     degraded = WaferUNet(ModelConfig.model_validate(params.model.model_dump())).eval()  # 0 epochs
 
     def register(net, tag):
-        with mlflow.start_run(experiment_id=mlflow.get_experiment_by_name("gate-test").experiment_id,
-                              run_name=tag) as run:
-            pass
-        info = log_and_register(net, NAME, run.info.run_id, {"kind": tag}, val.grids)
-        out = root / f"onnx-{info['version']}"
-        report = export_onnx(net, out, val.grids, val.labels, test.grids, test.labels, calibration_size=16,
-                             max_int8_f1_drop=1.0)
-        with mlflow.start_run(run_id=run.info.run_id):
-            mlflow.log_artifacts(str(out), artifact_path="onnx")
-        MlflowClient().set_model_version_tag(NAME, info["version"], "onnx_parity_passed", str(report["parity"]["passed"]))
-        return info["version"]
+        return register_exported(net, NAME, mlflow.get_experiment_by_name("gate-test").experiment_id, root, val,
+                                 test, tag)
 
     yield {"good": good, "degraded": degraded, "register": register, "test": test}
     mp.undo()

@@ -82,6 +82,10 @@ def runs_dir(project: Path) -> Path:
     return Path(project) / ".cache" / "airflow" / "runs"
 
 
+# the trigger form; ``reason`` (why this run: the monitor DAG names the drift) changes no parameter
+TRIGGER_KEYS = ("data_sources", "epochs", "encoder", "force_promote", "reason")
+
+
 def trigger_defaults(project: Path) -> dict[str, Any]:
     """The trigger form's defaults: what ``params.yaml`` says now (so an untouched form changes nothing)."""
     params = yaml.safe_load((Path(project) / "params.yaml").read_text()) or {}
@@ -90,6 +94,7 @@ def trigger_defaults(project: Path) -> dict[str, Any]:
         "epochs": int(params.get("train", {}).get("max_epochs", 1)),
         "encoder": str(params.get("model", {}).get("encoder_name", "resnet18")),
         "force_promote": bool(params.get("gate", {}).get("force_promote", False)),
+        "reason": "",
     }
 
 
@@ -170,9 +175,9 @@ def apply_overrides(params: dict, conf: dict[str, Any], project: Path) -> list[d
             except ValidationError as exc:
                 raise ValueError(f"trigger parameter {key}={conf[key]!r} is not a valid {kind.__name__}") from exc
             _set(params, dotted, value, changes)
-    unknown = sorted(set(conf) - {"data_sources", "epochs", "encoder", "force_promote"})
+    unknown = sorted(set(conf) - set(TRIGGER_KEYS))
     if unknown:
-        raise ValueError(f"unknown trigger parameter(s) {unknown}; known: data_sources, epochs, encoder, force_promote")
+        raise ValueError(f"unknown trigger parameter(s) {unknown}; known: {', '.join(TRIGGER_KEYS)}")
     return changes
 
 
@@ -217,8 +222,10 @@ def prepare_workspace(project: Path, run_id: str, conf: dict[str, Any], keep: in
         "PYTHONPATH": str(ws / "src"),  # run the copied code, which dvc.yaml's deps hash
         "WAFERFLOW_GIT_COMMIT": git_commit(project),
         "WAFERFLOW_AIRFLOW_RUN_ID": run_id,
+        "WAFERFLOW_RETRAIN_REASON": str(conf.get("reason") or ""),
     }
     record = {"run_id": run_id, "project": str(project), "workspace": str(ws), "files": n_files,
+              "reason": env["WAFERFLOW_RETRAIN_REASON"],
               "changes": changes, "external_sources": external, "env": env}
     (ws / "airflow_run.json").write_text(json.dumps(record, indent=2, default=str))
     _prune(base, keep=keep, current=ws)
@@ -285,6 +292,8 @@ def summarise(workspace: Path, states: dict[str, str | None], mlflow_ui: str = "
     out: dict[str, Any] = {"workspace": str(ws), "stages": stages, "ok": failed is None}
     record = _read(ws / "airflow_run.json") or {}
     out["param_changes"] = record.get("changes", [])
+    if record.get("reason"):
+        out["reason_for_run"] = record["reason"]
     if failed:
         out["stopped_at"] = failed
         if failed == "validate" or stages.get("validate") == "failed":
@@ -321,6 +330,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     """The summary as the lines an operator reads in the task log."""
     lines = ["waferflow retrain: " + ("completed" if summary["ok"] else
                                       f"STOPPED at {summary['stopped_at']}: {summary['reason']}")]
+    if summary.get("reason_for_run"):
+        lines.append(f"triggered because: {summary['reason_for_run']}")
     lines.append("stages: " + ", ".join(f"{k}={v}" for k, v in summary["stages"].items()))
     for ch in summary.get("param_changes", []):
         lines.append(f"param {ch['param']}: {ch['from']!r} -> {ch['to']!r}")

@@ -8,7 +8,11 @@ IoU, p95 batch-1 latency; the challenger's ONNX parity comes from its export tag
 * ``macro_f1``: challenger >= champion - ``max_macro_f1_drop`` (also on real data when present);
 * ``class_recall``: no class's recall drops by more than ``max_class_recall_drop``;
 * ``onnx_parity``: the challenger's export passed its parity check (when ``require_onnx_parity``);
-* ``latency``: challenger p95 <= ``max_latency_ratio`` x champion p95.
+* ``latency``: challenger p95 <= ``max_latency_ratio`` x champion p95;
+* ``shadow_agreement`` / ``shadow_labeled_accuracy``: on live traffic (the shadow report of this
+  challenger beside this champion, when it covers ``min_shadow_wafers``): agreement above a floor,
+  accuracy on the labeled wafers not worse (``max_shadow_accuracy_drop``); with ``require_shadow``
+  a challenger without such a report is refused until the shadow has seen enough wafers.
 
 Pass: alias ``champion`` moves to the challenger, the old champion becomes ``previous`` and the
 ``challenger`` alias is removed. Fail: nothing moves. The decision, every rule's values and the
@@ -69,8 +73,10 @@ def measure_version(model_name: str, version: str, arrays: WaferArrays, real: Wa
     return out
 
 
-def decide(champion: dict, challenger: dict, parity_passed: bool, cfg: GateConfig) -> tuple[bool, list[dict]]:
-    """Apply the rules; returns (passed, rules) with each rule's measured values."""
+def decide(champion: dict, challenger: dict, parity_passed: bool, cfg: GateConfig,
+           shadow: dict | None = None) -> tuple[bool, list[dict]]:
+    """Apply the rules; returns (passed, rules) with each rule's measured values. ``shadow`` is a
+    shadow report (:func:`waferflow.monitoring.shadow.shadow_report`), or None."""
     rules = []
 
     def rule(name: str, passed: bool, challenger_value, champion_value, limit: str) -> None:
@@ -93,7 +99,29 @@ def decide(champion: dict, challenger: dict, parity_passed: bool, cfg: GateConfi
         rule("onnx_parity", parity_passed, parity_passed, None, "export parity check passed")
     rule("latency_p95_ms", challenger["p95_latency_ms"] <= cfg.max_latency_ratio * champion["p95_latency_ms"],
          challenger["p95_latency_ms"], champion["p95_latency_ms"], f"<= {cfg.max_latency_ratio} x champion")
+    _shadow_rules(rule, shadow, str(challenger.get("version")), str(champion.get("version")), cfg)
     return all(r["passed"] for r in rules), rules
+
+
+def _shadow_rules(rule, shadow: dict | None, challenger: str, champion: str, cfg: GateConfig) -> None:
+    """The rules on live traffic, when the shadow report is about this pair and large enough."""
+    pair = shadow is not None and str(shadow["challenger"]["model_version"]) == challenger \
+        and str(shadow["champion"]["model_version"]) == champion
+    if not pair or shadow["wafers"] < cfg.min_shadow_wafers:
+        if cfg.require_shadow:
+            have = ("no shadow report" if shadow is None else
+                    f"the report pairs v{shadow['challenger']['model_version']} with "
+                    f"v{shadow['champion']['model_version']}" if not pair else f"{shadow['wafers']} wafers")
+            rule("shadow", False, have, None, f"gate.require_shadow: a shadow report of v{challenger} beside "
+                 f"champion v{champion} over >= {cfg.min_shadow_wafers} wafers")
+        return
+    rule("shadow_agreement", shadow["agreement"] >= cfg.min_shadow_agreement, shadow["agreement"], None,
+         f">= {cfg.min_shadow_agreement} over {shadow['wafers']} live wafers")
+    lab = shadow.get("labeled")
+    if lab:
+        rule("shadow_labeled_accuracy", lab["challenger_accuracy"] >= lab["champion_accuracy"]
+             - cfg.max_shadow_accuracy_drop, lab["challenger_accuracy"], lab["champion_accuracy"],
+             f">= champion - {cfg.max_shadow_accuracy_drop} on {lab['wafers']} labeled live wafers")
 
 
 def _move_champion(client: MlflowClient, name: str, version: str) -> str | None:
@@ -108,7 +136,7 @@ def _move_champion(client: MlflowClient, name: str, version: str) -> str | None:
 
 
 def _compare(client: MlflowClient, model_name: str, version: str, champion: str, arrays: WaferArrays,
-             real: WaferArrays | None, parity: bool, cfg: GateConfig) -> dict:
+             real: WaferArrays | None, parity: bool, cfg: GateConfig, shadow: dict | None) -> dict:
     """Measure both versions, apply the rules, move the aliases when the challenger passes."""
     try:
         measured = {"challenger": measure_version(model_name, version, arrays, real, cfg.latency_runs),
@@ -119,7 +147,7 @@ def _compare(client: MlflowClient, model_name: str, version: str, champion: str,
                     f"{champion} (export it, or `waferflow promote {version}`)"}
         passed, rules, measured = False, [], None
     else:
-        passed, rules = decide(measured["champion"], measured["challenger"], parity, cfg)
+        passed, rules = decide(measured["champion"], measured["challenger"], parity, cfg, shadow)
     failed = [r["rule"] for r in rules if not r["passed"]] or ["comparison"]
     if not (passed or cfg.force_promote):
         return {"decision": "refused", "rules": rules, "measured": measured,
@@ -131,8 +159,9 @@ def _compare(client: MlflowClient, model_name: str, version: str, champion: str,
 
 
 def run_gate(model_name: str, version: str, arrays: WaferArrays, cfg: GateConfig,
-             real: WaferArrays | None = None) -> dict:
-    """Gate ``version`` against the current champion; move aliases on pass; tag the decision."""
+             real: WaferArrays | None = None, shadow: dict | None = None) -> dict:
+    """Gate ``version`` against the current champion; move aliases on pass; tag the decision.
+    ``shadow``: the latest shadow report (its rules apply when it is about this pair)."""
     client = MlflowClient()
     version = str(version)
     champion = client.get_registered_model(model_name).aliases.get(CHAMPION)
@@ -150,7 +179,7 @@ def run_gate(model_name: str, version: str, arrays: WaferArrays, cfg: GateConfig
         if champion is None:
             _move_champion(client, model_name, version)
     else:
-        result.update(_compare(client, model_name, version, str(champion), arrays, real, parity, cfg))
+        result.update(_compare(client, model_name, version, str(champion), arrays, real, parity, cfg, shadow))
     if not already:
         tag_version(model_name, version, {"gate.decision": result["decision"], "gate.reason": result["reason"],
                                            "gate.decided_at": result["decided_at"],

@@ -22,8 +22,8 @@ def augment(params: Params, layout: Layout = Layout(), progress: bool = True) ->
     out = layout / AUGMENTED_DIR
     report = run_augment(train.grids, train.labels, params.augment, out, progress=progress)
     write_json(layout.metrics / "augment.json", report)
-    configure_mlflow(params.mlflow, layout.root)
-    with mlflow.start_run(run_name="augment"):
+    experiment = configure_mlflow(params.mlflow, layout.root)
+    with mlflow.start_run(run_name="augment", experiment_id=experiment):
         mlflow.log_params({f"augment.{k}": v for k, v in flatten(params.augment.model_dump()).items()})
         mlflow.log_metric("synthetic_kept_total", report["kept_total"])
         for cls, c in report["classes"].items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from waferflow.config import Params
@@ -25,6 +26,9 @@ def train(params: Params, layout: Layout = Layout(), params_path: Path = Path("p
     import mlflow
 
     provenance = {"git_commit": git_commit(layout.root), "data_version": data_version(layout.processed, layout.root)}
+    for env, tag in (("WAFERFLOW_AIRFLOW_RUN_ID", "airflow_run_id"), ("WAFERFLOW_RETRAIN_REASON", "retrain_reason")):
+        if os.environ.get(env):  # set by the retrain DAG: which run, and why it was started
+            provenance[tag] = os.environ[env][:5000]
     extra = []
     if params.train.use_synthetic:
         synthetic = layout / SYNTHETIC
