@@ -114,6 +114,14 @@ def copy_project(dest: Path, updates: dict = E2E_PARAMS) -> Path:
     return dest
 
 
+def own_mlflow_store(mp: pytest.MonkeyPatch) -> None:
+    """Unset ``MLFLOW_TRACKING_URI`` so that the params' store is used, and have ``mp`` restore the
+    variable as it was: MLflow exports every URI it is given to the environment, and
+    ``delenv`` alone records nothing to restore when the variable was unset."""
+    mp.setenv("MLFLOW_TRACKING_URI", "")
+    mp.delenv("MLFLOW_TRACKING_URI")
+
+
 def register_exported(net, name: str, experiment_id: str, out_dir: Path, val, test, tag: str) -> str:
     """Register ``net`` under ``name`` with its ONNX export logged beside it, as the train and
     export stages do; returns the version (alias champion if none, else challenger)."""
@@ -155,14 +163,13 @@ def monitored_project(tiny_project, tmp_path_factory):
     shutil.copytree(tiny_project / "data/processed", root / "data/processed")
     p = load_params(root / "params.yaml")
     write_records(stream("unshifted", 600, seed=0, base=p.synth), root / "data/interim/validated.parquet")
-    mp = pytest.MonkeyPatch()
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    experiment = configure_mlflow(p.mlflow, root)
-    data = root / "data/processed"
-    val, test = WaferArrays.from_parquet(data / "val.parquet"), WaferArrays.from_parquet(data / "test.parquet")
-    summary = fit(p.model, p.train.model_copy(update={"max_epochs": 2}), data, root / "models", p.mlflow, root)
-    net = WaferLitModule.load_from_checkpoint(summary["checkpoint"], map_location="cpu").net.eval()
-    for tag in ("champion", "challenger"):
-        register_exported(net, p.mlflow.registered_model, experiment, root / "export", val, test, tag)
-    yield root
-    mp.undo()
+    with pytest.MonkeyPatch.context() as mp:  # MLflow exports the URI to the environment: undo it after
+        own_mlflow_store(mp)
+        experiment = configure_mlflow(p.mlflow, root)
+        data = root / "data/processed"
+        val, test = WaferArrays.from_parquet(data / "val.parquet"), WaferArrays.from_parquet(data / "test.parquet")
+        summary = fit(p.model, p.train.model_copy(update={"max_epochs": 2}), data, root / "models", p.mlflow, root)
+        net = WaferLitModule.load_from_checkpoint(summary["checkpoint"], map_location="cpu").net.eval()
+        for tag in ("champion", "challenger"):
+            register_exported(net, p.mlflow.registered_model, experiment, root / "export", val, test, tag)
+    return root

@@ -269,7 +269,8 @@ def shadow(
         engines = {}
         for alias in ("champion", "challenger"):
             try:
-                engines[alias] = InferenceEngine.from_registry(p.mlflow.registered_model, alias, prediction_log=plog)
+                engines[alias] = InferenceEngine.from_registry(  # the shadow: one thread, lowest priority
+                    p.mlflow.registered_model, alias, prediction_log=plog, threads=1 if alias == "challenger" else None)
             except Exception as exc:  # no such alias, no ONNX export
                 _fail(f"cannot load {p.mlflow.registered_model}@{alias}: {exc}")
         records, problems = _parse_files(files, p)

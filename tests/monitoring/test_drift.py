@@ -53,11 +53,11 @@ def reference():
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_check_recommends_retraining_on_shifted_streams_only(reference, scenario):
-    current = feature_frame(r.die_grid for r in stream(scenario, 200, seed=11))
+    current = feature_frame(r.die_grid for r in stream(scenario, 300, seed=11))
     result = check_drift(reference, current, DriftConfig())
     s = result.summary
     assert s["retrain_recommended"] is (scenario != "unshifted"), s["reasons"]
-    assert set(s["features"]) == set(FEATURES) and s["n_current"] == 200
+    assert set(s["features"]) == set(FEATURES) and s["n_current"] == 300
     assert s["drifted_share"] == pytest.approx(len(s["drifted_features"]) / len(FEATURES), abs=1e-4)
 
 
@@ -79,10 +79,10 @@ def test_small_windows_are_refused(reference):
     with pytest.raises(ValueError, match="fewer than drift.min_wafers"):
         check_drift(reference, reference.head(10), DriftConfig(min_wafers=50))
     with pytest.raises(ValueError, match="no wafer feature"):
-        check_drift(pd.DataFrame({"x": range(60)}), pd.DataFrame({"x": range(60)}), DriftConfig())
+        check_drift(pd.DataFrame({"x": range(60)}), pd.DataFrame({"x": range(60)}), DriftConfig(min_wafers=50))
 
 
-def test_cli_replays_a_stream_and_writes_the_report(tmp_path):
+def test_cli_replays_a_stream_and_writes_the_report(tmp_path):  # the project's params.yaml: no MLflow run
     import json
 
     from typer.testing import CliRunner
@@ -90,14 +90,14 @@ def test_cli_replays_a_stream_and_writes_the_report(tmp_path):
     from waferflow.cli import app
 
     run = CliRunner()
-    for scenario, n, seed in (("unshifted", 300, 0), ("background", 120, 5)):
+    for scenario, n, seed in (("unshifted", 300, 0), ("background", 300, 5)):
         done = run.invoke(app, ["drift-stream", scenario, "--n", str(n), "--seed", str(seed),
                                 "--out", str(tmp_path / f"{scenario}.parquet")])
         assert done.exit_code == 0, done.output
     again = run.invoke(app, ["drift-stream", "unshifted", "--out", str(tmp_path / "unshifted.parquet")])
     assert again.exit_code != 0 and "not overwritten" in again.output
     done = run.invoke(app, ["drift", str(tmp_path / "background.parquet"), "--reference",
-                            str(tmp_path / "unshifted.parquet"), "--out", str(tmp_path / "report")])
+                            str(tmp_path / "unshifted.parquet"), "--out", str(tmp_path / "report"), "--no-mlflow"])
     assert done.exit_code == 0, done.output
     assert "RETRAIN RECOMMENDED" in done.output
     summary = json.loads((tmp_path / "report/drift.json").read_text())
@@ -105,7 +105,7 @@ def test_cli_replays_a_stream_and_writes_the_report(tmp_path):
     assert (tmp_path / "report/drift.html").stat().st_size > 0
 
 
-def test_cli_checks_the_prediction_log_window_by_default(tmp_path):
+def test_cli_checks_the_prediction_log_window_by_default(tmp_path, monkeypatch):
     import json
     from datetime import datetime, timezone
 
@@ -115,15 +115,18 @@ def test_cli_checks_the_prediction_log_window_by_default(tmp_path):
     from waferflow.data.records import write_records
     from waferflow.monitoring.prediction_log import PredictionLog
 
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")  # no champion there; artifacts beside it
     write_records(stream("unshifted", 300, seed=0), tmp_path / "reference.parquet")
     plog = PredictionLog(tmp_path / "log")
     shifted = stream("novel_pattern", 80, seed=2)
     results = [{"lot_id": r.lot_id, "wafer_id": r.wafer_id, "model_version": "3", "class": "none",
                 "confidence": 0.6} for r in shifted]
     plog.append(results, [r.die_grid for r in shifted], alias="champion", when=datetime.now(timezone.utc))
-    (tmp_path / "params.yaml").write_text(f"drift: {{prediction_log: '{tmp_path / 'log'}', window_days: 2}}\n")
+    (tmp_path / "params.yaml").write_text(f"drift: {{prediction_log: '{tmp_path / 'log'}', window_days: 2, min_wafers: 50}}\n")
     done = CliRunner().invoke(app, ["drift", "--reference", str(tmp_path / "reference.parquet"),
                                     "--out", str(tmp_path / "report"), "--params", str(tmp_path / "params.yaml")])
     assert done.exit_code == 0, done.output
     summary = json.loads((tmp_path / "report/drift.json").read_text())
     assert summary["n_current"] == 80 and summary["retrain_recommended"] and "last 2 days" in summary["current"]
+    assert summary["prediction_drift"].startswith("not checked: cannot load the champion")
+    assert "predicted_class" not in summary["predictions"]

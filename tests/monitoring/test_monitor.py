@@ -9,6 +9,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from tests.conftest import own_mlflow_store
 from waferflow.config import load_params
 from waferflow.inference.engine import InferenceEngine
 from waferflow.monitoring.monitor import REFERENCE_CACHE, prediction_log, reference_window
@@ -43,7 +44,7 @@ def serve(root: Path, scenario: str, n: int, seed: int, shadow: bool = False) ->
 @pytest.fixture
 def project(monitored_project, monkeypatch, tmp_path):
     """The served project with a fresh, empty prediction log and metrics folder for each test."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    own_mlflow_store(monkeypatch)
     _set(monitored_project, "drift", prediction_log=str(tmp_path / "log"))
     _set(monitored_project, "gate", shadow_report=str(tmp_path / "shadow.json"), require_shadow=False)
     for name in ("drift.json", "drift.html"):
@@ -100,6 +101,8 @@ def test_shadow_step_reports_live_agreement_and_the_gate_uses_it(project, tmp_pa
     assert done["ran"] and report["wafers"] == 60 and report["agreement"] == 1.0  # same weights
     assert report["champion"]["model_version"] != report["challenger"]["model_version"]
     assert done["gate"] is None and "60 live wafers" in done["log"][0]
+    run = MlflowClient().get_run(report["mlflow_run_id"])
+    assert run.info.run_name == "shadow" and run.data.metrics["wafers"] == 60 and run.data.metrics["agreement"] == 1.0
 
     # required shadow evidence: too few wafers -> the gate waits; enough -> it judges with the live rules
     _set(project, "gate", require_shadow=True, min_shadow_wafers=100)

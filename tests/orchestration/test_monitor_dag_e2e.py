@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT, run_ok
+from tests.conftest import PROJECT_ROOT, own_mlflow_store, run_ok
 from tests.monitoring.test_monitor import _set, serve
 
 pytestmark = pytest.mark.slow
@@ -44,7 +44,7 @@ def _retrain_runs(env: dict) -> dict[str, dict]:
 @pytest.mark.parametrize("scenario, triggers", [("unshifted", False), ("background", True)])
 def test_monitor_triggers_a_retrain_on_a_shifted_stream_only(monitored_project, airflow_env, tmp_path,
                                                             monkeypatch, scenario, triggers):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    own_mlflow_store(monkeypatch)
     _set(monitored_project, "drift", prediction_log=str(tmp_path / "log"))
     _set(monitored_project, "gate", shadow_report=str(tmp_path / "shadow.json"), require_shadow=False)
     serve(monitored_project, scenario, 300, seed=11, shadow=True)

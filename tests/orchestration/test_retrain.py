@@ -72,12 +72,14 @@ def test_overrides_resolve_paths_convert_values_and_list_changes(tmp_path):
 
 def test_prepare_copies_the_checkout_applies_overrides_and_never_touches_the_users_files(user_project):
     before = {p: p.read_bytes() for p in (user_project / "params.yaml", user_project / "dvc.lock")}
-    record = prepare_workspace(user_project, "manual__2026-11-23T10:00:00+00:00", {"epochs": 2, "encoder": "resnet34"})
+    record = prepare_workspace(user_project, "manual__2026-11-23T10:00:00+00:00",
+                               {"epochs": 2, "encoder": "resnet34", "reason": "drift: fail_ratio moved"})
     ws = runs_dir(user_project) / "manual__2026-11-23T10_00_00_00_00"
     assert record["workspace"] == str(ws)
     params = yaml.safe_load((ws / "params.yaml").read_text())
     assert params["train"]["max_epochs"] == 2 and params["model"]["encoder_name"] == "resnet34"
-    assert [c["param"] for c in record["changes"]] == ["train.max_epochs", "model.encoder_name"]
+    assert [c["param"] for c in record["changes"]] == ["train.max_epochs", "model.encoder_name"]  # reason: none
+    assert record["reason"] == record["env"]["WAFERFLOW_RETRAIN_REASON"] == "drift: fail_ratio moved"
     assert (ws / "data/raw/lot1.csv").is_file() and not (ws / "secret").exists()
     assert (ws / ".git").is_dir()
     assert str(user_project / ".dvc" / "cache") in (ws / ".dvc/config.local").read_text()
@@ -108,7 +110,8 @@ def _workspace(tmp_path, validation=None, gate=None):
     (ws / "metrics").mkdir(parents=True)
     (ws / "models").mkdir()
     (ws / "reports/validation").mkdir(parents=True)
-    (ws / "airflow_run.json").write_text(json.dumps({"changes": [{"param": "train.max_epochs", "from": 26, "to": 2}]}))
+    (ws / "airflow_run.json").write_text(json.dumps({"changes": [{"param": "train.max_epochs", "from": 26, "to": 2}],
+                                                     "reason": "drift: fail_ratio moved"}))
     if validation:
         (ws / "reports/validation/validation.json").write_text(json.dumps(validation))
     if gate:
@@ -133,7 +136,7 @@ def test_summary_of_a_completed_run_has_the_gate_decision_metrics_and_links(tmp_
                              "model_version": "http://mlflow:5000/#/models/wf/versions/4"}
     text = format_summary(out)
     assert "gate: refused (challenger v4, champion before: v3) - test_macro_f1 0.91" in text
-    assert "param train.max_epochs: 26 -> 2" in text
+    assert "param train.max_epochs: 26 -> 2" in text and "triggered because: drift: fail_ratio moved" in text
 
 
 def test_summary_of_a_run_stopped_by_data_quality_says_where_and_why(tmp_path):

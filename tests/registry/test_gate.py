@@ -5,7 +5,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from tests.conftest import register_exported
+from tests.conftest import own_mlflow_store, register_exported
 from waferflow.config import load_params
 from waferflow.models.config import ModelConfig
 from waferflow.models.wafer_unet import WaferUNet
@@ -79,7 +79,7 @@ def registry(tiny_project, tmp_path_factory):
     cfg = MlflowConfig(tracking_uri=f"sqlite:///{root / 'gate.db'}", artifact_root=str(root / "artifacts"),
                        experiment="gate-test", registered_model=NAME)
     mp = pytest.MonkeyPatch()
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    own_mlflow_store(mp)
     configure_mlflow(cfg, root)
     params = load_params(tiny_project / "params.yaml")
     data = tiny_project / "data/processed"

@@ -8,6 +8,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.data.test_parsers import lswmd_frame
+from tests.conftest import own_mlflow_store
 from waferflow import stages
 from waferflow.config import load_params
 from waferflow.evaluation.evaluate import evaluate_real_data
@@ -18,7 +19,7 @@ from waferflow.training.data import WaferArrays
 @pytest.fixture(scope="module")
 def trained(tiny_project, tmp_path_factory):
     mp = pytest.MonkeyPatch()
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    own_mlflow_store(mp)
     mp.chdir(tiny_project)
     params = load_params(tiny_project / "params.yaml")
     layout = stages.Layout(tiny_project)

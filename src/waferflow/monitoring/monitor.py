@@ -214,7 +214,7 @@ def run_shadow_report(p: Params, root: Path, out: Path = Path("metrics/shadow.js
         metrics = {"agreement": report["agreement"], "wafers": report["wafers"],
                    **{f"{side}_{k}": report[side][k] for side in ("champion", "challenger")
                       for k in ("mean_confidence", "latency_ms_p95") if report[side][k] is not None},
-                   **{k: v for k, v in lab.items()}}
+                   **{f"labeled_{k}": v for k, v in lab.items()}}
         report["mlflow_run_id"] = _log_run("shadow", metrics,
                                            {"champion_version": report["champion"]["model_version"],
                                             "challenger_version": report["challenger"]["model_version"]},

@@ -4,15 +4,18 @@
 wafers are handed to a single background worker that runs the challenger. The caller never waits
 for the challenger: handing work over is a non-blocking queue put, and when ``max_pending``
 batches are already waiting the shadow copy is dropped and counted (``dropped``) rather than
-queued, so a slow challenger cannot build a backlog. (On a CPU host both models share the cores:
-the challenger's work competes with later champion calls — give it its own host or threads for a
-hard bound.) Both engines log to the prediction log with their alias (``champion`` /
-``challenger``), which is what :func:`shadow_report` reads.
+queued, so a slow challenger cannot build a backlog. On a shared CPU host the worker thread
+lowers its own scheduling priority (``nice``, Linux: per thread), so the challenger only gets the
+cycles the champion leaves idle (load the challenger with ``threads=1``: ONNX Runtime then runs on
+that thread instead of its own pool); ``benchmarks/shadow_overhead.py`` measures what remains.
+Both engines log to the prediction log with their alias (``champion`` / ``challenger``), which is
+what :func:`shadow_report` reads.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,13 +27,24 @@ __all__ = ["ShadowEngine", "shadow_report"]
 log = logging.getLogger(__name__)
 
 
+def _lower_priority(nice: int) -> None:
+    """Lower the calling thread's CPU priority (Linux schedules threads apart; elsewhere a no-op)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (AttributeError, OSError) as exc:  # not Linux, or not permitted: the shadow still runs
+        log.warning("shadow: could not lower the worker's priority (%s); it competes with the champion", exc)
+
+
 class ShadowEngine:
-    def __init__(self, champion, challenger, max_pending: int = 8) -> None:
+    """``nice``: the worker thread's priority (19 = lowest, None = unchanged)."""
+
+    def __init__(self, champion, challenger, max_pending: int = 8, nice: int | None = 19) -> None:
         self.champion, self.challenger = champion, challenger
         self.max_pending = max_pending
         self.dropped = self.failed = self.shadowed = 0
         self._slots = threading.BoundedSemaphore(max_pending)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="waferflow-shadow")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="waferflow-shadow",
+                                        initializer=None if nice is None else _lower_priority, initargs=(nice,))
         self._lock = threading.Lock()
 
     def predict(self, wafers, **kwargs) -> list[dict]:

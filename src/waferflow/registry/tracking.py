@@ -51,12 +51,16 @@ def configure_mlflow(cfg: MlflowConfig, root: Path = Path(".")) -> str:
     import mlflow
 
     uri = resolved_tracking_uri(cfg, root)
+    team_server = uri == os.environ.get("MLFLOW_TRACKING_URI")  # read before MLflow exports its own URI there
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     experiment = mlflow.get_experiment_by_name(cfg.experiment)
     if experiment is not None:
         return experiment.experiment_id
-    location = None if os.environ.get("MLFLOW_TRACKING_URI") else (root / cfg.artifact_root).resolve().as_uri()
+    if uri.startswith("sqlite:///"):  # a local store keeps its artifacts beside it, wherever the process runs
+        location = (Path(uri[len("sqlite:///"):]).parent / cfg.artifact_root).resolve().as_uri()
+    else:
+        location = None if team_server else (root / cfg.artifact_root).resolve().as_uri()
     return mlflow.create_experiment(cfg.experiment, artifact_location=location)
 
 
