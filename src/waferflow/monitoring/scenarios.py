@@ -21,10 +21,11 @@ from waferflow.classes import DIE_FAIL, DIE_NONE
 from waferflow.data.records import WaferRecord
 from waferflow.synth.dataset import DatasetConfig, generate_dataset
 
-__all__ = ["SCENARIOS", "SHIFTED", "stream"]
+__all__ = ["SCENARIOS", "SHIFTED", "CLASS_MIX_WEIGHTS", "stream"]
 
 SCENARIOS = ("unshifted", "background", "class_mix", "wafer_size", "novel_pattern")
 SHIFTED = SCENARIOS[1:]
+CLASS_MIX_WEIGHTS = {"Center": 20, "Edge-Ring": 30, "Loc": 15, "Edge-Loc": 5, "none": 30}  # the class_mix stream
 
 
 def _reticle_grid(rec: WaferRecord, rng: np.random.Generator) -> WaferRecord:
@@ -50,7 +51,7 @@ def stream(scenario: str, n: int, seed: int, base: DatasetConfig = DatasetConfig
     if scenario == "background":
         gen = gen.model_copy(update={"background_fail_range": (0.05, 0.2)})
     elif scenario == "class_mix":
-        weights = {"Center": 20, "Edge-Ring": 30, "Loc": 15, "Edge-Loc": 5, "none": 30}
+        weights = dict(CLASS_MIX_WEIGHTS)
     elif scenario == "wafer_size":
         gen = gen.model_copy(update={"diameter_range": (170, 220)})
     cfg = base.model_copy(update={"seed": seed, "labeled_per_class": 0, "unlabeled_count": n, "test_per_class": 0,
