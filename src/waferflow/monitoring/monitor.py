@@ -31,6 +31,7 @@ import pandas as pd
 from waferflow.config import Params
 from waferflow.monitoring.features import feature_frame
 from waferflow.monitoring.prediction_log import PredictionLog
+from waferflow.stages.layout import Layout
 
 __all__ = ["REFERENCE_CACHE", "reference_window", "current_window", "run_drift", "prediction_log",
            "registry_aliases", "run_shadow_report", "shadow_labels"]
@@ -39,14 +40,10 @@ log = logging.getLogger(__name__)
 REFERENCE_CACHE = "data/monitoring/reference"
 
 
-def _resolve(root: Path, path: str | Path) -> Path:
-    return Path(path) if Path(path).is_absolute() else Path(root) / path
-
-
 def prediction_log(p: Params, root: Path = Path(".")) -> PredictionLog:
     """The project's prediction log (``drift.prediction_log``; a relative folder is under ``root``)."""
     where = p.drift.prediction_log
-    return PredictionLog(where if where.startswith("s3://") else _resolve(root, where))
+    return PredictionLog(where if where.startswith("s3://") else Layout(root).resolve(where))
 
 
 def _digest(path: Path) -> str:
@@ -72,7 +69,7 @@ def reference_window(p: Params, root: Path, reference: Path, predictions: bool =
 
     from waferflow.data.records import read_records
 
-    reference = _resolve(root, reference)
+    reference = Layout(root).resolve(reference)
     if not reference.is_file():
         raise FileNotFoundError(f"reference {reference} not found: run `dvc repro validate` or pass --reference")
     records = read_records(reference)
@@ -90,7 +87,7 @@ def reference_window(p: Params, root: Path, reference: Path, predictions: bool =
         info["prediction_drift"] = f"not checked: cannot load the champion ({type(exc).__name__}: {exc})"
         return feature_frame(r.die_grid for r in records), info
     info["reference_model_version"] = engine.model_version
-    cache = _resolve(root, REFERENCE_CACHE) / f"{_digest(reference)}-v{engine.model_version}.parquet"
+    cache = Layout(root).resolve(REFERENCE_CACHE) / f"{_digest(reference)}-v{engine.model_version}.parquet"
     info["reference_cache"] = str(cache)
     if cache.is_file():
         return pd.read_parquet(cache), info
@@ -146,7 +143,7 @@ def run_drift(p: Params, root: Path, current: pd.DataFrame, source: str | list[s
     versions = Counter(str(v) for v in current["model_version"].dropna()) if "model_version" in current else {}
     summary = {**result.summary, **info, "current": source, "current_model_versions": dict(versions),
                "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    out_dir = _resolve(root, out_dir)
+    out_dir = Layout(root).resolve(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "drift.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     result.save_html(out_dir / "drift.html")
@@ -182,7 +179,7 @@ def shadow_labels(p: Params, root: Path) -> dict[tuple[str, str], str]:
     """(lot, wafer) -> class for every production wafer labeled through ``waferflow label import``."""
     from waferflow.active.labels import read_store
 
-    store = read_store(_resolve(root, p.al.labels_dir))
+    store = read_store(Layout(root).resolve(p.al.labels_dir))
     return {(str(r.lot_id), str(r.wafer_id)): str(r.label) for r in store.itertuples()}
 
 
@@ -206,7 +203,7 @@ def run_shadow_report(p: Params, root: Path, out: Path = Path("metrics/shadow.js
     merged = {**shadow_labels(p, root), **(labels or {})}
     report = {**shadow_report(rows[wanted], merged), "window_days": p.drift.window_days,
               "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(extra or {})}
-    out = _resolve(root, out)
+    out = Layout(root).resolve(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     if mlflow_run:
