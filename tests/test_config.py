@@ -3,12 +3,14 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT
 from waferflow.config import load_params
+from waferflow.synth.generator import GeneratorConfig
 
 
 def test_project_params_load_into_typed_config():
     params = load_params(PROJECT_ROOT / "params.yaml")
     assert params.preprocess.image_size == (64, 64)
-    assert params.synth.generator.diameter_range == (15, 160)
+    assert params.synth.generator.diameter_range == (20, 120)
+    assert params.synth.generator == GeneratorConfig()  # params.yaml spells out the code defaults
     assert params.validate_.config().max_reject_fraction == 0.05
     assert params.ingest.parser_options().csv.pass_bins == (1,)
 

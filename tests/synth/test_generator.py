@@ -78,3 +78,34 @@ def test_dataset_sets_counts_ids_and_oracle_labels():
     assert len(keys) == len(set(keys))
     test_products = {r.product for r in sets["test"]}
     assert not test_products & {r.product for r in sets["labeled"] + sets["unlabeled"]}
+
+
+def test_background_is_heavy_uneven_and_edge_weighted_like_real_wafers():
+    """Real WM-811K 'none' maps: 3.5-14 % fails (10th-90th percentile), ~47 % of them in the outer
+    20 % of the radius. The generator's 'none' maps must span that, not sit below it."""
+    from waferflow.monitoring.features import wafer_features
+
+    gen = WaferGenerator(4)
+    feats = [wafer_features(gen.make("none", i).die_grid) for i in range(150)]
+    ratios = np.array([f["fail_ratio"] for f in feats])
+    assert np.quantile(ratios, 0.1) < 0.035 and np.quantile(ratios, 0.9) > 0.14
+    # edge_ratio of an even background is ~0.36 (the outer 20 % of the radius holds 36 % of the area)
+    assert np.median([f["edge_ratio"] for f in feats]) > 0.42
+    flat = WaferGenerator(4, GeneratorConfig(background_edge_boost_range=(0.0, 0.0), background_patchiness_range=(0.0, 0.0)))
+    assert np.median([wafer_features(flat.make("none", i).die_grid)["edge_ratio"] for i in range(150)]) < 0.40
+
+
+def test_background_fails_clump_into_pairs_and_blocks():
+    def neighbour_share(cfg):
+        gen, shares = WaferGenerator(5, cfg), []
+        for i in range(60):
+            fail = gen.make("none", i).die_grid == 2
+            pad = np.pad(fail, 1)
+            touching = pad[:-2, 1:-1] | pad[2:, 1:-1] | pad[1:-1, :-2] | pad[1:-1, 2:]
+            shares.append((fail & touching).sum() / max(fail.sum(), 1))
+        return np.mean(shares)
+    fixed = dict(background_fail_range=(0.05, 0.05), background_edge_boost_range=(0.0, 0.0),
+                 background_patchiness_range=(0.0, 0.0), background_cluster_probability=0.0)
+    single = neighbour_share(GeneratorConfig(**fixed, background_clump_probability=(0.0, 0.0)))
+    clumped = neighbour_share(GeneratorConfig(**fixed, background_clump_probability=(0.8, 0.8)))
+    assert single < 0.3 and clumped > single + 0.2  # even fails at 5 %: ~19 % have a failing 4-neighbour

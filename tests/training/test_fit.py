@@ -12,6 +12,8 @@ from tests.conftest import own_mlflow_store
 from waferflow import stages
 from waferflow.config import load_params
 from waferflow.evaluation.evaluate import evaluate_real_data
+from waferflow.evaluation.real_maps import PARTS, load_real_frame, real_part
+from waferflow.stages.evaluation import real_summary
 from waferflow.registry.pyfunc import load_weights, predict_grids
 from waferflow.training.data import WaferArrays
 
@@ -75,14 +77,26 @@ def test_evaluate_stage_writes_metrics_plots_and_tags(trained):
     assert MlflowClient().get_run(latest["run_id"]).data.metrics["test_macro_f1"] == headline["test_macro_f1"]
 
 
-def test_real_data_is_evaluated_apart(trained, tmp_path):
+def test_real_data_is_evaluated_apart_on_dev_and_test_lots(trained, tmp_path):
     params, layout, _ = trained
     real = tmp_path / "wm811k"
     real.mkdir()
-    lswmd_frame().to_pickle(real / "LSWMD.pkl")
-    out = evaluate_real_data(load_weights(layout.models / "weights.pt"), real, (32, 32), tmp_path / "plots")
-    assert out["available"] and out["wafers"] == 2  # the two labeled wafers of the four
-    assert out["classification"]["n_wafers"] == 2 and (tmp_path / "plots" / "real_confusion_matrix.png").is_file()
+    frame = lswmd_frame()
+    lots = {part: next(f"lot{i}" for i in range(100) if real_part(f"lot{i}") == part) for part in PARTS}
+    frame["lotName"] = [lots["dev"], lots["dev"], lots["test"], lots["test"]]
+    frame["failureType"] = [np.array([[c]], dtype=object) for c in ("none", "Edge-Ring", "Loc", "none")]
+    frame.to_pickle(real / "LSWMD.pkl")
+    loaded, info = load_real_frame(real)
+    out = evaluate_real_data(load_weights(layout.models / "weights.pt"), loaded, info, (32, 32), tmp_path / "plots")
+    assert out["available"] and out["wafers"] == 4 and out["lots"] == 2
+    for part in PARTS:
+        assert out["parts"][part]["wafers"] == 2 and out["parts"][part]["classification"]["n_wafers"] == 2
+        for png in ("confusion_matrix", "error_gallery", "worst_errors"):
+            assert (tmp_path / "plots" / f"real_{part}_{png}.png").stat().st_size > 5_000
+    summary = real_summary(out, "7")
+    assert list(summary)[-2:] == ["test", "dev"] and summary["test"]["wafers"] == 2 and summary["model_version"] == "7"
+    per_class = summary["test"]["per_class"].values()
+    assert summary["test"]["min_recall"] == min(v["recall"] for v in per_class if v["support"])
 
 
 def test_export_stage_logs_onnx_beside_the_version_and_engine_loads_by_alias(trained):

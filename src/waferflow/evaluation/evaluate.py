@@ -8,15 +8,14 @@ Example:
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
+import pandas as pd
 
-from waferflow.data.ingest import discover, ingest
-from waferflow.data.records import read_frame
 from waferflow.data.split import resize_frame
 from waferflow.evaluation.metrics import classification_metrics, mask_metrics
-from waferflow.evaluation.plots import plot_confusion, plot_roc, plot_worst_errors
+from waferflow.evaluation.plots import plot_confusion, plot_error_gallery, plot_roc, plot_worst_errors
+from waferflow.evaluation.real_maps import PARTS, load_real_frame
 from waferflow.models.wafer_unet import WaferUNet
 from waferflow.registry.pyfunc import predict_grids
 from waferflow.training.data import WaferArrays
@@ -38,33 +37,40 @@ def evaluate_arrays(net: WaferUNet, arrays: WaferArrays, plot_dir: Path | None =
             "roc": plot_roc(y_true, probs, plot_dir / f"{prefix}roc.png", title),
             "worst_errors": plot_worst_errors(arrays.grids[labeled], arrays.targets[labeled], pred_masks, y_true, probs,
                                               plot_dir / f"{prefix}worst_errors.png", n=n_worst),
+            "error_gallery": plot_error_gallery(arrays.grids[labeled], y_true, probs,
+                                                plot_dir / f"{prefix}error_gallery.png", title),
         }
         report["plots"] = {k: str(v) for k, v in plots.items()}
     return report
 
 
-def load_real_arrays(data_dir: Path, image_size: tuple[int, int]) -> tuple[WaferArrays | None, dict]:
-    """Ingest every real source under ``data_dir`` and keep its labeled wafers, resized.
+def load_real_arrays(data_dir: Path, image_size: tuple[int, int], part: str | None = None
+                     ) -> tuple[WaferArrays | None, dict]:
+    """The labeled real wafers under ``data_dir`` (only the ``dev`` or ``test`` lots when ``part``
+    says so, see :mod:`waferflow.evaluation.real_maps`), resized to the model input.
 
     Returns ``(None, {"available": False, "reason": ...})`` when there is none.
     """
-    if not data_dir.is_dir() or not discover([data_dir])[0]:
-        return None, {"available": False, "reason": f"no supported files under {data_dir}"}
-    with tempfile.TemporaryDirectory() as tmp:
-        report = ingest([data_dir], Path(tmp) / "real.parquet", Path(tmp) / "q", progress=False)
-        frame = read_frame(Path(tmp) / "real.parquet")
-    frame = frame[frame["label"].notna()]
-    if frame.empty:
-        return None, {"available": False, "reason": f"{report.records} real wafers, none labeled"}
-    return WaferArrays(resize_frame(frame, image_size)), {
-        "available": True, "source": str(data_dir), "wafers": int(len(frame)), "ingest_rejected": report.rejected}
+    frame, info = load_real_frame(data_dir, part)
+    if frame is None:
+        return None, info
+    return WaferArrays(resize_frame(frame, image_size)), info
 
 
-def evaluate_real_data(net: WaferUNet, data_dir: Path, image_size: tuple[int, int], plot_dir: Path) -> dict:
-    """Evaluate on the real labeled wafers under ``data_dir``, apart from the synthetic test split."""
-    arrays, info = load_real_arrays(data_dir, image_size)
-    if arrays is None:
-        return info
-    out = evaluate_arrays(net, arrays, plot_dir, title=f"real data: {data_dir.name}", prefix="real_")
-    out.update(info)
+def evaluate_real_data(net: WaferUNet, frame: pd.DataFrame, info: dict, image_size: tuple[int, int],
+                       plot_dir: Path) -> dict:
+    """Evaluate on real labeled wafers (``frame, info`` from :func:`load_real_frame`), apart from the
+    generated test split: the ``test`` lots (reported) and the ``dev`` lots (looked at), each with
+    its own plots."""
+    out = {**info, "parts": {}}
+    for part in PARTS:
+        rows = frame[frame["part"] == part]
+        if rows.empty:
+            out["parts"][part] = {"available": False, "reason": f"no labeled real wafer in the {part} lots"}
+            continue
+        arrays = WaferArrays(resize_frame(rows, image_size))
+        report = evaluate_arrays(net, arrays, plot_dir, title=f"real {part} lots: {Path(info['source']).name}",
+                                 prefix=f"real_{part}_")
+        out["parts"][part] = {"available": True, "wafers": int(len(rows)), "lots": int(rows["lot_id"].nunique()),
+                              **report}
     return out

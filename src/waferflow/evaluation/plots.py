@@ -12,9 +12,9 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay  # noqa: E402
 
 from waferflow.classes import CLASSES  # noqa: E402
-from waferflow.viz.wafer_plots import plot_wafer  # noqa: E402
+from waferflow.viz.wafer_plots import plot_wafer, save_wafer_grid  # noqa: E402
 
-__all__ = ["plot_confusion", "plot_roc", "plot_worst_errors"]
+__all__ = ["plot_confusion", "plot_roc", "plot_worst_errors", "plot_error_gallery"]
 
 
 def _save(fig, path: Path) -> Path:
@@ -60,3 +60,18 @@ def plot_worst_errors(grids: np.ndarray, true_masks: np.ndarray, pred_masks: np.
                    f"pred {CLASSES[y_pred[i]]} p={probs[i, y_pred[i]]:.2f}")
     fig.suptitle("worst errors: most confident wrong predictions", fontsize=9)
     return _save(fig, path)
+
+
+def plot_error_gallery(grids: np.ndarray, y_true: np.ndarray, probs: np.ndarray, path: Path, title: str = "test split",
+                       per_class: int = 6) -> Path:
+    """One row per true class: its misclassified wafers, most confident first, titled with what the
+    model answered (a row that holds none is drawn empty: the class had no error)."""
+    y_pred = probs.argmax(1)
+    rows = []
+    for c, name in enumerate(CLASSES):
+        wrong = np.flatnonzero((y_true == c) & (y_pred != c))
+        wrong = wrong[np.argsort(-probs[wrong, y_pred[wrong]])][:per_class]
+        panels = [(grids[i], None, f"{name} -> {CLASSES[y_pred[i]]} {probs[i, y_pred[i]]:.2f}") for i in wrong]
+        rows.append(panels or [(np.zeros((2, 2), np.uint8), None, f"{name}: no error")])
+    return save_wafer_grid(rows, path, f"errors per true class ({title}): true -> predicted, confidence",
+                           cols=per_class, title_size=9)

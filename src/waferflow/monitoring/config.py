@@ -25,6 +25,12 @@ class DriftConfig(BaseModel):
             own, however few others drifted (a new wafer size moves ``n_dies`` and little else).
         retrain_on_prediction_drift: recommend retraining when the predicted class mix drifted,
             even if few features did.
+        class_mix_noise_quantile: the predicted class mix drifted only when its Jensen-Shannon
+            distance also exceeds this quantile of the distances that sampling alone gives: windows
+            of the current window's size drawn from the reference's own class mix. A model that
+            spreads its answers over many classes has a large sampling noise at 300 wafers (~0.07
+            for nine even classes), close to ``cat_threshold``; without this floor the verdict
+            would hang on which way a few borderline wafers fall on one CPU's arithmetic.
         min_wafers: a current window with fewer wafers is not judged (the check fails loudly):
             wafers of a lot share their process conditions, so a small window holds few independent
             lots (``benchmarks/drift_detection.py``: 10 % false alarms at 100–150 wafers, 0 % at 300).
@@ -42,6 +48,7 @@ class DriftConfig(BaseModel):
     cat_threshold: float | None = 0.1
     strong_drift: float | None = Field(1.0, gt=0)
     retrain_on_prediction_drift: bool = True
+    class_mix_noise_quantile: float = Field(0.99, ge=0.5, lt=1)
     min_wafers: int = Field(300, ge=1)
     prediction_log: str = "data/prediction_log"
     window_days: int = Field(7, ge=1)

@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from scipy.spatial import distance
 
 from waferflow.monitoring.config import DriftConfig
 from waferflow.monitoring.features import FEATURES
 
-__all__ = ["DriftConfig", "DriftResult", "check_drift", "PREDICTION_COLUMNS"]
+__all__ = ["DriftConfig", "DriftResult", "check_drift", "class_mix_noise", "PREDICTION_COLUMNS"]
 
 PREDICTION_COLUMNS = ("predicted_class", "confidence")
 
@@ -71,6 +73,10 @@ def check_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig
     drifted = [c for c in features if per_column[c]["drifted"]]
     share = len(drifted) / len(features)
     predictions = {c: per_column[c] for c in ("predicted_class", "confidence") if c in per_column}
+    if "predicted_class" in predictions:
+        mix = predictions["predicted_class"]
+        mix["sampling_noise"] = round(class_mix_noise(ref["predicted_class"], len(cur), cfg.class_mix_noise_quantile), 6)
+        mix["drifted"] = bool(mix["drifted"] and mix["score"] > mix["sampling_noise"])
     reasons = []
     if share >= cfg.drift_share:
         reasons.append(f"{len(drifted)} of {len(features)} wafer features drifted ({share:.0%} >= "
@@ -81,7 +87,8 @@ def check_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig
                        + ", ".join(f"{c} ({per_column[c]['score']:.2f})" for c in strong))
     if cfg.retrain_on_prediction_drift and predictions.get("predicted_class", {}).get("drifted"):
         p = predictions["predicted_class"]
-        reasons.append(f"the predicted class mix drifted ({p['method']} {p['score']:.3f}, threshold {p['threshold']})")
+        reasons.append(f"the predicted class mix drifted ({p['method']} {p['score']:.3f}, threshold {p['threshold']}, "
+                       f"sampling noise at {len(current)} wafers {p['sampling_noise']:.3f})")
     summary = {
         "n_reference": int(len(reference)), "n_current": int(len(current)),
         "features": {c: per_column[c] for c in features}, "drifted_features": drifted,
@@ -90,6 +97,16 @@ def check_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig
         "retrain_recommended": bool(reasons), "reasons": reasons or ["no drift above the thresholds"],
     }
     return DriftResult(summary, snapshot)
+
+
+def class_mix_noise(reference: pd.Series, n: int, quantile: float = 0.99, draws: int = 500, seed: int = 0) -> float:
+    """The ``quantile`` of the Jensen-Shannon distances (as evidently computes them) between the
+    reference's class mix and windows of ``n`` wafers drawn from that same mix: what sampling
+    alone gives, with no drift at all."""
+    p = reference.value_counts(normalize=True).to_numpy(float)
+    rng = np.random.default_rng(seed)
+    windows = rng.multinomial(n, p, size=draws) / n
+    return float(np.quantile([distance.jensenshannon(p, w) for w in windows], quantile))
 
 
 def _per_column(report: dict) -> dict[str, dict]:

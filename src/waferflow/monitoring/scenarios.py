@@ -4,7 +4,7 @@
 default generator ranges, with another seed (so other wafers and other product layouts drawn
 from the same distribution). Each shifted stream changes one thing a fab meets:
 
-* ``background`` — a process excursion: background fail rate 5–20 % instead of 0.2–8 %;
+* ``background`` — a process excursion: the background fail rate range three times the default's;
 * ``class_mix`` — a new defect mix: Edge-Ring, Center and Loc make up most wafers;
 * ``wafer_size`` — a new product: wafers 170–220 dies across (the pools: 15–160);
 * ``novel_pattern`` — a mechanism no class covers: a reticle-repeat grid of failing rows and
@@ -49,7 +49,8 @@ def stream(scenario: str, n: int, seed: int, base: DatasetConfig = DatasetConfig
     gen = base.generator
     weights = dict(base.unlabeled_class_weights)
     if scenario == "background":
-        gen = gen.model_copy(update={"background_fail_range": (0.05, 0.2)})
+        lo, hi = gen.background_fail_range
+        gen = gen.model_copy(update={"background_fail_range": (3 * lo, min(3 * hi, 0.6))})
     elif scenario == "class_mix":
         weights = dict(CLASS_MIX_WEIGHTS)
     elif scenario == "wafer_size":

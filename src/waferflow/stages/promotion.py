@@ -21,7 +21,8 @@ def judge(params: Params, layout: Layout, version: str) -> dict:
     configure_mlflow(params.mlflow, layout.root)
     shadow_path = layout.resolve(params.gate.shadow_report)
     shadow = json.loads(shadow_path.read_text()) if shadow_path.is_file() else None
-    real, _ = load_real_arrays(layout.resolve(params.evaluate.real_data_dir), params.preprocess.image_size)
+    # The gate chooses between versions, so it looks at the real dev lots only: the test lots stay for reporting.
+    real, _ = load_real_arrays(layout.resolve(params.evaluate.real_data_dir), params.preprocess.image_size, part="dev")
     return run_gate(params.mlflow.registered_model, str(version),
                     WaferArrays.from_parquet(layout.processed / "test.parquet"), params.gate, real, shadow)
 

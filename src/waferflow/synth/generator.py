@@ -6,9 +6,13 @@ the wafer when its centre lies inside the usable radius (edge exclusion); some l
 flat. Patterns are drawn in normalised wafer coordinates (the usable disc has radius 1), so the
 same pattern parameters mean the same physical defect on any grid.
 
-Fails come from two independent processes: background fails (rate drawn per wafer, from
-sparse to dense) and the pattern's fail-intensity field, which is zero outside the pattern's
-support. The per-die mask marks the fail dies inside the support, so ``mask > 0`` implies the
+Fails come from two independent processes: background fails and the pattern's fail-intensity
+field, which is zero outside the pattern's support. The background is made to look like the
+background of real WM-811K maps, which carry 3-14 % fails with no pattern at all: a rate drawn
+per wafer from sparse to heavy, rising towards the rim (edge dies fail more), modulated by a
+smooth random field (uneven, patchy), with fails that spread to neighbours (pairs and small
+blocks rather than single dies). Domain randomisation: every range is wide enough that a real
+map is one more draw from the generator (``benchmarks/sim_to_real.py`` measures how far). The per-die mask marks the fail dies inside the support, so ``mask > 0`` implies the
 die fails, for every class, and no pattern fail lies outside the mask.
 
 Classes (WM-811K): Center, Donut, Edge-Loc, Edge-Ring, Loc, Near-full, Random, Scratch, none.
@@ -47,7 +51,17 @@ class GeneratorConfig(BaseModel):
         edge_exclusion_range: Usable radius is ``1 - edge_exclusion`` (normalised).
         flat_probability: Share of layouts with a wafer flat.
         margin_max: Up to this many empty rows/columns around the wafer, per side.
-        background_fail_range: Background fail rate, sampled log-uniformly per wafer.
+        background_fail_range: Background fail rate, sampled log-uniformly per wafer. Real
+            WM-811K wafers carry 3-14 % fails with no pattern at all (10th-90th percentile of
+            its ``none`` maps), so the range reaches well past that.
+        background_edge_boost_range: The background rises towards the rim by a factor up to
+            ``1 + boost`` (boost sampled uniformly per wafer): edge dies fail more on real
+            wafers, pattern or not (WM-811K ``none`` maps hold ~47 % of their fails in the outer
+            20 % of the radius, 36 % of the area).
+        background_patchiness_range: Standard deviation (log scale) of a smooth random field
+            that modulates the background rate across the wafer: real backgrounds are uneven.
+        background_clump_probability: Chance that a background fail spreads to a neighbouring
+            die: real background fails come in pairs and small blocks, not as single dies.
         background_cluster_probability: Share of wafers with a few faint fail clusters in the
             background (not a pattern: too sparse to label).
         mixed_probability: Share of patterned wafers given a second, different pattern (the
@@ -60,16 +74,19 @@ class GeneratorConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    diameter_range: tuple[int, int] = (15, 160)
+    diameter_range: tuple[int, int] = (20, 120)
     aspect_range: tuple[float, float] = (0.75, 1.33)
     edge_exclusion_range: tuple[float, float] = (0.0, 0.06)
     flat_probability: float = 0.3
     margin_max: int = 2
-    background_fail_range: tuple[float, float] = (0.002, 0.08)
+    background_fail_range: tuple[float, float] = (0.01, 0.2)
+    background_edge_boost_range: tuple[float, float] = (0.0, 8.0)
+    background_patchiness_range: tuple[float, float] = (0.0, 0.9)
+    background_clump_probability: tuple[float, float] = (0.0, 0.5)
     background_cluster_probability: float = 0.15
     mixed_probability: float = 0.0
-    min_pattern_dies: int = 5
-    min_pattern_fraction: float = 0.002
+    min_pattern_dies: int = 6
+    min_pattern_fraction: float = 0.008
 
 
 @dataclass(frozen=True)
@@ -148,6 +165,22 @@ def _soft_inside(distance: np.ndarray, radius: np.ndarray | float, softness: flo
     return 1.0 / (1.0 + np.exp(np.clip((distance - radius) / max(softness, 1e-3), -30, 30)))
 
 
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Zero-mean, unit-std random field varying over ``sigma`` cells (Gaussian-filtered noise)."""
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
+    return (field - field.mean()) / max(float(field.std()), 1e-9)
+
+
+def _clumped_fails(rng: np.random.Generator, rate: np.ndarray, clump: float) -> np.ndarray:
+    """Draw fails at ``rate`` per die, where each fail spreads to each of its 4 neighbours with
+    chance ``clump / 4``: pairs and small blocks, keeping the expected fail share near ``rate``."""
+    seeds = rng.random(rate.shape) < rate / (1.0 + clump)
+    if clump <= 0:
+        return seeds
+    neighbours = ndimage.binary_dilation(seeds, structure=ndimage.generate_binary_structure(2, 1)) & ~seeds
+    return seeds | (neighbours & (rng.random(rate.shape) < clump / 4))
+
+
 def _arc_window(rng: np.random.Generator, theta: np.ndarray, full_probability: float,
                 coverage: tuple[float, float]) -> np.ndarray:
     """1 on an angular arc (full circle with ``full_probability``), soft at its two ends."""
@@ -163,8 +196,8 @@ class _Patterns:
     """One method per class: ``(rng, u, v, diameter) -> PatternField``."""
 
     @staticmethod
-    def _blob(rng, u, v, cx, cy, radius, density, irregularity=0.15):
-        aspect = math.exp(rng.uniform(-0.35, 0.35))
+    def _blob(rng, u, v, cx, cy, radius, density, irregularity=0.15, elongation=0.35):
+        aspect = math.exp(rng.uniform(-elongation, elongation))
         rot = rng.uniform(0, math.pi)
         du, dv = u - cx, v - cy
         pu = du * math.cos(rot) + dv * math.sin(rot)
@@ -180,15 +213,16 @@ class _Patterns:
 
     def center(self, rng, u, v, diameter):
         off_r, off_t = rng.uniform(0, 0.12), rng.uniform(0, 2 * math.pi)
+        radius = max(rng.uniform(0.07, 0.6), 3.0 / diameter)  # at least ~1.5 dies; up to a filled disc
         return self._blob(rng, u, v, off_r * math.cos(off_t), off_r * math.sin(off_t),
-                          rng.uniform(0.12, 0.45), rng.uniform(0.55, 1.0))
+                          radius, rng.uniform(0.55, 1.0))
 
     def loc(self, rng, u, v, diameter):
         # Off the centre and clear of the rim (which would make it Center or Edge-Loc).
-        radius = rng.uniform(0.08, 0.24)
+        radius = max(rng.uniform(0.06, 0.24), 3.0 / diameter)
         r_c, t_c = rng.uniform(0.25, 0.9 - radius), rng.uniform(0, 2 * math.pi)
         field = self._blob(rng, u, v, r_c * math.cos(t_c), r_c * math.sin(t_c),
-                           radius, rng.uniform(0.55, 0.95), irregularity=0.3)
+                           radius, rng.uniform(0.55, 0.95), irregularity=0.3, elongation=1.0)
         if rng.random() < 0.25:  # a satellite blob next to the main one
             r2 = rng.uniform(0.05, 0.15)
             t2 = rng.uniform(0, 2 * math.pi)
@@ -201,8 +235,9 @@ class _Patterns:
         off_r, off_t = rng.uniform(0, 0.1), rng.uniform(0, 2 * math.pi)
         du, dv = u - off_r * math.cos(off_t), v - off_r * math.sin(off_t)
         r, theta = np.hypot(du, dv), np.arctan2(dv, du)
-        half_width = max(rng.uniform(0.06, 0.2), 1.2 / diameter)
-        r0 = rng.uniform(max(0.22, half_width + 0.12), 0.62)
+        half_width = max(rng.uniform(0.06, 0.28), 1.2 / diameter)
+        # The hole stays open (inner edge >= 0.16 and >= 2 dies): a filled disc is Center.
+        r0 = rng.uniform(half_width + max(0.16, 4.0 / diameter), max(0.7, half_width + 0.25))
         ring = _soft_inside(np.abs(r - r0 * _wobble(rng, theta, 0.08)), half_width, half_width * 0.25)
         arc = _arc_window(rng, theta, 0.6, (0.55, 0.92))
         field = ring * arc
@@ -210,7 +245,7 @@ class _Patterns:
 
     def edge_ring(self, rng, u, v, diameter):
         r, theta = np.hypot(u, v), np.arctan2(v, u)
-        width = max(rng.uniform(0.04, 0.16), 2.2 / diameter)
+        width = min(rng.uniform(1.0, 4.0) * 2.0 / diameter, 0.18)  # 1-4 dies deep
         band = _soft_inside(1.0 - r, width * _wobble(rng, theta, 0.25), width * 0.2)
         arc = _arc_window(rng, theta, 0.5, (0.5, 0.92))
         field = band * arc
@@ -243,18 +278,31 @@ class _Patterns:
         return PatternField(intensity, np.ones(u.shape, bool))
 
     def random(self, rng, u, v, diameter):
-        density = rng.uniform(0.12, 0.5)
-        # Slow spatial variation: random fails are rarely perfectly uniform.
+        density = rng.uniform(0.2, 0.65)
+        # Random fails on real wafers are dense and uneven: patches and blocks, not even speckle.
         gu, gv = rng.normal(0, 0.25, size=2)
-        intensity = np.clip(density * (1 + gu * u + gv * v), 0.03, 1.0)
+        radial = rng.uniform(-0.5, 0.6) * (1.0 - np.clip(np.hypot(u, v), 0.0, 1.0))
+        patches = _smooth_field(rng, u.shape, rng.uniform(1.0, 4.0)) * rng.uniform(0.0, 0.35)
+        intensity = np.clip(density * (1 + gu * u + gv * v + radial) + patches, 0.03, 1.0)
         return PatternField(intensity, np.ones(u.shape, bool))
 
     def scratch(self, rng, u, v, diameter):
+        # One scratch, sometimes two or three (a handling scratch often crosses the wafer more than once).
+        line = np.zeros(u.shape, bool)
+        for _ in range(int(rng.choice([1, 2, 3], p=[0.75, 0.2, 0.05]))):
+            line |= self._scratch_line(rng, u, v, diameter)
+        # Short gaps along the scratch: real scratches are mostly continuous.
+        dashes = rng.random(u.shape) < rng.uniform(0.85, 1.0)
+        density = rng.uniform(0.85, 1.0)
+        return PatternField(density * (line & dashes), line)
+
+    @staticmethod
+    def _scratch_line(rng, u, v, diameter) -> np.ndarray:
         # Quadratic Bezier: straight when the control point sits on the chord, curved otherwise.
         # Redrawn until a real stretch of it (>= 0.35 wafer radii) lies on the wafer: a stub
         # clipped by the rim would look like Edge-Loc, not a scratch.
         for _ in range(50):
-            length = rng.uniform(0.4, 1.6)
+            length = rng.uniform(0.5, 1.8)
             t0 = rng.uniform(0, 2 * math.pi)
             start_r = rng.uniform(0.0, 0.9)
             p0 = np.array([start_r * math.cos(t0), start_r * math.sin(t0)])
@@ -269,7 +317,7 @@ class _Patterns:
             radius = np.hypot(curve[:, 0], curve[:, 1])
             visible = radius <= 0.9
             # ... and not one hugging the rim, which an engineer would call Edge-Loc.
-            if visible.mean() * length >= 0.35 and radius[visible].mean() <= 0.8:
+            if visible.mean() * length >= 0.4 and radius[visible].mean() <= 0.75:
                 break
         # Rasterise onto the die grid, then measure distance in dies with an exact EDT.
         rows, cols = u.shape
@@ -281,15 +329,11 @@ class _Patterns:
         on_line = np.zeros(u.shape, bool)
         on_line[ci[keep], cj[keep]] = True
         if not on_line.any():
-            return PatternField(np.zeros(u.shape), np.zeros(u.shape, bool))
+            return on_line
         dist = ndimage.distance_transform_edt(~on_line)
         # A scratch has a physical width: smaller dies (more across the wafer) -> more dies wide.
         width = max(0.5, diameter * rng.uniform(0.006, 0.018))
-        line = dist <= width
-        # Gaps along the scratch: dashed segments of random length.
-        dashes = rng.random(u.shape) < rng.uniform(0.8, 1.0)
-        density = rng.uniform(0.8, 1.0)
-        return PatternField(density * (line & dashes), line)
+        return dist <= width
 
     def dispatch(self) -> dict[str, Callable]:
         return {
@@ -330,6 +374,19 @@ class WaferGenerator:
         rng = np.random.default_rng([self.seed, 1_000_003, index])
         return WaferLayout.sample(rng, self.config, product)
 
+    def _background_rate(self, rng: np.random.Generator, u: np.ndarray, v: np.ndarray, rate: float) -> np.ndarray:
+        """Background fail probability per die: ``rate``, rising towards the rim and uneven."""
+        cfg = self.config
+        edge_width = rng.uniform(0.08, 0.25)
+        ramp = np.clip((np.hypot(u, v) - (1.0 - edge_width)) / edge_width, 0.0, 1.0)
+        field = rate * (1.0 + rng.uniform(*cfg.background_edge_boost_range) * ramp)
+        patchiness = rng.uniform(*cfg.background_patchiness_range)
+        if patchiness > 0:
+            smooth = _smooth_field(rng, u.shape, rng.uniform(2.0, 8.0))
+            field = field * np.exp(patchiness * smooth - patchiness**2 / 2)
+        # Capped: a rim failing almost everywhere is an Edge-Ring, not background.
+        return np.clip(field, 0.0, 0.45)
+
     def make(self, label: str, index: int = 0, layout: WaferLayout | None = None,
              lot_id: str = "SYN", wafer_id: str | None = None) -> WaferRecord:
         """Generate one wafer of class ``label``."""
@@ -341,9 +398,10 @@ class WaferGenerator:
         cfg = self.config
         lo, hi = cfg.background_fail_range
         bg_rate = math.exp(rng.uniform(math.log(lo), math.log(hi)))
-        if label in ("Random", "Scratch"):  # keep the pattern clearly above the background
-            bg_rate = min(bg_rate, 0.03)
-        background = np.full(u.shape, bg_rate)
+        if label == "Scratch":  # a thin line stays visible only above a moderate background
+            bg_rate = min(bg_rate, 0.12)
+        background = self._background_rate(rng, u, v, bg_rate)
+        clump = rng.uniform(*cfg.background_clump_probability)
         if rng.random() < cfg.background_cluster_probability:
             for _ in range(rng.integers(1, 4)):
                 cx, cy = rng.uniform(-0.8, 0.8, size=2)
@@ -358,7 +416,7 @@ class WaferGenerator:
             fields = [self._patterns[p](rng, u, v, layout.diameter) for p in patterns]
             # Pattern fails stay inside the support: the mask's edge is where the defect ends.
             pattern_fail = [rng.random(u.shape) < f.intensity * f.support for f in fields]
-            fail = (rng.random(u.shape) < background)
+            fail = _clumped_fails(rng, background, clump)
             for pf in pattern_fail:
                 fail |= pf
             fail &= on_wafer

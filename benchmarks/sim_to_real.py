@@ -1,0 +1,83 @@
+"""Sim-to-real: the default model, trained on generated maps only, on real WM-811K maps.
+
+Prints one table for the model the pipeline trained (``models/weights.pt`` after ``make
+pipeline``): macro-F1 and per-class recall on the **real test lots** (the headline: the fixed lot
+split of :mod:`waferflow.evaluation.real_maps`, never looked at while developing), on the real
+dev lots, and on the generated test split; then the sim-to-real distance per class (wafer
+features, real dev lots vs generated test maps, :mod:`waferflow.evaluation.sim_to_real`) and the
+train stage's wall time. Writes ``benchmarks/results/sim_to_real.json``.
+
+    make pipeline && .venv/bin/python benchmarks/sim_to_real.py [--real ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from waferflow.classes import CLASSES
+from waferflow.data.records import grid_from_row, read_frame
+from waferflow.data.split import resize_frame
+from waferflow.evaluation.metrics import classification_metrics
+from waferflow.evaluation.real_maps import PARTS, load_real_frame
+from waferflow.evaluation.sim_to_real import gap_table, sim_to_real_gap
+from waferflow.registry.pyfunc import load_weights, predict_grids
+from waferflow.training.data import WaferArrays
+
+
+def _scores(net, arrays: WaferArrays) -> dict:
+    probs, _ = predict_grids(net, arrays.grids)
+    return classification_metrics(arrays.labels, probs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--weights", type=Path, default=Path("models/weights.pt"))
+    parser.add_argument("--image-size", type=int, nargs=2, default=(64, 64))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sim_to_real.json"))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    frame, info = load_real_frame(args.real)
+    if frame is None:
+        raise SystemExit(f"no real labeled maps: {info['reason']} (pass --real DIR)")
+    net = load_weights(args.weights)
+    rows, results = {}, {"real": info, "weights": str(args.weights)}
+    for part in ("test", "dev"):
+        sub = frame[frame["part"] == part]
+        results[f"real_{part}"] = _scores(net, WaferArrays(resize_frame(sub, tuple(args.image_size))))
+        rows[f"real {part} lots ({len(sub)} maps, {sub['lot_id'].nunique()} lots)"] = results[f"real_{part}"]
+    results["generated_test"] = _scores(net, WaferArrays.from_parquet("data/processed/test.parquet"))
+    rows["generated test split"] = results["generated_test"]
+    table = pd.DataFrame({name: {"macro-F1": r["macro_f1"], **{f"recall {c}": r["per_class"][c]["recall"] for c in CLASSES},
+                                 "min recall": min(r["per_class"][c]["recall"] for c in CLASSES if r["per_class"][c]["support"])}
+                          for name, r in rows.items()})
+    pd.set_option("display.width", 200)
+    print(table.round(3).to_string())
+
+    generated = read_frame("data/generated/test.parquet")
+    dev = frame[frame["part"] == "dev"]
+    gap = sim_to_real_gap([grid_from_row(r) for r in generated.to_dict("records")], generated["label"],
+                          [grid_from_row(r) for r in dev.to_dict("records")], dev["label"])
+    results["sim_to_real"] = gap
+    print("\nsim-to-real distance per class (wafer features, real dev lots vs generated test maps; "
+          "normed Wasserstein, in generated-map std):")
+    print(gap_table(gap).round(3).to_string(index=False))
+    train = Path("metrics/train.json")
+    if train.is_file():
+        t = json.loads(train.read_text())
+        results["train"] = {k: t.get(k) for k in ("train_seconds", "epochs_trained", "peak_rss_mb")}
+        print(f"\ntrain stage: {t.get('train_seconds')} s for {t.get('epochs_trained')} epochs "
+              f"(metrics/train.json; absolute times differ ~3x between machines of this kind)")
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"\nwritten {args.out} ({results['seconds']} s); parts: {', '.join(PARTS)}")
+
+
+if __name__ == "__main__":
+    main()
