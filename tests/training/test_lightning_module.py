@@ -38,3 +38,22 @@ def test_wafers_without_masks_train_the_class_head_only():
 def test_class_weights_are_inverse_frequency():
     w = class_weights(np.array([0] * 30 + [1] * 10 + [8] * 20))
     assert w[1] > w[8] > w[0] and abs(np.mean([w[0], w[1], w[8]]) - 1) < 1e-6 and w[2] == 1.0
+
+
+def test_epoch_log_prints_one_line_per_epoch_for_logs_without_a_terminal(capsys):
+    from types import SimpleNamespace
+
+    import torch
+
+    from waferflow.training.trainer import EpochLog
+
+    log = EpochLog()
+    log.on_train_start(None, None)
+    trainer = SimpleNamespace(is_global_zero=True, current_epoch=1, max_epochs=4,
+                              callback_metrics={"train_loss_epoch": torch.tensor(0.5), "val_macro_f1": torch.tensor(0.75),
+                                                "lr-AdamW": torch.tensor(0.001)})
+    log.on_train_epoch_end(trainer, None)
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("epoch 2/4: train_loss_epoch 0.5000, val_macro_f1 0.7500 (") and "min left)" in line
+    log.on_train_epoch_end(SimpleNamespace(**{**vars(trainer), "is_global_zero": False}), None)
+    assert capsys.readouterr().out == ""  # other DDP ranks stay quiet

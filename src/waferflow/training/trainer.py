@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import resource
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 
 from waferflow.models.config import ModelConfig
@@ -23,7 +24,27 @@ from waferflow.training.data import WaferDataModule
 from waferflow.training.config import TrainConfig
 from waferflow.training.lightning_module import WaferLitModule
 
-__all__ = ["fit"]
+__all__ = ["fit", "EpochLog"]
+
+
+class EpochLog(Callback):
+    """One flushed line per epoch (losses, validation macro-F1, time, estimate to the end) for logs
+    without a terminal — Airflow task logs, CI, ``dvc repro > log`` — where a progress bar shows nothing."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:  # after the epoch's validation
+        if not trainer.is_global_zero:
+            return
+        done, total = trainer.current_epoch + 1, trainer.max_epochs
+        elapsed = time.perf_counter() - self.started
+        m = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train_loss_epoch", "val_loss", "val_macro_f1")}
+        print(f"epoch {done}/{total}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items())
+              + f" ({elapsed / done:.0f} s/epoch, about {elapsed / done * (total - done) / 60:.0f} min left)", flush=True)
 
 
 def peak_rss_mb() -> float:
@@ -51,7 +72,8 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: Path, out_dir:
         strategy=train_cfg.strategy, precision=train_cfg.precision, max_epochs=train_cfg.max_epochs,
         deterministic=train_cfg.deterministic, logger=logger, log_every_n_steps=10,
         callbacks=[checkpoint, EarlyStopping("val_macro_f1", mode="max", patience=train_cfg.early_stopping_patience),
-                   LearningRateMonitor("epoch")],
+                   LearningRateMonitor("epoch"), *([] if sys.stdout.isatty() else [EpochLog()])],
+        enable_progress_bar=sys.stdout.isatty(),
         default_root_dir=out_dir, enable_model_summary=False,
     )
     started = time.perf_counter()
