@@ -11,8 +11,8 @@ which other lots a file holds and of any seed. The protocol:
   nothing is tuned or selected on them.
 
 Example:
-    >>> real_part("lot47542")
-    'dev'
+    >>> real_part("lot47542"), real_part("lot47544")
+    ('test', 'dev')
 """
 
 from __future__ import annotations

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from waferflow.config import Params
 from waferflow.stages.layout import Layout, write_json
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = ["evaluate", "real_summary"]
 
 
-def sim_to_real(layout: Layout, real_dev, plot_dir) -> dict:
+def sim_to_real(layout: Layout, real_dev: pd.DataFrame, plot_dir: Path) -> dict:
     """The generator's distance to the real dev lots, per class, with a side-by-side gallery: the
     generated test maps (at their own grid sizes) against the real ones."""
     from waferflow.data.records import grid_from_row, read_frame
