@@ -12,8 +12,9 @@ background of real WM-811K maps, which carry 3-14 % fails with no pattern at all
 per wafer from sparse to heavy, rising towards the rim (edge dies fail more), modulated by a
 smooth random field (uneven, patchy), with fails that spread to neighbours (pairs and small
 blocks rather than single dies). Domain randomisation: every range is wide enough that a real
-map is one more draw from the generator (``benchmarks/sim_to_real.py`` measures how far). The per-die mask marks the fail dies inside the support, so ``mask > 0`` implies the
-die fails, for every class, and no pattern fail lies outside the mask.
+map is one more draw from the generator (``benchmarks/sim_to_real.py`` measures how far). The
+per-die mask marks the fail dies inside the support, so ``mask > 0`` implies the die fails, for
+every class, and no pattern fail lies outside the mask.
 
 Classes (WM-811K): Center, Donut, Edge-Loc, Edge-Ring, Loc, Near-full, Random, Scratch, none.
 Ring, donut and edge patterns may be partial arcs; scratches are straight or curved (quadratic
@@ -60,8 +61,9 @@ class GeneratorConfig(BaseModel):
             20 % of the radius, 36 % of the area).
         background_patchiness_range: Standard deviation (log scale) of a smooth random field
             that modulates the background rate across the wafer: real backgrounds are uneven.
-        background_clump_probability: Chance that a background fail spreads to a neighbouring
-            die: real background fails come in pairs and small blocks, not as single dies.
+        background_clump_probability: Range of the per-wafer chance that a background fail
+            spreads to its neighbouring dies: real background fails come in pairs and small
+            blocks, not as single dies.
         background_cluster_probability: Share of wafers with a few faint fail clusters in the
             background (not a pattern: too sparse to label).
         mixed_probability: Share of patterned wafers given a second, different pattern (the
