@@ -22,16 +22,15 @@ import pandas as pd
 from waferflow.classes import CLASSES
 from waferflow.data.records import grid_from_row, read_frame
 from waferflow.data.split import resize_frame
-from waferflow.evaluation.metrics import classification_metrics
+from waferflow.evaluation.evaluate import evaluate_arrays
 from waferflow.evaluation.real_maps import PARTS, load_real_frame
 from waferflow.evaluation.sim_to_real import gap_table, sim_to_real_gap
-from waferflow.registry.pyfunc import load_weights, predict_grids
+from waferflow.registry.pyfunc import load_weights
 from waferflow.training.data import WaferArrays
 
 
 def _scores(net, arrays: WaferArrays) -> dict:
-    probs, _ = predict_grids(net, arrays.grids)
-    return classification_metrics(arrays.labels, probs)
+    return evaluate_arrays(net, arrays)["classification"]  # the evaluate stage's metrics, no plots
 
 
 def main() -> None:
