@@ -1,6 +1,7 @@
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
 from waferflow.classes import CLASSES, DIE_FAIL, DIE_NONE, NONE_CLASS, mask_index
@@ -109,3 +110,60 @@ def test_background_fails_clump_into_pairs_and_blocks():
     single = neighbour_share(GeneratorConfig(**fixed, background_clump_probability=(0.0, 0.0)))
     clumped = neighbour_share(GeneratorConfig(**fixed, background_clump_probability=(0.8, 0.8)))
     assert single < 0.3 and clumped > single + 0.2  # even fails at 5 %: ~19 % have a failing 4-neighbour
+
+
+def test_background_fails_come_as_short_bars_along_rows_and_columns():
+    def bar_share(cfg):
+        """Share of fails in a run of 4 failing dies along a row or a column."""
+        gen, shares = WaferGenerator(5, cfg), []
+        for i in range(60):
+            fail = gen.make("none", i).die_grid == 2
+            in_bar = np.zeros_like(fail)
+            for axis in (0, 1):
+                f = np.moveaxis(fail, axis, 0)
+                n = len(f) - 3
+                run = f[:n] & f[1:n + 1] & f[2:n + 2] & f[3:n + 3]
+                b = np.zeros_like(f)
+                for k in range(4):
+                    b[k:n + k] |= run
+                in_bar |= np.moveaxis(b, 0, axis)
+            shares.append(in_bar.sum() / max(fail.sum(), 1))
+        return np.mean(shares)
+    fixed = dict(background_fail_range=(0.05, 0.05), background_edge_boost_range=(0.0, 0.0),
+                 background_patchiness_range=(0.0, 0.0), background_cluster_probability=0.0)
+    single = bar_share(GeneratorConfig(**fixed, background_clump_probability=(0.0, 0.0)))
+    clumped = bar_share(GeneratorConfig(**fixed, background_clump_probability=(0.8, 0.8)))
+    # Independent fails at 5 %: ~0.1 % sit in a 4-die run (isotropic spreading alone: ~2 %);
+    # bars of 2-4 dies put about a third there.
+    assert single < 0.01 and clumped > 0.2
+
+
+def _mask_radius(rec, label):
+    """Normalised distance from the wafer centre of each die of the ``label`` pattern (rim = 1)."""
+    rows, cols = np.nonzero(rec.die_grid != DIE_NONE)
+    cy, cx = (rows.min() + rows.max() + 1) / 2, (cols.min() + cols.max() + 1) / 2
+    ry, rx = (rows.max() - rows.min() + 1) / 2, (cols.max() - cols.min() + 1) / 2
+    py, px = np.nonzero(rec.defect_mask == mask_index(label))
+    return np.hypot((py + 0.5 - cy) / ry, (px + 0.5 - cx) / rx)
+
+
+def test_loc_clusters_may_reach_the_rim_but_edge_loc_sits_on_it():
+    gen = WaferGenerator(11)
+    loc = [_mask_radius(gen.make("Loc", i), "Loc") for i in range(120)]
+    edge = [_mask_radius(gen.make("Edge-Loc", i), "Edge-Loc") for i in range(120)]
+    # A Loc cluster's middle stays inside the wafer (WM-811K labels rim-centred clusters
+    # Edge-Loc), yet real Loc clusters often run out to the outermost dies (~18 % here).
+    assert np.median([np.median(r) for r in loc]) < 0.65 < np.median([np.median(r) for r in edge])
+    assert np.mean([r.max() > 0.9 for r in loc]) > 0.13
+    assert np.mean([np.median(r) > 0.85 for r in loc]) < 0.05
+
+
+def test_some_near_full_wafers_fail_solid_with_one_side_still_passing():
+    gen, cut = WaferGenerator(2), 0
+    for i in range(60):
+        grid = gen.make("Near-full", i).die_grid
+        on = grid != DIE_NONE
+        regions, n = ndimage.label(on & (grid != DIE_FAIL))
+        # Pass islands are small (< 5 % of the dies each); a passing side is one large region.
+        cut += n > 0 and np.bincount(regions.ravel())[1:].max() > 0.15 * on.sum()
+    assert 5 <= cut <= 35  # ~30 % of the Near-full maps

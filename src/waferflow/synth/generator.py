@@ -62,8 +62,8 @@ class GeneratorConfig(BaseModel):
         background_patchiness_range: Standard deviation (log scale) of a smooth random field
             that modulates the background rate across the wafer: real backgrounds are uneven.
         background_clump_probability: Range of the per-wafer chance that a background fail
-            spreads to its neighbouring dies: real background fails come in pairs and small
-            blocks, not as single dies.
+            spreads to its neighbouring dies and runs on along its row or column: real
+            background fails come in pairs, small blocks and short bars, not as single dies.
         background_cluster_probability: Share of wafers with a few faint fail clusters in the
             background (not a pattern: too sparse to label).
         mixed_probability: Share of patterned wafers given a second, different pattern (the
@@ -175,12 +175,23 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float
 
 def _clumped_fails(rng: np.random.Generator, rate: np.ndarray, clump: float) -> np.ndarray:
     """Draw fails at ``rate`` per die, where each fail spreads to each of its 4 neighbours with
-    chance ``clump / 4``: pairs and small blocks, keeping the expected fail share near ``rate``."""
-    seeds = rng.random(rate.shape) < rate / (1.0 + clump)
+    chance ``clump / 4`` (pairs and small blocks) and, with chance ``clump``, runs on along its
+    row or column for 1-3 more dies (each further die with chance 1/2): real background fails
+    come as short bars of 2-4 dies (adjacent dies share a probe touchdown), which are not
+    scratches. The seed rate is lowered so the expected fail share stays near ``rate``."""
+    seeds = rng.random(rate.shape) < rate / (1.0 + 2.75 * clump)
     if clump <= 0:
         return seeds
     neighbours = ndimage.binary_dilation(seeds, structure=ndimage.generate_binary_structure(2, 1)) & ~seeds
-    return seeds | (neighbours & (rng.random(rate.shape) < clump / 4))
+    fails = seeds | (neighbours & (rng.random(rate.shape) < clump / 4))
+    runs = seeds & (rng.random(rate.shape) < clump)
+    along_rows = rng.random(rate.shape) < 0.5
+    rows, cols = rate.shape
+    for step in range(1, 4):
+        fails[:, step:] |= (runs & along_rows)[:, :cols - step]
+        fails[step:, :] |= (runs & ~along_rows)[:rows - step, :]
+        runs = runs & (rng.random(rate.shape) < 0.5)
+    return fails
 
 
 def _arc_window(rng: np.random.Generator, theta: np.ndarray, full_probability: float,
@@ -217,14 +228,15 @@ class _Patterns:
         off_r, off_t = rng.uniform(0, 0.12), rng.uniform(0, 2 * math.pi)
         radius = max(rng.uniform(0.07, 0.6), 3.0 / diameter)  # at least ~1.5 dies; up to a filled disc
         return self._blob(rng, u, v, off_r * math.cos(off_t), off_r * math.sin(off_t),
-                          radius, rng.uniform(0.55, 1.0))
+                          radius, rng.uniform(0.45, 1.0))
 
     def loc(self, rng, u, v, diameter):
-        # Off the centre and clear of the rim (which would make it Center or Edge-Loc).
-        radius = max(rng.uniform(0.06, 0.24), 3.0 / diameter)
-        r_c, t_c = rng.uniform(0.25, 0.9 - radius), rng.uniform(0, 2 * math.pi)
+        # Off the centre (else Center); anywhere out to the rim, which it may touch as long as
+        # its middle stays inside the wafer (a cluster centred on the rim is Edge-Loc).
+        radius = max(math.exp(rng.uniform(math.log(0.05), math.log(0.24))), 3.0 / diameter)
+        r_c, t_c = rng.uniform(0.22, 0.85), rng.uniform(0, 2 * math.pi)
         field = self._blob(rng, u, v, r_c * math.cos(t_c), r_c * math.sin(t_c),
-                           radius, rng.uniform(0.55, 0.95), irregularity=0.3, elongation=1.0)
+                           radius, rng.uniform(0.4, 0.95), irregularity=0.3, elongation=0.6)
         if rng.random() < 0.25:  # a satellite blob next to the main one
             r2 = rng.uniform(0.05, 0.15)
             t2 = rng.uniform(0, 2 * math.pi)
@@ -263,15 +275,20 @@ class _Patterns:
             dtheta = np.abs(np.angle(np.exp(1j * (theta - t0))))
             field = _soft_inside(1.0 - r, depth * _wobble(rng, theta, 0.3), depth * 0.25)
             field = field * _soft_inside(dtheta, half_span, 0.1)
-            return PatternField(rng.uniform(0.5, 0.95) * field, field > 0.5)
-        # A blob centred on the rim.
-        rc = rng.uniform(0.88, 1.02)
+            return PatternField(rng.uniform(0.35, 0.95) * field, field > 0.5)
+        # A blob centred on the rim (a cluster whose middle is inside the wafer is Loc).
+        rc = rng.uniform(0.92, 1.05)
         return self._blob(rng, u, v, rc * math.cos(t0), rc * math.sin(t0),
-                          rng.uniform(0.1, 0.3), rng.uniform(0.5, 0.95), irregularity=0.3)
+                          rng.uniform(0.1, 0.3), rng.uniform(0.35, 0.95), irregularity=0.3)
 
     def near_full(self, rng, u, v, diameter):
         density = rng.uniform(0.75, 1.0)
         intensity = np.full(u.shape, density)
+        if rng.random() < 0.3:
+            # Most of the wafer failing solid, one side still passing (a half-plane cut).
+            t = rng.uniform(0, 2 * math.pi)
+            cut = _soft_inside(u * math.cos(t) + v * math.sin(t), rng.uniform(0.2, 0.7), 0.05)
+            return PatternField(density * cut, cut > 0.5)
         if rng.random() < 0.5:  # a few surviving pass islands
             for _ in range(rng.integers(1, 4)):
                 cx, cy = rng.uniform(-0.7, 0.7, size=2)
@@ -301,7 +318,7 @@ class _Patterns:
     @staticmethod
     def _scratch_line(rng, u, v, diameter) -> np.ndarray:
         # Quadratic Bezier: straight when the control point sits on the chord, curved otherwise.
-        # Redrawn until a real stretch of it (>= 0.35 wafer radii) lies on the wafer: a stub
+        # Redrawn until a real stretch of it (>= 0.4 wafer radii) lies on the wafer: a stub
         # clipped by the rim would look like Edge-Loc, not a scratch.
         for _ in range(50):
             length = rng.uniform(0.5, 1.8)
@@ -319,7 +336,7 @@ class _Patterns:
             radius = np.hypot(curve[:, 0], curve[:, 1])
             visible = radius <= 0.9
             # ... and not one hugging the rim, which an engineer would call Edge-Loc.
-            if visible.mean() * length >= 0.4 and radius[visible].mean() <= 0.75:
+            if visible.mean() * length >= 0.4 and radius[visible].mean() <= 0.85:
                 break
         # Rasterise onto the die grid, then measure distance in dies with an exact EDT.
         rows, cols = u.shape
