@@ -2,7 +2,7 @@
 
 ``drift_detection.py`` measures large, designed shifts. Here two of them are dialled down:
 
-* ``background ×m`` — the generator's background fail-rate range (0.2–8 % per wafer) times m;
+* ``background ×m`` — the generator's background fail-rate range (1–20 % per wafer) times m;
 * ``class mix t`` — the pool's class weights blended a share t of the way from the WM-811K-like
   default (74 % none) towards the ``class_mix`` scenario (mostly Edge-Ring, Center, Loc, none 30 %).
 

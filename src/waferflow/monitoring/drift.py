@@ -29,9 +29,13 @@ from scipy.spatial import distance
 from waferflow.monitoring.config import DriftConfig
 from waferflow.monitoring.features import FEATURES
 
-__all__ = ["DriftConfig", "DriftResult", "check_drift", "class_mix_noise", "PREDICTION_COLUMNS"]
+__all__ = ["DriftConfig", "DriftResult", "check_drift", "class_mix_noise", "LOG_SCALE", "PREDICTION_COLUMNS"]
 
 PREDICTION_COLUMNS = ("predicted_class", "confidence")
+# Sizes and counts are compared on a log scale (log1p): they change by factors, and their tails
+# are long — a few Near-full wafers' 1 000-die clusters moved an unshifted 500-wafer window's
+# mean_cluster_size by 1.09 reference std on the linear scale (a false strong drift).
+LOG_SCALE = ("n_dies", "n_clusters", "mean_cluster_size")
 
 
 @dataclass
@@ -47,7 +51,9 @@ class DriftResult:
 
 def check_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig = DriftConfig()) -> DriftResult:
     """Compare two windows of wafer features (and, when both have them, ``predicted_class`` /
-    ``confidence``) with evidently; the summary says what drifted and whether to retrain."""
+    ``confidence``) with evidently; the summary says what drifted and whether to retrain.
+    Sizes and counts (:data:`LOG_SCALE`) are compared as ``log1p``: their scores are in
+    reference standard deviations of that."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
@@ -63,8 +69,8 @@ def check_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig
     categorical = ["predicted_class"] if "predicted_class" in reference and "predicted_class" in current else []
     columns = numeric + categorical
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
-    ref = reference[columns].astype({c: float for c in numeric})
-    cur = current[columns].astype({c: float for c in numeric})
+    ref = _scaled(reference[columns].astype({c: float for c in numeric}))
+    cur = _scaled(current[columns].astype({c: float for c in numeric}))
     preset = DataDriftPreset(drift_share=cfg.drift_share, num_method=cfg.num_method, cat_method=cfg.cat_method,
                              num_threshold=cfg.num_threshold, cat_threshold=cfg.cat_threshold)
     snapshot = Report([preset], include_tests=True).run(Dataset.from_pandas(cur, data_definition=definition),
@@ -97,6 +103,11 @@ def check_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig
         "retrain_recommended": bool(reasons), "reasons": reasons or ["no drift above the thresholds"],
     }
     return DriftResult(summary, snapshot)
+
+
+def _scaled(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the :data:`LOG_SCALE` columns it has as ``log1p``."""
+    return frame.assign(**{c: np.log1p(frame[c].clip(lower=0)) for c in LOG_SCALE if c in frame})
 
 
 def class_mix_noise(reference: pd.Series, n: int, quantile: float = 0.99, draws: int = 500, seed: int = 0) -> float:
