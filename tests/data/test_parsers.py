@@ -1,5 +1,6 @@
 """Every parser on fixtures written here in the real formats, good and corrupted."""
 
+import os
 import pickle
 
 import numpy as np
@@ -120,6 +121,29 @@ def test_npz_index_and_string_labels_and_bad_rows(tmp_path):
     garbage.write_bytes(b"not a zip at all")
     with pytest.raises(FileRejected, match="not a readable .npz"):
         parse_file(garbage)
+
+
+class _Payload:
+    """Unpickling this runs ``touch <marker>``: an npz must never get that far."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("key", ["maps", "labels"])
+def test_npz_object_arrays_are_rejected_never_unpickled(tmp_path, key):
+    marker = tmp_path / "PWNED"
+    evil = np.array([_Payload(marker), disc(10, 10)], dtype=object)
+    arrays = {"maps": evil} if key == "maps" else {"maps": np.stack([disc(10, 10)] * 2), "labels": evil}
+    path = tmp_path / "evil.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(FileRejected, match="object array") as err:
+        parse_file(path)
+    assert err.value.field == key and "never unpickles" in str(err.value)
+    assert not marker.exists()
 
 
 CSV = """LOT;WAFER;DIE_X;DIE_Y;HBIN;label

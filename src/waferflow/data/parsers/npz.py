@@ -5,7 +5,8 @@ Maps are found under the first present key of ``maps_keys``; labels under ``labe
 Labels may be one-hot / multi-hot rows (columns named by ``label_names``; an all-zero row is
 ``none``), integer indices into ``label_names``, or strings. A multi-hot row (a mixed-type
 defect, which the nine-class taxonomy has no name for) is kept unlabeled with its pattern
-names in ``attrs["labels"]``. Maps may also be an object array of differently-sized grids.
+names in ``attrs["labels"]``. Object arrays (e.g. ragged grids) are refused: .npz stores
+them as pickles, and waferflow never unpickles .npz content.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class NpzOptions:
 
 def _label_of(value, names: tuple[str, ...]) -> tuple[str | None, list[str]]:
     arr = np.asarray(value)
-    if arr.dtype.kind in "US" or arr.dtype == object:
+    if arr.dtype.kind in "US":
         return normalise_label(value), []
     if arr.ndim == 0:
         idx = int(arr)
@@ -51,6 +52,18 @@ def _label_of(value, names: tuple[str, ...]) -> tuple[str | None, list[str]]:
     return None, [str(h) for h in hot]
 
 
+def _array(archive, path: Path, key: str) -> np.ndarray:
+    """``archive[key]`` without pickle: an object array (e.g. ragged grids) can only be stored in
+    an .npz as a pickle, and unpickling runs whatever the file says, so the file is rejected."""
+    try:
+        return archive[key]
+    except ValueError as exc:
+        raise FileRejected(path, f"array {key!r} is an object array ({exc}); waferflow never unpickles .npz "
+                                 "content, which could run code: store the grids as one N x H x W integer "
+                                 "array (pad with 0 = no die) and labels as integers or strings",
+                           field=key) from None
+
+
 def parse_npz(path: str | Path, options: NpzOptions | None = None) -> ParseResult:
     """Parse an ``.npz`` archive of wafer maps (and optional labels) into canonical records."""
     path = Path(path)
@@ -63,15 +76,12 @@ def parse_npz(path: str | Path, options: NpzOptions | None = None) -> ParseResul
     maps_key = next((k for k in opts.maps_keys if k in keys), None)
     if maps_key is None:
         raise FileRejected(path, f"no maps array: none of {list(opts.maps_keys)} in {keys}", field="maps")
-    try:
-        maps = archive[maps_key]
-    except ValueError:  # object arrays (ragged grids) need pickle; only for files you trust
-        maps = np.load(path, allow_pickle=True)[maps_key]
+    maps = _array(archive, path, maps_key)
     labels_key = next((k for k in opts.labels_keys if k in keys), None)
-    labels = archive[labels_key] if labels_key else None
+    labels = _array(archive, path, labels_key) if labels_key else None
     if labels is not None and len(labels) != len(maps):
         raise FileRejected(path, f"{len(maps)} maps but {len(labels)} labels", field=labels_key)
-    if maps.dtype != object and maps.ndim != 3:
+    if maps.ndim != 3:
         raise FileRejected(path, f"maps array {maps_key!r} must be N x H x W, got shape {maps.shape}", field=maps_key)
     result = ParseResult()
     for i in range(len(maps)):
