@@ -9,6 +9,11 @@ from waferflow.synth import DatasetConfig, GeneratorConfig, WaferGenerator, gene
 from waferflow.synth.generator import WaferLayout
 
 
+# An even 5 % background with no rim boost, patches or clusters: only the clumping differs.
+FLAT_BACKGROUND = dict(background_fail_range=(0.05, 0.05), background_edge_boost_range=(0.0, 0.0),
+                       background_patchiness_range=(0.0, 0.0), background_cluster_probability=0.0)
+
+
 @settings(max_examples=150, deadline=None)
 @given(label=st.sampled_from(CLASSES), seed=st.integers(0, 10_000), index=st.integers(0, 10_000),
        mixed=st.sampled_from([0.0, 1.0]))
@@ -105,10 +110,8 @@ def test_background_fails_clump_into_pairs_and_blocks():
             touching = pad[:-2, 1:-1] | pad[2:, 1:-1] | pad[1:-1, :-2] | pad[1:-1, 2:]
             shares.append((fail & touching).sum() / max(fail.sum(), 1))
         return np.mean(shares)
-    fixed = dict(background_fail_range=(0.05, 0.05), background_edge_boost_range=(0.0, 0.0),
-                 background_patchiness_range=(0.0, 0.0), background_cluster_probability=0.0)
-    single = neighbour_share(GeneratorConfig(**fixed, background_clump_probability=(0.0, 0.0)))
-    clumped = neighbour_share(GeneratorConfig(**fixed, background_clump_probability=(0.8, 0.8)))
+    single = neighbour_share(GeneratorConfig(**FLAT_BACKGROUND, background_clump_probability=(0.0, 0.0)))
+    clumped = neighbour_share(GeneratorConfig(**FLAT_BACKGROUND, background_clump_probability=(0.8, 0.8)))
     assert single < 0.3 and clumped > single + 0.2  # even fails at 5 %: ~19 % have a failing 4-neighbour
 
 
@@ -129,10 +132,8 @@ def test_background_fails_come_as_short_bars_along_rows_and_columns():
                 in_bar |= np.moveaxis(b, 0, axis)
             shares.append(in_bar.sum() / max(fail.sum(), 1))
         return np.mean(shares)
-    fixed = dict(background_fail_range=(0.05, 0.05), background_edge_boost_range=(0.0, 0.0),
-                 background_patchiness_range=(0.0, 0.0), background_cluster_probability=0.0)
-    single = bar_share(GeneratorConfig(**fixed, background_clump_probability=(0.0, 0.0)))
-    clumped = bar_share(GeneratorConfig(**fixed, background_clump_probability=(0.8, 0.8)))
+    single = bar_share(GeneratorConfig(**FLAT_BACKGROUND, background_clump_probability=(0.0, 0.0)))
+    clumped = bar_share(GeneratorConfig(**FLAT_BACKGROUND, background_clump_probability=(0.8, 0.8)))
     # Independent fails at 5 %: ~0.1 % sit in a 4-die run (isotropic spreading alone: ~2 %);
     # bars of 2-4 dies put about a third there.
     assert single < 0.01 and clumped > 0.2

@@ -283,12 +283,12 @@ class _Patterns:
 
     def near_full(self, rng, u, v, diameter):
         density = rng.uniform(0.75, 1.0)
-        intensity = np.full(u.shape, density)
         if rng.random() < 0.3:
             # Most of the wafer failing solid, one side still passing (a half-plane cut).
             t = rng.uniform(0, 2 * math.pi)
             cut = _soft_inside(u * math.cos(t) + v * math.sin(t), rng.uniform(0.2, 0.7), 0.05)
             return PatternField(density * cut, cut > 0.5)
+        intensity = np.full(u.shape, density)
         if rng.random() < 0.5:  # a few surviving pass islands
             for _ in range(rng.integers(1, 4)):
                 cx, cy = rng.uniform(-0.7, 0.7, size=2)
