@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import boto3
+import pandas as pd
 import pytest
 from moto import mock_aws
 from typer.testing import CliRunner
@@ -39,6 +40,24 @@ def test_ingest_files_to_a_table_then_info_and_gallery(tmp_path, small_records):
 def test_ingest_missing_file_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["ingest", str(tmp_path / "nope.pkl"), "--out", str(tmp_path / "o.parquet")])
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_adhoc_ingest_quarantines_beside_its_output_and_refuses_a_folder_as_out(tmp_path, monkeypatch):
+    from tests.conftest import PROJECT_ROOT
+
+    monkeypatch.chdir(tmp_path)
+    pipeline_rejects = tmp_path / "data/quarantine/ingest/rejects.csv"
+    pipeline_rejects.parent.mkdir(parents=True)
+    pipeline_rejects.write_text("the pipeline's own rejects\n")
+    (tmp_path / "dies.csv").write_text(CSV)
+    params = ["--params", str(PROJECT_ROOT / "params.yaml")]
+    result = runner.invoke(app, ["ingest", "dies.csv", "--out", "adhoc/t.parquet", *params])
+    assert result.exit_code == 0, result.output
+    assert pipeline_rejects.read_text() == "the pipeline's own rejects\n"
+    assert len(pd.read_csv(tmp_path / "adhoc/t.quarantine/rejects.csv")) == 2
+    folder = runner.invoke(app, ["ingest", "dies.csv", "--out", "adhoc", *params])
+    assert folder.exit_code == 1 and "is a folder" in folder.output and folder.exception is not None
+    assert isinstance(folder.exception, SystemExit)
 
 
 @pytest.fixture

@@ -125,7 +125,8 @@ def _register_stage_command(name: str, help_text: str) -> None:
 def ingest_cmd(
     sources: Optional[list[Path]] = typer.Argument(None, help="Files or folders; default: ingest.sources in params."),
     out: Optional[Path] = typer.Option(None, help="Write the canonical table here instead of the pipeline's path."),
-    quarantine: Path = typer.Option(Path("data/quarantine/ingest"), help="Where rejected rows/files are listed."),
+    quarantine: Optional[Path] = typer.Option(None, help="Where rejected rows/files are listed (default: beside "
+                                              "--out as <name>.quarantine/, else data/quarantine/ingest)."),
     params: Path = PARAMS,
 ) -> None:
     """Ingest wafer maps (LSWMD.pkl, .npz, CSV die lists, PNG/TIFF, Parquet) into the canonical table."""
@@ -136,12 +137,15 @@ def ingest_cmd(
 
     p = load_params(params)
     target = out or Path("data/interim/ingested.parquet")
+    if quarantine is None:  # an ad-hoc run never overwrites the pipeline's quarantine
+        quarantine = target.with_name(f"{target.stem}.quarantine") if out else Path("data/quarantine/ingest")
     try:
         report = ingest([str(s) for s in (sources or p.ingest.sources)], target, quarantine,
                         target.with_suffix(".report.json"), options=p.ingest.parser_options())
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, IsADirectoryError) as exc:
         _fail(str(exc))
     typer.echo(report.summary())
+    typer.echo(f"wrote {target}" + (f"; rejects listed in {Path(quarantine) / 'rejects.csv'}" if report.rejected else ""))
 
 
 # Registered in pipeline order, so `waferflow --help` lists the stages as `dvc repro` runs them.
@@ -223,6 +227,9 @@ def drift(
     typer.echo(f"{len(summary['drifted_features'])} of {len(summary['features'])} features drifted; prediction "
                f"drift: {summary.get('prediction_drift') or 'checked against the champion v' + str(summary['reference_model_version'])}; "
                f"wrote {out / 'drift.json'} and {out / 'drift.html'}")
+    if summary.get("skipped_log_parts"):
+        typer.secho(f"{len(summary['skipped_log_parts'])} unreadable prediction-log part(s) skipped: "
+                    + ", ".join(summary["skipped_log_parts"][:5]), fg=typer.colors.YELLOW, err=True)
 
 
 @app.command("drift-stream")
@@ -397,11 +404,11 @@ def augment_ablation(
     params: Path = PARAMS,
 ) -> None:
     """Ablation: train with and without GAN maps on a starved split (same seed, same test split)."""
+    from waferflow.fileio import write_json
     from waferflow.gan.ablation import ablation_table, run_ablation
 
     result = run_ablation(load_params(params), keep=keep, epochs=epochs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_json(out, result, sort_keys=False, default=str)
     gan = result["gan"]
     typer.echo(f"GAN: {gan['kept_total']} synthetic maps kept in {gan['seconds']} s: "
                + ", ".join(f"{c} {v['kept']}/{v['generated']}" for c, v in gan["classes"].items()))

@@ -21,9 +21,9 @@ def queue(tmp_path):
     return path
 
 
-def _csv(tmp_path, name, text):
+def _csv(tmp_path, name, text, encoding="utf-8"):
     path = tmp_path / name
-    path.write_text(text)
+    path.write_bytes(text.encode(encoding))
     return path
 
 
@@ -98,3 +98,47 @@ def test_split_overlay_labels_unlabeled_wafers_with_provenance(tmp_path, queue):
     assert frame["label"].tolist() == [None, "Center", None]  # the input frame is not modified
     same, none = apply_labels(frame, tmp_path / "no_labels_yet")
     assert same is frame and none["applied"] == 0
+
+
+@pytest.mark.parametrize("encoding, text", [
+    ("utf-8-sig", "wafer_id;label;annotator\r\nL1:1;Center;José\r\nL1:2;Loc;bob\r\n"),  # Excel "CSV UTF-8"
+    ("utf-16", "wafer_id\tlabel\tannotator\r\nL1:1\tCenter\tJosé\r\nL1:2\tLoc\tbob\r\n"),  # Excel "Unicode text"
+], ids=["csv-utf-8", "utf-16"])
+def test_files_with_a_byte_order_mark_are_read(tmp_path, queue, encoding, text):
+    report = import_labels(_csv(tmp_path, "excel.csv", text, encoding), queue, tmp_path / "l", tmp_path / "q", now=NOW)
+    assert (report.accepted, report.rejects) == (2, [])
+    assert read_store(tmp_path / "l")[["label", "annotator"]].values.tolist() == [["Center", "José"], ["Loc", "bob"]]
+
+
+@pytest.mark.parametrize("encoding, message", [
+    ("latin-1", r"latin-1\.csv: not UTF-8 \(byte 0xe9 at offset \d+, line 3\); save it as \"CSV UTF-8\""),
+    ("utf-16-le", r"utf-16-le\.csv: not a text CSV \(NUL characters: UTF-16 without a byte-order mark"),
+])
+def test_a_file_that_is_not_utf8_is_refused_with_how_to_fix_it(tmp_path, queue, encoding, message):
+    src = _csv(tmp_path, f"{encoding}.csv", "wafer_id,label,annotator\nL1:1,Center,alice\nL1:2,Loc,José\n", encoding)
+    with pytest.raises(ValueError, match=message):
+        import_labels(src, queue, tmp_path / "l", tmp_path / "q", now=NOW)
+    assert not (tmp_path / "l" / STORE_NAME).exists()
+
+
+def test_missing_trailing_fields_are_empty(tmp_path, queue):
+    src = _csv(tmp_path, "short.csv", "wafer_id,label,annotator\nL1:1,Center\nL1:2,Loc,bob\n")
+    report = import_labels(src, queue, tmp_path / "l", tmp_path / "q", annotator="dave", now=NOW)
+    assert (report.accepted, report.rejects) == (2, [])
+    assert read_store(tmp_path / "l")["annotator"].tolist() == ["dave", "bob"]
+
+
+def test_a_malformed_line_is_quarantined_and_the_rest_of_the_file_kept(tmp_path, queue):
+    src = _csv(tmp_path, "broken.csv",
+               "wafer_id,label,annotator\n"
+               "L1:1,Center,alice\n"           # line 2 ok
+               'L1:2,"Loc,bob\n'               # line 3 quote never closed
+               "L2:7,Donut,bob,extra\n"        # line 4 one field too many
+               '"L3:4",Scratch,"carol"\n')     # line 5 ok, quoted fields
+    report = import_labels(src, queue, tmp_path / "l", tmp_path / "q", now=NOW)
+    assert report.accepted == 2 and read_store(tmp_path / "l")["wafer_id"].tolist() == ["1", "4"]
+    rejects = pd.read_csv(report.quarantine, keep_default_na=False)
+    by_line = {int(r.row): r for r in rejects.itertuples()}
+    assert sorted(by_line) == [3, 4] and set(rejects["file"]) == {str(src)}
+    assert "unbalanced quote" in by_line[3].reason and json.loads(by_line[3].raw) == 'L1:2,"Loc,bob'
+    assert by_line[4].reason == "4 fields, header has 3"

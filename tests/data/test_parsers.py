@@ -46,15 +46,53 @@ def test_lswmd_written_by_old_pandas_module_paths(tmp_path):
     """The original file names pandas.indexes.* (pandas < 0.20); read_pickle's compat layer maps it."""
     blob = pickle.dumps(lswmd_frame(), protocol=2)
     for new, old in [(b"pandas.core.indexes.base", b"pandas.indexes.base"),
-                     (b"pandas.core.indexes.range", b"pandas.indexes.range")]:
+                     (b"pandas.core.indexes.range", b"pandas.indexes.range"),
+                     (b"pandas.core.internals.managers", b"pandas.core.internals"),
+                     (b"numpy._core.multiarray", b"numpy.core.multiarray")]:  # numpy 1's path
         blob = blob.replace(new, old)
-    assert b"pandas.indexes.base" in blob
+    assert b"pandas.indexes.base" in blob and b"c__builtin__" in blob  # Python 2 names for builtins too
     path = tmp_path / "LSWMD_legacy.pkl"
     path.write_bytes(blob)
     with pytest.raises(ModuleNotFoundError):
         pickle.loads(blob)
     result = parse_file(path)
     assert len(result.records) == 4 and result.records[1].label == "Edge-Ring"
+
+
+class _RunsCode:
+    """What a hostile pickle holds: unpickling it calls os.system."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("where", ["whole file", "in a cell"])
+def test_lswmd_pickle_that_runs_code_is_refused_without_running_it(tmp_path, where):
+    marker = tmp_path / "PWNED"
+    payload = _RunsCode(marker)
+    if where == "in a cell":
+        frame = lswmd_frame()
+        frame["waferMap"] = frame["waferMap"].astype(object)
+        frame.at[2, "waferMap"] = payload
+        payload = frame
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps(payload))
+    with pytest.raises(FileRejected, match="posix.system|os.system") as err:
+        parse_file(path)
+    assert "refused without running it" in err.value.reason
+    assert not marker.exists()
+
+
+def test_lswmd_pickle_reaching_a_method_through_an_allowed_class_is_refused(tmp_path):
+    """Protocol 4 resolves dotted names (DataFrame.eval): only exact allowed names pass."""
+    blob = (b"\x80\x04\x8c\x11pandas.core.frame\x94\x8c\x0eDataFrame.eval\x94\x93\x94.")
+    path = tmp_path / "dotted.pkl"
+    path.write_bytes(blob)
+    with pytest.raises(FileRejected, match="DataFrame.eval"):
+        parse_file(path)
 
 
 def test_lswmd_bad_rows_are_rejected_and_good_rows_kept(tmp_path):
@@ -117,10 +155,6 @@ def test_npz_index_and_string_labels_and_bad_rows(tmp_path):
     np.savez(bad, something=np.ones(3))
     with pytest.raises(FileRejected, match="no maps array"):
         parse_file(bad)
-    garbage = tmp_path / "garbage.npz"
-    garbage.write_bytes(b"not a zip at all")
-    with pytest.raises(FileRejected, match="not a readable .npz"):
-        parse_file(garbage)
 
 
 class _Payload:
@@ -192,6 +226,42 @@ def test_csv_wrong_header_and_empty_file(tmp_path):
         parse_file(empty)
 
 
+def test_csv_malformed_lines_are_rejected_one_by_one_and_the_rest_kept(tmp_path):
+    path = tmp_path / "dies.csv"
+    path.write_bytes(b"\xef\xbb\xbflot,wafer,x,y,bin\n"       # Excel's UTF-8 BOM
+                     b"L1,1,0,0,1\n"
+                     b'L1,1,1,0,"2\n'                          # unbalanced quote
+                     b"L1,1,0,1,2,extra\n"                     # one field too many
+                     b"L1;1;1;1;1\n"                           # another delimiter
+                     b"L1,1,\xe9,1,1\n"                        # latin-1, not UTF-8
+                     b"L1,1,1,1,2\n")
+    result = parse_file(path)
+    assert [r.die_grid.tolist() for r in result.records] == [[[1, 0], [0, 2]]]
+    reasons = {r.row: r.reason for r in result.rejects}
+    assert set(reasons) == {"3", "4", "5", "6"}
+    assert "malformed CSV line" in reasons["3"]
+    assert reasons["4"].startswith("6 field(s), the header has 5")
+    assert "looks ';'-separated" in reasons["5"]
+    assert "not UTF-8" in reasons["6"] and "0xe9" in reasons["6"]
+    assert result.rejects[0].raw == 'L1,1,1,0,"2'
+
+
+def test_csv_huge_coordinates_reject_the_wafer_before_allocating_it(tmp_path):
+    path = tmp_path / "dies.csv"
+    path.write_text("lot,wafer,x,y,bin\nL1,1,0,0,1\nL1,1,10000000,0,2\nL2,1,0,0,1\nL2,1,1,0,2\n")
+    result = parse_file(path)  # a 10**7-wide grid would be 10 TB of memory per row of dies
+    assert [r.lot_id for r in result.records] == ["L2"]
+    (reject,) = result.rejects
+    assert reject.row == "2-3" and "exceeds the 2048-die limit" in reject.reason and "lines [2, 3]" in reject.reason
+
+
+def test_csv_in_utf16_is_a_file_reject_that_names_the_encoding(tmp_path):
+    path = tmp_path / "dies.csv"
+    path.write_text("lot,wafer,x,y,bin\nL1,1,0,0,1\n", encoding="utf-16")
+    with pytest.raises(FileRejected, match="UTF-16"):
+        parse_file(path)
+
+
 def test_png_grey_and_tiff_palette_with_label_from_folder(tmp_path):
     grid = disc(31, 27, [(15, 10), (16, 10)])
     folder = tmp_path / "Scratch"
@@ -216,3 +286,55 @@ def test_image_with_colours_that_are_no_die_code_is_rejected(tmp_path):
     (tmp_path / "fake.png").write_bytes(b"\x89PNG garbage")
     with pytest.raises(FileRejected, match="not a readable image"):
         parse_file(tmp_path / "fake.png")
+
+
+def test_16bit_grey_png_is_scaled_not_clipped(tmp_path):
+    """convert("L") clipped 32768 to 255: every pass die read as a fail (predicted Near-full)."""
+    levels = np.full((20, 20), 32768, np.uint16)  # pass, on the 16-bit scale
+    levels[0] = 0  # no die
+    levels[5, 5] = 65535  # fail
+    Image.fromarray(levels).save(tmp_path / "L_1.png")
+    assert Image.open(tmp_path / "L_1.png").mode.startswith("I;16")
+    grid = parse_file(tmp_path / "L_1.png").records[0].die_grid
+    assert (grid[0] == 0).all() and grid[5, 5] == 2
+    assert (grid == 1).sum() == 20 * 19 - 1
+
+
+def test_oversized_and_bomb_images_are_file_rejects(tmp_path, monkeypatch):
+    Image.new("1", (3000, 40)).save(tmp_path / "wide_1.png")
+    with pytest.raises(FileRejected, match="3000 x 40 pixels.*2048-die limit"):
+        parse_file(tmp_path / "wide_1.png")
+    Image.new("L", (50, 50), 128).save(tmp_path / "bomb_1.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow raises past twice this
+    with pytest.raises(FileRejected, match="DecompressionBombError"):
+        parse_file(tmp_path / "bomb_1.png")
+
+
+def test_canonical_parquet_bad_rows_are_rejected_and_good_rows_kept(tmp_path):
+    """A negative height used to be 'repaired' by reshape(-1, w); a size mismatch sank the file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from waferflow.data.records import WaferRecord, records_to_table
+
+    recs = [WaferRecord(die_grid=disc(12, 10), lot_id="L", wafer_id=str(i)) for i in range(4)]
+    table = records_to_table(recs).to_pydict()
+    table["height"][1] = -1  # -1 x 10 would reshape to the 12 x 10 grid
+    table["height"][2] = 13  # 130 dies expected, 120 bytes given
+    table["attrs"][3] = "{not json"
+    path = tmp_path / "canon.parquet"
+    pq.write_table(pa.table(table), path)
+    result = parse_file(path)
+    assert [r.wafer_id for r in result.records] == ["0"]
+    assert [(r.row, r.field) for r in result.rejects] == [("1", "height"), ("2", "die_grid"), ("3", "attrs")]
+    assert "120 bytes for a 13 x 10 grid" in result.rejects[1].reason
+
+
+def test_npz_that_is_no_zip_or_has_oversized_maps_is_rejected_with_the_right_reason(tmp_path):
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip at all")
+    with pytest.raises(FileRejected, match="not a zip archive") as err:
+        parse_file(tmp_path / "garbage.npz")
+    assert "pickle" not in err.value.reason
+    np.savez(tmp_path / "wide.npz", arr_0=np.zeros((1, 3, 3000), np.uint8))
+    with pytest.raises(FileRejected, match=r"\(1, 3, 3000\).*2048-die limit"):
+        parse_file(tmp_path / "wide.npz")

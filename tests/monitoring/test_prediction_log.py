@@ -1,12 +1,16 @@
 """The append-only, day-partitioned prediction log: local and S3, never failing a prediction."""
 
+import signal
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from tests.conftest import disc
+from tests.conftest import PROJECT_ROOT, disc
 from waferflow.monitoring.features import FEATURES
 from waferflow.monitoring.prediction_log import LOG_COLUMNS, PredictionLog
 
@@ -82,3 +86,75 @@ def exported(tiny_project, tmp_path_factory):
     from tests.inference.test_engine import exported as make
 
     return make.__wrapped__(tiny_project, tmp_path_factory)
+
+
+def test_unreadable_parts_are_skipped_counted_and_reported(tmp_path, caplog):
+    plog = PredictionLog(tmp_path / "log")
+    good = Path(plog.append(*batch(3), alias="champion", when=T0))
+    (good.parent / "part-torn.parquet").write_bytes(good.read_bytes()[:10])
+    (good.parent / "part-empty.parquet").write_bytes(b"")
+    (good.parent / "._part-copied-by-macos.parquet").write_bytes(b"\0\5")  # hidden: not a part
+    window = plog.read(days=1, end=T0.date())
+    assert len(window) == 3 and window["wafer_id"].tolist() == ["0", "1", "2"]
+    assert sorted(Path(p).name for p in plog.skipped_parts) == ["part-empty.parquet", "part-torn.parquet"]
+    assert "part-torn.parquet" in caplog.text and "part-empty.parquet" in caplog.text
+    assert plog.read(days=1, end=(T0 + timedelta(days=3)).date()).empty and plog.skipped_parts == []
+
+
+KILLED_MID_WRITE = """
+import os, signal, sys
+from datetime import datetime, timezone
+from tests.monitoring.test_prediction_log import batch
+from waferflow.monitoring import prediction_log
+
+class HalfWritten:  # the writer is killed -9 half-way through the bytes of its part
+    def __init__(self, fh):
+        self.fh = fh
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        self.fh.close()
+    def write(self, data):
+        self.fh.write(data[:len(data) // 2])
+        self.fh.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+prediction_log.open = lambda *a, **k: HalfWritten(open(*a, **k))
+prediction_log.PredictionLog(sys.argv[1]).append(*batch(2), when=datetime(2026, 11, 20, 9, tzinfo=timezone.utc))
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_no_part_and_the_log_stays_readable(tmp_path):
+    plog = PredictionLog(tmp_path / "log")
+    plog.append(*batch(3), when=T0)
+    killed = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(tmp_path / "log")], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    day = tmp_path / "log" / "date=2026-11-20"
+    assert len(list(day.glob("*.parquet"))) == 1  # the killed writer's bytes are in a temp file only
+    assert len(plog.read(days=1, end=T0.date())) == 3 and plog.skipped_parts == []
+
+
+def test_drift_reports_the_log_parts_it_skipped(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from waferflow.cli import app
+    from waferflow.data.records import write_records
+    from waferflow.monitoring.scenarios import stream
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    write_records(stream("unshifted", 100, seed=0), tmp_path / "reference.parquet")
+    wafers = stream("unshifted", 60, seed=1)
+    results = [{"lot_id": r.lot_id, "wafer_id": r.wafer_id, "model_version": "3", "class": "none",
+                "confidence": 0.6} for r in wafers]
+    good = Path(PredictionLog(tmp_path / "log").append(results, [r.die_grid for r in wafers], alias="champion"))
+    torn = good.with_name("part-torn.parquet")
+    torn.write_bytes(good.read_bytes()[:10])
+    (tmp_path / "params.yaml").write_text(f"drift: {{prediction_log: '{tmp_path / 'log'}', min_wafers: 50}}\n")
+    done = CliRunner().invoke(app, ["drift", "--reference", str(tmp_path / "reference.parquet"), "--no-mlflow",
+                                    "--out", str(tmp_path / "report"), "--params", str(tmp_path / "params.yaml")])
+    assert done.exit_code == 0, done.output
+    summary = json.loads((tmp_path / "report/drift.json").read_text())
+    assert summary["n_current"] == 60 and summary["skipped_log_parts"] == [str(torn)]

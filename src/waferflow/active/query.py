@@ -29,7 +29,8 @@ from waferflow.active.scoring import score_pool  # noqa: E402
 from waferflow.active.strategies import bald, entropy, margin, select  # noqa: E402
 from waferflow.classes import CLASSES  # noqa: E402
 from waferflow.data.records import read_frame  # noqa: E402
-from waferflow.inference.report import _safe  # noqa: E402
+from waferflow.fileio import atomic_path, save_figure  # noqa: E402
+from waferflow.inference.report import overlay_name  # noqa: E402
 from waferflow.models.wafer_unet import WaferUNet  # noqa: E402
 from waferflow.viz.wafer_plots import plot_wafer, save_wafer_grid  # noqa: E402
 
@@ -87,12 +88,12 @@ def build_queue(net: WaferUNet, pool_path: Path, labeled_paths: list[Path], cfg:
                                          disable=not progress, unit="wafer")):
         p = probs[rank]
         top = np.argsort(-p)[:3]
-        image = f"images/{rank + 1:03d}_{_safe(str(rec['lot_id']))}_{_safe(str(rec['wafer_id']))}.png"
+        image = f"images/{rank + 1:03d}_{overlay_name(rec['lot_id'], rec['wafer_id'])}"
         fig, ax = plt.subplots(figsize=(3.2, 3.5))
         plot_wafer(ax, grids[i], masks[rank], f"#{rank + 1} {rec['lot_id']}:{rec['wafer_id']}\n"
                    + ", ".join(f"{CLASSES[k]} {p[k]:.2f}" for k in top))
         fig.tight_layout()
-        fig.savefig(out_dir / image, dpi=100)
+        save_figure(fig, out_dir / image, dpi=100)
         plt.close(fig)
         rows.append({"query_rank": rank + 1, "wafer_id": queue_key(rec["lot_id"], rec["wafer_id"]),
                      "lot_id": rec["lot_id"], "slot": rec["wafer_id"], "strategy": cfg.strategy,
@@ -101,8 +102,9 @@ def build_queue(net: WaferUNet, pool_path: Path, labeled_paths: list[Path], cfg:
                      "top3": "; ".join(f"{CLASSES[k]} {p[k]:.3f}" for k in top), "image": image,
                      "round": round_, "label": "", "annotator": ""})
     queue = pd.DataFrame(rows)
-    queue.to_parquet(out_dir / "queue.parquet", index=False)
-    queue.to_csv(out_dir / "queue.csv", index=False)
+    for name, write in (("queue.parquet", queue.to_parquet), ("queue.csv", queue.to_csv)):
+        with atomic_path(out_dir / name) as tmp:
+            write(tmp, index=False)
     _overview(grids[picked[:48]], masks[:48], queue.head(48), out_dir / "overview.png", cfg.strategy)
 
     def dist(v: np.ndarray) -> dict:

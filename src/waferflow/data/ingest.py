@@ -7,7 +7,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 from waferflow.data.parsers import FileRejected, ParserOptions, Reject, format_of, parse_file
 from waferflow.data.quarantine import reason_kind, write_rejects
 from waferflow.data.records import WaferRecord, write_records
+from waferflow.fileio import write_json
 
 __all__ = ["IngestReport", "ingest", "discover"]
 
@@ -59,25 +59,36 @@ def discover(sources: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
     """Files to ingest: given files as they are, directories walked for supported types.
 
     Returns (files, skipped) where skipped are files inside directories with no parser.
-    A source that does not exist raises ``FileNotFoundError``: a typo must not pass silently.
+    A source that does not exist raises ``FileNotFoundError``: a typo must not pass silently
+    (a dangling or looping symlink exists: its file is rejected with the reason).
     """
     files, skipped = [], []
     for src in sources:
         p = Path(src)
-        if p.is_file():
-            files.append(p)
-        elif p.is_dir():
-            for f in sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")):
+        if p.is_dir():
+            for f in sorted(q for q in p.rglob("*") if _is_file_or_dangling(q) and not q.name.startswith(".")):
                 (files.append(f) if format_of(f) else skipped.append(str(f)))
+        elif _is_file_or_dangling(p):
+            files.append(p)
         else:
             raise FileNotFoundError(f"ingest source {p} does not exist")
     return files, skipped
 
 
+def _is_file_or_dangling(path: Path) -> bool:
+    """A file, or a link that leads nowhere (a loop, a missing target): the parser rejects it
+    with the reason, rather than the link being skipped unseen."""
+    return path.is_file() or (path.is_symlink() and not path.exists())
+
+
 def ingest(sources: Iterable[str | Path], out_path: str | Path, quarantine_dir: str | Path,
            report_path: str | Path | None = None, options: ParserOptions | None = None,
            progress: bool = True) -> IngestReport:
-    """Parse every source into ``out_path``; rejects go to ``quarantine_dir/rejects.csv``."""
+    """Parse every source into ``out_path``; rejects go to ``quarantine_dir/rejects.csv``.
+
+    Raises ``IsADirectoryError`` before reading anything when ``out_path`` is a folder."""
+    if Path(out_path).is_dir():
+        raise IsADirectoryError(f"--out {out_path} is a folder; give the path of the Parquet file to write")
     files, skipped = discover(sources)
     report = IngestReport(skipped=skipped)
     records: list[WaferRecord] = []
@@ -102,6 +113,5 @@ def ingest(sources: Iterable[str | Path], out_path: str | Path, quarantine_dir: 
     write_records(records, out_path)
     write_rejects(rejects, Path(quarantine_dir) / "rejects.csv")
     if report_path is not None:
-        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(report_path).write_text(json.dumps(report.as_dict(), indent=2, sort_keys=True) + "\n")
+        write_json(report_path, report.as_dict())
     return report

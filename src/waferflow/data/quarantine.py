@@ -14,6 +14,7 @@ from typing import Iterable
 import pandas as pd
 
 from waferflow.data.parsers.base import Reject
+from waferflow.fileio import atomic_path
 
 __all__ = ["write_rejects", "file_fingerprint", "reason_kind"]
 
@@ -47,7 +48,6 @@ def write_rejects(rejects: Iterable[Reject], path: str | Path) -> Path:
         if r.row is None:  # a whole file: fingerprint it instead of copying it
             row["sha256"], row["size_bytes"] = file_fingerprint(r.file)
         rows.append(row)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows, columns=REJECT_COLUMNS).to_csv(path, index=False)
-    return path
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows, columns=REJECT_COLUMNS).to_csv(tmp, index=False)
+    return Path(path)

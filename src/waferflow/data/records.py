@@ -26,6 +26,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from waferflow.fileio import atomic_path
+
 __all__ = [
     "WaferRecord",
     "SCHEMA",
@@ -193,12 +195,11 @@ def table_to_records(table: pa.Table | pd.DataFrame) -> list[WaferRecord]:
 
 
 def write_records(records: Iterable[WaferRecord] | pa.Table, path: str | Path) -> Path:
-    """Write records (or a table in :data:`SCHEMA`) to a Parquet file, creating parent dirs."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write records (or a table in :data:`SCHEMA`) to a Parquet file atomically, creating parent dirs."""
     table = records if isinstance(records, pa.Table) else records_to_table(records)
-    pq.write_table(table.cast(SCHEMA), path, compression="zstd")
-    return path
+    with atomic_path(path) as tmp:
+        pq.write_table(table.cast(SCHEMA), tmp, compression="zstd")
+    return Path(path)
 
 
 def read_frame(path: str | Path | Sequence[str | Path]) -> pd.DataFrame:

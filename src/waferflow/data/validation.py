@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import html
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import pyarrow as pa
 
 from waferflow.classes import CLASSES, DIE_FAIL, DIE_NONE, PATTERN_CLASSES
 from waferflow.data.records import SCHEMA, grid_from_row, mask_from_row, write_records
+from waferflow.fileio import atomic_path, write_json, write_text
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no network on fab servers
 
@@ -202,7 +202,8 @@ def write_validation_outputs(outcome: ValidationOutcome, cfg: ValidationConfig, 
                   quarantine_dir / "rejected.parquet")
     reasons = outcome.rejected[["lot_id", "wafer_id", "source_ref", "failed_expectations"]].copy()
     reasons.insert(0, "stage", "validate")
-    reasons.to_csv(quarantine_dir / "rejects.csv", index=False)
+    with atomic_path(quarantine_dir / "rejects.csv") as tmp:
+        reasons.to_csv(tmp, index=False)
     summary = {
         "checked": outcome.total, "kept": len(outcome.valid), "rejected": len(outcome.rejected),
         "rejected_fraction": round(outcome.rejected_fraction, 6),
@@ -210,9 +211,9 @@ def write_validation_outputs(outcome: ValidationOutcome, cfg: ValidationConfig, 
         "success": outcome.rejected_fraction <= cfg.max_reject_fraction,
         "expectations": outcome.expectations,
     }
-    (report_dir / "validation.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    (report_dir / "ge_result.json").write_text(json.dumps(outcome.result, indent=1, default=str) + "\n")
-    (report_dir / "validation.html").write_text(_html_report(outcome, cfg))
+    write_json(report_dir / "validation.json", summary, sort_keys=False, default=str)
+    write_json(report_dir / "ge_result.json", outcome.result, indent=1, sort_keys=False, default=str)
+    write_text(report_dir / "validation.html", _html_report(outcome, cfg))
     if not summary["success"]:
         raise ValidationFailed(
             f"{len(outcome.rejected)} of {outcome.total} wafers ({outcome.rejected_fraction:.2%}) failed validation, "

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay  # noqa: E402
 
 from waferflow.classes import CLASSES  # noqa: E402
+from waferflow.fileio import save_figure  # noqa: E402
 from waferflow.viz.wafer_plots import plot_wafer, save_wafer_grid  # noqa: E402
 
 __all__ = ["plot_confusion", "plot_roc", "plot_worst_errors", "plot_error_gallery"]
@@ -20,7 +21,7 @@ __all__ = ["plot_confusion", "plot_roc", "plot_worst_errors", "plot_error_galler
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 

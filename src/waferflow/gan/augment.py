@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from waferflow.active.scoring import score_pool
 from waferflow.classes import CLASSES
 from waferflow.data.records import WaferRecord, write_records
+from waferflow.fileio import atomic_path
 from waferflow.gan.config import GanAugmentConfig
 from waferflow.gan.quality import OutlineStats, distribution_distances, nearest_hamming, repair_outline
 from waferflow.gan.wgan import WganGp, die_area
@@ -89,7 +90,8 @@ def run_augment(grids: np.ndarray, labels: np.ndarray, cfg: GanAugmentConfig, ou
     if need:
         gan = train_gan(grids, labels, cfg, progress=progress)
         ckpt = out_dir / "generator.pt"
-        torch.save({"state_dict": gan.state_dict(), "hparams": dict(gan.hparams)}, ckpt)
+        with atomic_path(ckpt) as tmp:
+            torch.save({"state_dict": gan.state_dict(), "hparams": dict(gan.hparams)}, tmp)
         version = hashlib.sha256(ckpt.read_bytes()).hexdigest()[:12]
         report["generator"] = {"checkpoint": str(ckpt), "version": version, "train_metrics": gan.train_metrics}
         reference = fit_quick(ArraySet(grids, np.full(grids.shape, 255, np.int64), labels),

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from scipy.special import log_softmax
 
 from waferflow.classes import CLASSES
 from waferflow.evaluation.metrics import classification_metrics
+from waferflow.fileio import write_json
 from waferflow.models.encoding import encode_grids
 from waferflow.models.wafer_unet import WaferUNet
 
@@ -134,9 +134,9 @@ def export_onnx(net: WaferUNet, out_dir: Path, val_grids: np.ndarray, val_labels
     metadata = {"classes": list(CLASSES), "input_size": [int(h), int(w)], "temperature": round(temperature, 6),
                 "opset": OPSET, "inputs": {INPUT: "float32 (N, 2, H, W): wafer area, fail dies"},
                 "outputs": {MASK_OUT: "(N, 9, H, W)", CLASS_OUT: "(N, 9)"}, "int8": int8_report["kept"]}
-    (out_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    write_json(out_dir / "metadata.json", metadata, sort_keys=False)
     report = {"parity": parity, "temperature": metadata["temperature"], "int8": int8_report}
-    (out_dir / "export.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out_dir / "export.json", report, sort_keys=False)
     if not parity["passed"]:
         raise ParityError(f"ONNX parity failed on {parity['wafers']} test wafers: max |diff| mask "
                           f"{parity['max_abs_diff_mask_logits']:.2e}, class {parity['max_abs_diff_class_logits']:.2e} "

@@ -1,9 +1,15 @@
-"""Write predictions for people and tools: JSON lines, a CSV summary, overlay PNGs."""
+"""Write predictions for people and tools: JSON lines, a CSV summary, overlay PNGs.
+
+Every file is written whole or not at all (:mod:`waferflow.fileio`): a run killed mid-write
+leaves the previous file in place. Each overlay's path is recorded in its wafer's row.
+"""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import logging
 from pathlib import Path
 
 import matplotlib
@@ -12,51 +18,91 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from waferflow.data.records import WaferRecord  # noqa: E402
+from waferflow.fileio import atomic_path, save_figure  # noqa: E402
 from waferflow.inference.engine import to_json  # noqa: E402
 from waferflow.viz.wafer_plots import plot_wafer  # noqa: E402
 
-__all__ = ["write_predictions", "CSV_COLUMNS"]
+__all__ = ["write_predictions", "overlay_name", "CSV_COLUMNS"]
 
+log = logging.getLogger(__name__)
 CSV_COLUMNS = ["lot_id", "wafer_id", "class", "confidence", "second_class", "second_probability", "severity",
                "fail_density", "affected_dies", "clusters", "edge_ratio", "rows", "cols", "model_version"]
+OVERLAYS = "overlays"
+_NAME_CHARS = 120  # readable part of an overlay name: with the hash and ".png", far below 255 bytes
 
 
 def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    return "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "-_." else "_" for ch in name)
+
+
+def overlay_name(lot_id: object, wafer_id: object) -> str:
+    """File name of a wafer's overlay: ``<lot>_<wafer>.png`` when the ids are plain file-name text.
+
+    Otherwise (other characters, leading dots, over ``_NAME_CHARS``, or a ``_`` in the wafer id,
+    which would make ``<lot>_<wafer>`` ambiguous) the text is made safe, cut to length and
+    followed by a hash of both ids, so distinct wafers get distinct files.
+    """
+    lot, wafer = str(lot_id), str(wafer_id)
+    text = f"{_safe(lot)}_{_safe(wafer)}".lstrip(".")[:_NAME_CHARS]
+    if text != f"{lot}_{wafer}" or "_" in wafer:
+        text += "_" + hashlib.sha256(json.dumps([lot, wafer]).encode()).hexdigest()[:12]
+    return f"{text}.png"
+
+
+def _draw_overlay(result: dict, record: WaferRecord, path: Path) -> bool:
+    """Draw the wafer with its mask to ``path``; False (reported, not raised) when that failed."""
+    fig, ax = plt.subplots(figsize=(3.2, 3.4))
+    try:
+        plot_wafer(ax, record.die_grid, result["mask"], f"{result['lot_id']}/{result['wafer_id']}: "
+                   f"{result['class']} {result['confidence']:.2f}, severity {result['defects']['severity']}")
+        fig.tight_layout()
+        save_figure(fig, path, dpi=110)
+        return True
+    except Exception as exc:  # noqa: BLE001 - one wafer's picture must not cost the others theirs
+        log.warning("overlay of wafer %s/%s not written to %s: %s: %s", result["lot_id"], result["wafer_id"],
+                    path, type(exc).__name__, exc)
+        return False
+    finally:
+        plt.close(fig)
+
+
+def _write_overlays(results: list[dict], records_by_key: dict[tuple, WaferRecord], out_dir: Path) -> list[str | None]:
+    """Per wafer the path, relative to ``out_dir``, of its overlay under ``overlays/``, or None when
+    it has no record or could not be drawn."""
+    (out_dir / OVERLAYS).mkdir(exist_ok=True)
+    written = []
+    for r in results:
+        rec = records_by_key.get((r["lot_id"], r["wafer_id"]))
+        name = f"{OVERLAYS}/{overlay_name(r['lot_id'], r['wafer_id'])}"
+        written.append(name if rec is not None and _draw_overlay(r, rec, out_dir / name) else None)
+    return written
+
+
+def _csv_row(r: dict) -> dict:
+    d = r["defects"]
+    second = r["top_k"][1] if len(r["top_k"]) > 1 else {"class": "", "probability": ""}
+    return {"lot_id": r["lot_id"], "wafer_id": r["wafer_id"], "class": r["class"], "confidence": r["confidence"],
+            "second_class": second["class"], "second_probability": second["probability"],
+            "severity": d["severity"], "fail_density": d["fail_density"], "affected_dies": d["affected_dies"],
+            "clusters": len(d["clusters"]), "edge_ratio": d["edge_ratio"], "rows": r["shape"][0],
+            "cols": r["shape"][1], "model_version": r["model_version"]}
 
 
 def write_predictions(results: list[dict], records_by_key: dict[tuple, WaferRecord], out_dir: Path,
                       overlays: bool = False) -> list[Path]:
+    """Write ``predictions.jsonl``, ``predictions.csv`` (:data:`CSV_COLUMNS`) and, with ``overlays``,
+    a PNG per wafer under ``overlays/`` whose path each row names in ``overlay`` (empty when it could
+    not be drawn); returns what was written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     jsonl, table = out_dir / "predictions.jsonl", out_dir / "predictions.csv"
-    with jsonl.open("w") as fh:
-        for r in results:
-            fh.write(json.dumps(to_json(r)) + "\n")
-    with table.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+    extra = [{"overlay": name} for name in _write_overlays(results, records_by_key, out_dir)] if overlays \
+        else [{} for _ in results]
+    with atomic_path(jsonl) as tmp, tmp.open("w") as fh:
+        for r, more in zip(results, extra):
+            fh.write(json.dumps({**to_json(r), **more}) + "\n")
+    with atomic_path(table) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS + (["overlay"] if overlays else []))
         writer.writeheader()
-        for r in results:
-            d = r["defects"]
-            second = r["top_k"][1] if len(r["top_k"]) > 1 else {"class": "", "probability": ""}
-            writer.writerow({"lot_id": r["lot_id"], "wafer_id": r["wafer_id"], "class": r["class"],
-                             "confidence": r["confidence"], "second_class": second["class"],
-                             "second_probability": second["probability"], "severity": d["severity"],
-                             "fail_density": d["fail_density"], "affected_dies": d["affected_dies"],
-                             "clusters": len(d["clusters"]), "edge_ratio": d["edge_ratio"], "rows": r["shape"][0],
-                             "cols": r["shape"][1], "model_version": r["model_version"]})
-    paths = [jsonl, table]
-    if overlays:
-        folder = out_dir / "overlays"
-        folder.mkdir(exist_ok=True)
-        for r in results:
-            rec = records_by_key.get((r["lot_id"], r["wafer_id"]))
-            if rec is None:
-                continue
-            fig, ax = plt.subplots(figsize=(3.2, 3.4))
-            plot_wafer(ax, rec.die_grid, r["mask"], f"{r['lot_id']}/{r['wafer_id']}: {r['class']} "
-                       f"{r['confidence']:.2f}, severity {r['defects']['severity']}")
-            fig.tight_layout()
-            fig.savefig(folder / f"{_safe(str(r['lot_id']))}_{_safe(str(r['wafer_id']))}.png", dpi=110)
-            plt.close(fig)
-        paths.append(folder)
-    return paths
+        for r, more in zip(results, extra):
+            writer.writerow({**_csv_row(r), **more})
+    return [jsonl, table, out_dir / OVERLAYS] if overlays else [jsonl, table]

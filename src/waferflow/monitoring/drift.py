@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import distance
 
+from waferflow.fileio import atomic_path
 from waferflow.monitoring.config import DriftConfig
 from waferflow.monitoring.features import FEATURES
 
@@ -44,8 +45,8 @@ class DriftResult:
     snapshot: Any  # evidently Snapshot: save_html / json
 
     def save_html(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.snapshot.save_html(str(path))
+        with atomic_path(path) as tmp:
+            self.snapshot.save_html(str(tmp))
         return path
 
 

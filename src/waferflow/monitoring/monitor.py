@@ -19,9 +19,7 @@ Paths are relative to the project ``root`` (the DAG runs anywhere); ``s3://`` lo
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from waferflow.config import Params
+from waferflow.fileio import atomic_path, write_json
 from waferflow.monitoring.features import feature_frame
 from waferflow.monitoring.prediction_log import PredictionLog
 from waferflow.stages.layout import Layout
@@ -98,17 +97,18 @@ def reference_window(p: Params, root: Path, reference: Path, predictions: bool =
     frame["predicted_class"] = [r["class"] for r in results]
     frame["confidence"] = [r["confidence"] for r in results]
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, cache)  # a derived cache, never user data: concurrent writers write the same thing
+    with atomic_path(cache, fsync=False) as tmp:  # a derived cache: concurrent writers write the same thing
+        frame.to_parquet(tmp, index=False)
     return frame, info
 
 
 def current_window(p: Params, root: Path = Path(".")) -> tuple[pd.DataFrame, str]:
-    """The log's last ``drift.window_days`` days, the challenger's shadow rows left out."""
+    """The log's last ``drift.window_days`` days, the challenger's shadow rows left out; the log
+    parts that could not be read are listed in ``rows.attrs["skipped_log_parts"]``."""
     plog = prediction_log(p, root)
     rows = plog.read(days=p.drift.window_days)
     rows = rows[rows["alias"].fillna("") != "challenger"].reset_index(drop=True)
+    rows.attrs["skipped_log_parts"] = plog.skipped_parts
     return rows, f"{plog.root} (last {p.drift.window_days} days, challenger rows left out)"
 
 
@@ -135,6 +135,7 @@ def run_drift(p: Params, root: Path, current: pd.DataFrame, source: str | list[s
     ``FileNotFoundError`` when the reference is missing."""
     from waferflow.monitoring.drift import check_drift
 
+    skipped = current.attrs.get("skipped_log_parts", [])  # read first: pandas may drop attrs on the way
     has_predictions = "predicted_class" in current and current["predicted_class"].notna().any()
     ref, info = reference_window(p, root, reference, predictions=has_predictions)
     if has_predictions and "predicted_class" not in ref:
@@ -142,10 +143,11 @@ def run_drift(p: Params, root: Path, current: pd.DataFrame, source: str | list[s
     result = check_drift(ref, current, p.drift)
     versions = Counter(str(v) for v in current["model_version"].dropna()) if "model_version" in current else {}
     summary = {**result.summary, **info, "current": source, "current_model_versions": dict(versions),
+               "skipped_log_parts": skipped,
                "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     out_dir = Layout(root).resolve(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "drift.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_json(out_dir / "drift.json", summary, sort_keys=False, default=str)
     result.save_html(out_dir / "drift.html")
     if mlflow_run:
         metrics = {"drifted_share": summary["drifted_share"], "drifted_features": len(summary["drifted_features"]),
@@ -158,7 +160,7 @@ def run_drift(p: Params, root: Path, current: pd.DataFrame, source: str | list[s
                                "reasons": "; ".join(summary["reasons"]), "current": source,
                                "reference_model_version": info["reference_model_version"]},
             [out_dir / "drift.json", out_dir / "drift.html"], p, root)
-        (out_dir / "drift.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        write_json(out_dir / "drift.json", summary, sort_keys=False, default=str)
     return summary
 
 
@@ -197,15 +199,17 @@ def run_shadow_report(p: Params, root: Path, out: Path = Path("metrics/shadow.js
     if "challenger" not in aliases or "champion" not in aliases:
         raise ValueError(f"{p.mlflow.registered_model} has no champion and challenger to compare "
                          f"(aliases: {aliases or 'none'})")
-    rows = prediction_log(p, root).read(days=p.drift.window_days)
+    plog = prediction_log(p, root)
+    rows = plog.read(days=p.drift.window_days)
     wanted = ((rows["alias"] == "champion") & (rows["model_version"].astype(str) == aliases["champion"])) | \
              ((rows["alias"] == "challenger") & (rows["model_version"].astype(str) == aliases["challenger"]))
     merged = {**shadow_labels(p, root), **(labels or {})}
     report = {**shadow_report(rows[wanted], merged), "window_days": p.drift.window_days,
+              "skipped_log_parts": plog.skipped_parts,
               "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(extra or {})}
     out = Layout(root).resolve(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out, report, sort_keys=False)
     if mlflow_run:
         lab = report["labeled"] or {}
         metrics = {"agreement": report["agreement"], "wafers": report["wafers"],
@@ -216,5 +220,5 @@ def run_shadow_report(p: Params, root: Path, out: Path = Path("metrics/shadow.js
                                            {"champion_version": report["champion"]["model_version"],
                                             "challenger_version": report["challenger"]["model_version"]},
                                            [out], p, root)
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(out, report, sort_keys=False)
     return report

@@ -9,18 +9,25 @@ the wafer features of :mod:`waferflow.monitoring.features` (what the drift check
 ``root`` is a folder or an ``s3://bucket/prefix`` URI (written and read with boto3; endpoint from
 ``AWS_ENDPOINT_URL`` for MinIO).
 
-Writing never fails a prediction: an error is reported (``logging`` warning naming the file and
-the reason) and counted in :attr:`PredictionLog.errors`.
+A local part is written whole to a hidden ``.part-….tmp`` beside it, then hard-linked to its
+name (which refuses to replace a file), so a writer killed mid-write leaves at most a stray temp
+file, never a torn part. Writing never fails a prediction: an error is reported (``logging``
+warning naming the file and the reason) and counted in :attr:`PredictionLog.errors`. Reading
+reads the ``*.parquet`` files not starting with a dot; it skips one it cannot read (say a part
+torn by an older writer), reports it the same way and lists it in :attr:`PredictionLog.skipped_parts`.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
 import threading
 import uuid
 from datetime import date, datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -39,6 +46,7 @@ class PredictionLog:
         self.root = str(root)
         self.errors = 0
         self.written = 0
+        self.skipped_parts: list[str] = []  # the unreadable parts the last read() left out
         self._lock = threading.Lock()  # the shadow engine logs from another thread
         self._s3 = self.root.startswith("s3://")
 
@@ -64,10 +72,7 @@ class PredictionLog:
                 bucket, key = _split_s3(target)
                 _s3_client().put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
             else:
-                path = Path(target)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with open(path, "xb") as fh:  # "x": never overwrite
-                    fh.write(buf.getvalue())
+                _write_new(Path(target), buf.getvalue())
         except Exception as exc:  # noqa: BLE001 - logging must never fail a prediction
             with self._lock:
                 self.errors += 1
@@ -79,15 +84,23 @@ class PredictionLog:
         return target
 
     def read(self, days: int = 7, end: date | None = None) -> pd.DataFrame:
-        """Rows of the last ``days`` days up to ``end`` (default today, UTC), oldest first."""
+        """Rows of the last ``days`` days up to ``end`` (default today, UTC), oldest first; parts
+        that cannot be read are left out, reported and listed in :attr:`skipped_parts`."""
         end = end or datetime.now(timezone.utc).date()
         wanted = {f"date={end - timedelta(days=k):%Y-%m-%d}" for k in range(days)}
-        frames = [pd.read_parquet(io.BytesIO(blob)) for blob in self._blobs(wanted)]
+        frames, self.skipped_parts = [], []
+        for where, load in self._parts(wanted):
+            try:
+                frames.append(pd.read_parquet(io.BytesIO(load())))
+            except Exception as exc:  # noqa: BLE001 - one torn part must not hide the others
+                self.skipped_parts.append(where)
+                log.warning("prediction log: skipped unreadable part %s: %s: %s", where, type(exc).__name__, exc)
         if not frames:
             return pd.DataFrame(columns=list(LOG_COLUMNS))
         return pd.concat(frames, ignore_index=True).sort_values("logged_at", kind="stable").reset_index(drop=True)
 
-    def _blobs(self, partitions: set[str]):
+    def _parts(self, partitions: set[str]) -> Iterator[tuple[str, Callable[[], bytes]]]:
+        """(where, read its bytes) for each part of ``partitions``."""
         if self._s3:
             bucket, prefix = _split_s3(self.root.rstrip("/") + "/")
             client = _s3_client()
@@ -95,11 +108,36 @@ class PredictionLog:
                 pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}{part}/")
                 for page in pages:
                     for obj in page.get("Contents", []):
-                        yield client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+                        if _is_part(obj["Key"].rpartition("/")[2]):
+                            yield f"s3://{bucket}/{obj['Key']}", partial(_s3_body, client, bucket, obj["Key"])
         else:
             for part in sorted(partitions):
                 for path in sorted((Path(self.root) / part).glob("*.parquet")):
-                    yield path.read_bytes()
+                    if _is_part(path.name):
+                        yield str(path), path.read_bytes
+
+
+def _is_part(name: str) -> bool:
+    return name.endswith(".parquet") and not name.startswith(".")  # dot files: temp files, macOS ._ copies
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` holding ``data``, whole or not at all; never replaces an existing file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp")  # hidden and not *.parquet: never read as a part
+    fh = open(tmp, "xb")  # "x": the name carries the part's uuid, so it is ours alone
+    try:
+        with fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)  # unlike a rename, fails rather than replace an existing part
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _s3_body(client, bucket: str, key: str) -> bytes:
+    return client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
@@ -108,8 +146,6 @@ def _split_s3(uri: str) -> tuple[str, str]:
 
 
 def _s3_client():
-    import os
-
     import boto3
 
     return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from waferflow.classes import DIE_FAIL
+from waferflow.fileio import atomic_path
 from waferflow.models.encoding import encode_grids
 from waferflow.models.config import ModelConfig
 from waferflow.models.wafer_unet import WaferUNet
@@ -27,10 +28,9 @@ __all__ = ["WaferPyfunc", "save_weights", "load_weights", "predict_grids", "pip_
 
 
 def save_weights(net: WaferUNet, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model_config": net.config.model_dump(), "state_dict": net.state_dict()}, path)
-    return path
+    with atomic_path(path) as tmp:
+        torch.save({"model_config": net.config.model_dump(), "state_dict": net.state_dict()}, tmp)
+    return Path(path)
 
 
 def load_weights(path: str | Path) -> WaferUNet:

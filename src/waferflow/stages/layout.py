@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from waferflow import fileio
+
 __all__ = ["Layout", "write_json"]
 
 
@@ -49,7 +51,6 @@ class Layout:
 
 
 def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    fileio.write_json(path, payload)
 
 

@@ -7,7 +7,6 @@ multi-node clusters (``gpu``/8/4/``ddp``, launched by torchrun or SLURM).
 
 from __future__ import annotations
 
-import json
 import resource
 import sys
 import time
@@ -18,6 +17,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 
+from waferflow.fileio import write_json
 from waferflow.models.config import ModelConfig
 from waferflow.registry.tracking import MlflowConfig, configure_mlflow, resolved_tracking_uri
 from waferflow.training.data import WaferDataModule
@@ -94,5 +94,4 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: Path, out_dir:
 
 
 def write_summary(summary: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_json(path, summary)

@@ -26,6 +26,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 
 from waferflow.classes import CLASSES, PATTERN_CLASSES  # noqa: E402
 from waferflow.data.records import WaferRecord  # noqa: E402
+from waferflow.fileio import save_figure  # noqa: E402
 
 __all__ = ["plot_wafer", "save_wafer_grid", "save_gallery", "DIE_COLORS"]
 
@@ -62,9 +63,7 @@ def save_wafer_grid(rows: Sequence[Sequence[Panel]], path: str | Path, title: st
                 plot_wafer(axes[r][c], *panels[c])
     fig.suptitle(title, fontsize=title_size)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    path = save_figure(fig, path, dpi=dpi)
     plt.close(fig)
     return path
 

@@ -7,13 +7,16 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from waferflow.data.parsers.base import FileRejected, ParseResult, Reject, RowRejected, normalise_label, to_die_grid
+from waferflow.data.parsers.base import (FileRejected, ParseResult, Reject, RowRejected, normalise_label, side_problem,
+                                        to_die_grid)
 from waferflow.data.parsers.csv_dies import CsvOptions, parse_csv
 from waferflow.data.parsers.image import ImageOptions, parse_image
 from waferflow.data.parsers.lswmd import parse_lswmd
@@ -25,6 +28,8 @@ __all__ = [
     "Reject", "RowRejected", "normalise_label", "to_die_grid", "parse_canonical",
     "CsvOptions", "ImageOptions", "NpzOptions",
 ]
+
+log = logging.getLogger(__name__)
 
 _FORMATS = {
     ".pkl": "lswmd", ".pickle": "lswmd", ".npz": "npz", ".csv": "csv", ".tsv": "csv", ".txt": "csv",
@@ -45,7 +50,29 @@ def format_of(path: str | Path) -> str | None:
     return _FORMATS.get(Path(path).suffix.lower())
 
 
+def _row_problem(row: dict) -> tuple[str, str] | None:
+    """(field, reason) when one canonical row cannot be a wafer record, else ``None``."""
+    for name in ("lot_id", "wafer_id", "height", "width", "die_grid"):
+        if row[name] is None:
+            return name, "missing"
+    h, w = row["height"], row["width"]
+    if h <= 0 or w <= 0:
+        return ("height" if h <= 0 else "width"), f"grid of {h} x {w} dies: sides must be positive"
+    if problem := side_problem(h, w):
+        return "height,width", problem
+    for name in ("die_grid", "defect_mask"):
+        if row[name] is not None and len(row[name]) != h * w:
+            return name, f"{len(row[name])} bytes for a {h} x {w} grid ({h * w} expected)"
+    if row["attrs"]:
+        try:
+            json.loads(row["attrs"])
+        except ValueError as exc:
+            return "attrs", f"not JSON ({exc})"
+    return None
+
+
 def parse_canonical(path: str | Path) -> ParseResult:
+    """A waferflow Parquet table; a row that cannot be a record is rejected, the others kept."""
     path = Path(path)
     try:
         table = pq.read_table(path)
@@ -58,27 +85,47 @@ def parse_canonical(path: str | Path) -> ParseResult:
         if name not in table.column_names:
             table = table.append_column(SCHEMA.field(name), pa.nulls(len(table), SCHEMA.field(name).type))
     try:
-        records = table_to_records(table.select(SCHEMA.names).cast(SCHEMA))
-    except (ValueError, TypeError, pa.ArrowInvalid) as exc:
-        raise FileRejected(path, f"waferflow table with malformed rows ({exc})") from None
-    return ParseResult(records=records)
+        table = table.select(SCHEMA.names).cast(pa.schema([f.with_nullable(True) for f in SCHEMA]))
+    except (ValueError, TypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise FileRejected(path, f"waferflow table with columns of the wrong type ({exc})") from None
+    result, keep = ParseResult(), []
+    checked = table.select(["lot_id", "wafer_id", "height", "width", "die_grid", "defect_mask", "attrs"]).to_pylist()
+    for i, row in enumerate(checked):
+        if problem := _row_problem(row):
+            result.rejects.append(Reject(str(path), str(i), *problem))
+        else:
+            keep.append(i)
+    result.records = table_to_records(table.take(keep).cast(SCHEMA))
+    return result
 
 
 def parse_file(path: str | Path, options: ParserOptions | None = None, progress: bool = False) -> ParseResult:
-    """Parse one file with the parser its extension names; raises :class:`FileRejected`."""
+    """Parse one file with the parser its extension names; raises :class:`FileRejected`.
+
+    Whatever goes wrong inside a parser (an unreadable path, a symlink loop, a bug meeting a file
+    no test foresaw) becomes a :class:`FileRejected` naming the file and the error, so one bad
+    file never ends a batch."""
     path = Path(path)
     opts = options or ParserOptions()
     fmt = format_of(path)
     if fmt is None:
         raise FileRejected(path, f"unsupported file type {path.suffix!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
-    if path.stat().st_size == 0:
-        raise FileRejected(path, "empty file")
-    if fmt == "lswmd":
-        return parse_lswmd(path, progress=progress)
-    if fmt == "npz":
-        return parse_npz(path, opts.npz)
-    if fmt == "csv":
-        return parse_csv(path, opts.csv)
-    if fmt == "image":
-        return parse_image(path, opts.image)
-    return parse_canonical(path)
+    try:
+        if path.stat().st_size == 0:
+            raise FileRejected(path, "empty file")
+        if fmt == "lswmd":
+            return parse_lswmd(path, progress=progress)
+        if fmt == "npz":
+            return parse_npz(path, opts.npz)
+        if fmt == "csv":
+            return parse_csv(path, opts.csv)
+        if fmt == "image":
+            return parse_image(path, opts.image)
+        return parse_canonical(path)
+    except FileRejected:
+        raise
+    except OSError as exc:
+        raise FileRejected(path, f"cannot read file ({exc.__class__.__name__}: {exc.strerror or exc})") from None
+    except Exception as exc:  # noqa: BLE001 - MemoryError, RecursionError ...: a reject, never a crash of the batch
+        log.warning("unexpected error parsing %s", path, exc_info=True)
+        raise FileRejected(path, f"unexpected error while parsing ({exc.__class__.__name__}: {exc})") from None

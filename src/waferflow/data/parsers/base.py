@@ -11,7 +11,13 @@ import numpy as np
 from waferflow.classes import CLASSES, DIE_INVALID
 from waferflow.data.records import WaferRecord
 
-__all__ = ["Reject", "ParseResult", "FileRejected", "RowRejected", "to_die_grid", "normalise_label"]
+__all__ = ["Reject", "ParseResult", "FileRejected", "RowRejected", "to_die_grid", "normalise_label", "MAX_SIDE",
+           "side_problem"]
+
+# No wafer has more dies across than this (WM-811K: at most 212; a 300 mm wafer of 0.2 mm dies:
+# 1 500). Parsers check it before allocating a grid, so a typo'd coordinate of 10**7 in a 2 KB
+# CSV is a reject with a reason, not a 100 TB allocation. validate.max_side narrows it further.
+MAX_SIDE = 2048
 
 
 @dataclass
@@ -57,6 +63,13 @@ class RowRejected(Exception):
         self.field, self.reason = field, reason
 
 
+def side_problem(height: int, width: int) -> str | None:
+    """Why a grid of this size cannot be a wafer map, or ``None`` when it can."""
+    if height > MAX_SIDE or width > MAX_SIDE:
+        return f"grid of {height} x {width} dies exceeds the {MAX_SIDE}-die limit on a side"
+    return None
+
+
 def to_die_grid(value: Any, field: str = "die_grid") -> np.ndarray:
     """Convert a source cell to a ``uint8`` die grid.
 
@@ -72,6 +85,8 @@ def to_die_grid(value: Any, field: str = "die_grid") -> np.ndarray:
         raise RowRejected(field, f"ragged or non-numeric array ({exc.__class__.__name__}: {exc})") from None
     if arr.ndim != 2:
         raise RowRejected(field, f"expected a 2-D die grid, got {arr.ndim}-D shape {arr.shape}")
+    if problem := side_problem(*arr.shape):
+        raise RowRejected(field, problem)
     if arr.dtype.kind not in "biuf":
         raise RowRejected(field, f"expected numeric die codes, got dtype {arr.dtype}")
     if arr.dtype.kind == "b":

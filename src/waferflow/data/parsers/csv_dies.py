@@ -1,7 +1,7 @@
 """CSV die lists from wafer test: one row per die (lot, wafer, x, y, bin).
 
 Column names are matched case-insensitively against configurable synonyms; the delimiter is
-sniffed unless given. A bin in ``pass_bins`` is a pass die; with ``fail_bins`` empty every
+sniffed from the header unless given. Text is UTF-8 (a BOM is fine); each line is one die. A bin in ``pass_bins`` is a pass die; with ``fail_bins`` empty every
 other bin fails, otherwise bins in neither list are rejected. Grid rows follow ``y`` (top row
 = smallest y unless ``flip_y``), columns follow ``x``; grid cells with no die row are "no die".
 Optional columns: a wafer-level ``label`` and ``product``.
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from waferflow.classes import DIE_FAIL, DIE_NONE, DIE_PASS
-from waferflow.data.parsers.base import FileRejected, ParseResult, Reject, normalise_label
+from waferflow.data.parsers.base import FileRejected, ParseResult, Reject, normalise_label, side_problem
 from waferflow.data.records import WaferRecord
 
 __all__ = ["CsvOptions", "parse_csv"]
@@ -59,55 +59,119 @@ def _resolve_columns(header: list[str], opts: CsvOptions, path: Path) -> dict[st
     return found
 
 
-def parse_csv(path: str | Path, options: CsvOptions | None = None) -> ParseResult:
-    """Parse a CSV die list into one canonical record per (lot, wafer)."""
-    path = Path(path)
-    opts = options or CsvOptions()
+def _decode(blob: bytes, path: Path, what: str) -> str:
     try:
-        text_head = path.read_text(encoding="utf-8-sig", errors="replace")[:8192]
+        return blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FileRejected(path, f"{what} is not UTF-8 text (byte {blob[exc.start]:#04x} at offset {exc.start}); "
+                           f"save the file as UTF-8 CSV", field="encoding") from None
+
+
+def _lines(path: Path) -> tuple[list[bytes], str]:
+    """The file's physical lines (bytes, without line ends) and the decoded header line."""
+    try:
+        blob = path.read_bytes()
     except OSError as exc:
         raise FileRejected(path, f"cannot read file ({exc})") from None
-    if not text_head.strip():
+    if blob.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise FileRejected(path, "UTF-16 text; save the file as UTF-8 CSV", field="encoding")
+    lines = blob.removeprefix(b"\xef\xbb\xbf").splitlines()
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if not lines:
         raise FileRejected(path, "empty file")
+    return lines, _decode(lines[0], path, "the header line")
+
+
+def _split(text: str, delimiter: str) -> list[str]:
+    """Fields of one line; ``csv.Error`` on an unbalanced quote (a die list has no multi-line fields)."""
+    return next(csv.reader([text], delimiter=delimiter, strict=True))
+
+
+def _integer(text: str) -> int | None:
+    """``'12'`` and ``'12.0'`` -> 12; anything else (``'x'``, ``'1.5'``, ``'nan'``) -> None."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            return None
+        return int(value) if value.is_integer() else None
+
+
+def _field_count_reason(fields: list[str], text: str, header_fields: int, delimiter: str) -> str:
+    reason = f"{len(fields)} field(s), the header has {header_fields}"
+    for other in ",;\t|":
+        if other != delimiter and len(text.split(other)) == header_fields:
+            return reason + f" (this line looks {other!r}-separated, the header {delimiter!r}-separated)"
+    return reason
+
+
+def parse_csv(path: str | Path, options: CsvOptions | None = None) -> ParseResult:
+    """Parse a CSV die list into one canonical record per (lot, wafer).
+
+    The file is read line by line (one die per line): a line that is not UTF-8, has an
+    unbalanced quote or the wrong number of fields is rejected with its line number and the rest
+    of the file is kept; a wafer whose dies span more than :data:`MAX_SIDE` is rejected whole.
+    """
+    path = Path(path)
+    opts = options or CsvOptions()
+    lines, header_text = _lines(path)
     delimiter = opts.delimiter
     if delimiter is None:
         try:
-            delimiter = csv.Sniffer().sniff(text_head.splitlines()[0], delimiters=",;\t|").delimiter
+            delimiter = csv.Sniffer().sniff(header_text, delimiters=",;\t|").delimiter
         except csv.Error:
             delimiter = ","
     try:
-        frame = pd.read_csv(path, sep=delimiter, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise FileRejected(path, f"unparseable CSV ({exc.__class__.__name__}: {exc})") from None
-    cols = _resolve_columns(list(frame.columns), opts, path)
+        header = _split(header_text, delimiter)
+    except csv.Error as exc:
+        raise FileRejected(path, f"unparseable CSV header ({exc})", field="header") from None
+    cols = _resolve_columns(header, opts, path)
+    at = {name: header.index(col) for name, col in cols.items()}
     result = ParseResult()
-    # Line numbers as a person sees them in an editor: header is line 1.
-    frame["__line__"] = np.arange(2, len(frame) + 2)
     good_rows = []
-    for name in ("x", "y", "bin"):
-        frame[f"__{name}"] = pd.to_numeric(frame[cols[name]].str.strip(), errors="coerce")
-    for rec in frame.to_dict("records"):
-        line = str(rec["__line__"])
-        raw = delimiter.join(str(rec[c]) for c in frame.columns if not c.startswith("__"))
-        bad = next((n for n in ("x", "y", "bin") if pd.isna(rec[f"__{n}"]) or not float(rec[f"__{n}"]).is_integer()), None)
+    # Line numbers as a person sees them in an editor: header is line 1.
+    for line_no, blob in enumerate(lines[1:], start=2):
+        line = str(line_no)
+        try:
+            text = blob.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            result.rejects.append(Reject(str(path), line, None, f"not UTF-8 text (byte {blob[exc.start]:#04x} at "
+                                         f"column {exc.start + 1})", raw=blob.decode("utf-8", "replace")))
+            continue
+        if not text.strip():
+            continue
+        try:
+            fields = _split(text, delimiter)
+        except csv.Error as exc:
+            result.rejects.append(Reject(str(path), line, None, f"malformed CSV line ({exc})", raw=text))
+            continue
+        if len(fields) != len(header):
+            result.rejects.append(Reject(str(path), line, None,
+                                         _field_count_reason(fields, text, len(header), delimiter), raw=text))
+            continue
+        rec = {name: fields[i].strip() for name, i in at.items()}
+        numbers = {n: _integer(rec[n]) for n in ("x", "y", "bin")}
+        bad = next((n for n in ("x", "y", "bin") if numbers[n] is None), None)
         if bad:
-            result.rejects.append(Reject(str(path), line, cols[bad], f"not an integer: {rec[cols[bad]]!r}", raw=raw))
+            result.rejects.append(Reject(str(path), line, cols[bad], f"not an integer: {fields[at[bad]]!r}", raw=text))
             continue
-        if not str(rec[cols["lot"]]).strip() or not str(rec[cols["wafer"]]).strip():
-            name = "lot" if not str(rec[cols["lot"]]).strip() else "wafer"
-            result.rejects.append(Reject(str(path), line, cols[name], "empty", raw=raw))
+        if not rec["lot"] or not rec["wafer"]:
+            name = "lot" if not rec["lot"] else "wafer"
+            result.rejects.append(Reject(str(path), line, cols[name], "empty", raw=text))
             continue
-        b = int(rec["__bin"])
+        b = int(numbers["bin"])
         if b in opts.pass_bins:
             code = DIE_PASS
         elif not opts.fail_bins or b in opts.fail_bins:
             code = DIE_FAIL
         else:
-            result.rejects.append(Reject(str(path), line, cols["bin"], f"bin {b} is in neither pass_bins nor fail_bins", raw=raw))
+            result.rejects.append(Reject(str(path), line, cols["bin"], f"bin {b} is in neither pass_bins nor fail_bins", raw=text))
             continue
-        good_rows.append((str(rec[cols["lot"]]).strip(), str(rec[cols["wafer"]]).strip(), int(rec["__x"]),
-                          int(rec["__y"]), code, line, raw, rec.get(cols.get("label", ""), None),
-                          rec.get(cols.get("product", ""), None)))
+        good_rows.append((rec["lot"], rec["wafer"], int(numbers["x"]), int(numbers["y"]), code, line_no, text,
+                          rec.get("label"), rec.get("product")))
     if not good_rows:
         if not result.rejects:
             raise FileRejected(path, "no die rows")
@@ -115,11 +179,17 @@ def parse_csv(path: str | Path, options: CsvOptions | None = None) -> ParseResul
     dies = pd.DataFrame(good_rows, columns=["lot", "wafer", "x", "y", "code", "line", "raw", "label", "product"])
     dup = dies.duplicated(["lot", "wafer", "x", "y"], keep="first")
     for _, d in dies[dup].iterrows():
-        result.rejects.append(Reject(str(path), d["line"], f"{cols['x']},{cols['y']}",
+        result.rejects.append(Reject(str(path), str(d["line"]), f"{cols['x']},{cols['y']}",
                                      f"duplicate die ({d['x']}, {d['y']}) in wafer {d['lot']}/{d['wafer']}", raw=d["raw"]))
     dies = dies[~dup]
     for (lot, wafer), group in dies.groupby(["lot", "wafer"], sort=False):
         xs, ys = group["x"].to_numpy(), group["y"].to_numpy()
+        if problem := side_problem(int(ys.max() - ys.min() + 1), int(xs.max() - xs.min() + 1)):
+            extremes = sorted({int(group["line"].iloc[a]) for a in (xs.argmin(), xs.argmax(), ys.argmin(), ys.argmax())})
+            result.rejects.append(Reject(str(path), f"{group['line'].min()}-{group['line'].max()}",
+                                         f"{cols['x']},{cols['y']}", f"wafer {lot}/{wafer}: {problem} (x {xs.min()}.."
+                                         f"{xs.max()}, y {ys.min()}..{ys.max()}; extreme dies on lines {extremes})"))
+            continue
         grid = np.full((ys.max() - ys.min() + 1, xs.max() - xs.min() + 1), DIE_NONE, np.uint8)
         rows = (ys.max() - ys) if opts.flip_y else (ys - ys.min())
         grid[rows, xs - xs.min()] = group["code"].to_numpy()

@@ -7,7 +7,8 @@ array ``[['Edge-Ring']]``, empty for unlabeled wafers). The original file was wr
 old pandas (``pandas.indexes`` module paths) and possibly Python 2; ``pandas.read_pickle``
 maps both, and the same data re-saved by a newer pandas reads the same way.
 
-Unpickling runs code from the file: ingest only pickles you trust.
+Pickles are read with an allow-list (:mod:`waferflow.data.parsers.safe_pickle`): numpy arrays and
+pandas frames are rebuilt, and a pickle that names anything else is rejected without running it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from waferflow.data.parsers.base import FileRejected, ParseResult, Reject, RowRejected, normalise_label, to_die_grid
+from waferflow.data.parsers.safe_pickle import PickleRefused, load_frame
 from waferflow.data.records import WaferRecord
 
 __all__ = ["parse_lswmd", "REQUIRED_COLUMNS"]
@@ -31,7 +33,9 @@ _SPLITS = {"training": "train", "test": "test"}
 
 def _load(path: Path) -> pd.DataFrame:
     try:
-        frame = pd.read_pickle(path)
+        frame = load_frame(path)
+    except PickleRefused as exc:
+        raise FileRejected(path, str(exc)) from None
     # A cut or damaged pickle fails in many ways: short reads, absurd lengths, bad opcodes.
     except (EOFError, pickle.UnpicklingError, MemoryError, OverflowError, struct.error, IndexError, KeyError) as exc:
         raise FileRejected(path, f"truncated or corrupt pickle ({exc.__class__.__name__}: {exc})") from None

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from waferflow.data.parsers.base import FileRejected, ParseResult, Reject, RowRejected, normalise_label, to_die_grid
+from waferflow.data.parsers.base import (FileRejected, ParseResult, Reject, RowRejected, normalise_label, side_problem,
+                                        to_die_grid)
 from waferflow.data.records import WaferRecord
 
 __all__ = ["NpzOptions", "parse_npz", "MIXEDWM38_LABELS"]
@@ -64,10 +65,26 @@ def _array(archive, path: Path, key: str) -> np.ndarray:
                            field=key) from None
 
 
+def _check_grid_sides(archive, path: Path, key: str) -> None:
+    """Reject maps wider than :data:`MAX_SIDE` from the .npy header, before the array is read."""
+    try:
+        member = f"{key}.npy" if f"{key}.npy" in archive.zip.namelist() else key
+        with archive.zip.open(member) as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape = read_header(fh)[0]
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise FileRejected(path, f"array {key!r} has no readable .npy header ({exc})", field=key) from None
+    if len(shape) == 3 and (problem := side_problem(shape[1], shape[2])):
+        raise FileRejected(path, f"maps array {key!r} of shape {shape}: {problem}", field=key)
+
+
 def parse_npz(path: str | Path, options: NpzOptions | None = None) -> ParseResult:
     """Parse an ``.npz`` archive of wafer maps (and optional labels) into canonical records."""
     path = Path(path)
     opts = options or NpzOptions()
+    if not zipfile.is_zipfile(path):  # np.load would take it for a pickle and say so
+        raise FileRejected(path, "not a zip archive (an .npz is a zip of .npy arrays)")
     try:
         archive = np.load(path, allow_pickle=False)
         keys = list(archive.files)
@@ -76,6 +93,7 @@ def parse_npz(path: str | Path, options: NpzOptions | None = None) -> ParseResul
     maps_key = next((k for k in opts.maps_keys if k in keys), None)
     if maps_key is None:
         raise FileRejected(path, f"no maps array: none of {list(opts.maps_keys)} in {keys}", field="maps")
+    _check_grid_sides(archive, path, maps_key)
     maps = _array(archive, path, maps_key)
     labels_key = next((k for k in opts.labels_keys if k in keys), None)
     labels = _array(archive, path, labels_key) if labels_key else None
