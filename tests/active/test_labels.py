@@ -141,4 +141,12 @@ def test_a_malformed_line_is_quarantined_and_the_rest_of_the_file_kept(tmp_path,
     by_line = {int(r.row): r for r in rejects.itertuples()}
     assert sorted(by_line) == [3, 4] and set(rejects["file"]) == {str(src)}
     assert "unbalanced quote" in by_line[3].reason and json.loads(by_line[3].raw) == 'L1:2,"Loc,bob'
-    assert by_line[4].reason == "4 fields, header has 3"
+    assert by_line[4].reason == "4 field(s), the header has 3"
+
+
+def test_a_line_in_another_delimiter_is_rejected_not_read_as_unlabeled(tmp_path, queue):
+    src = _csv(tmp_path, "mixed.csv", "wafer_id,label,annotator\nL1:1,Center,ann\nL1:2;Donut;ann\n")
+    report = import_labels(src, queue, tmp_path / "labels", tmp_path / "q", now=NOW)
+    assert (report.accepted, report.skipped_empty) == (1, 0)
+    (reject,) = report.rejects
+    assert reject.row == "3" and "looks ';'-separated, the header ','-separated" in reject.reason

@@ -46,7 +46,7 @@ import pandas as pd
 from filelock import FileLock
 
 from waferflow.classes import CLASSES
-from waferflow.data.parsers.base import Reject
+from waferflow.data.parsers.base import Reject, field_count_reason, other_delimiter
 from waferflow.data.quarantine import write_rejects
 from waferflow.fileio import atomic_path
 
@@ -151,8 +151,9 @@ def _read_rows(path: Path) -> tuple[list[tuple[int, dict[str, str]]], list[Rejec
             malformed.append(_reject(path, number, None, f"unbalanced quote ({exc}); a quoted field ends on its "
                                                          f'own line and a quote inside it is doubled ("")', line))
             continue
-        if len(values) > len(header):
-            malformed.append(_reject(path, number, None, f"{len(values)} fields, header has {len(header)}", line))
+        if len(values) > len(header) or (len(values) < len(header) and other_delimiter(line, len(header), delimiter)):
+            malformed.append(_reject(path, number, None, field_count_reason(len(values), line, len(header), delimiter),
+                                     line))
         elif values:
             rows.append((number, dict(zip(header, values + [""] * (len(header) - len(values))))))
     return rows, malformed

@@ -12,7 +12,7 @@ from waferflow.classes import CLASSES, DIE_INVALID
 from waferflow.data.records import WaferRecord
 
 __all__ = ["Reject", "ParseResult", "FileRejected", "RowRejected", "to_die_grid", "normalise_label", "MAX_SIDE",
-           "side_problem"]
+           "side_problem", "field_count_reason", "other_delimiter"]
 
 # No wafer has more dies across than this (WM-811K: at most 212; a 300 mm wafer of 0.2 mm dies:
 # 1 500). Parsers check it before allocating a grid, so a typo'd coordinate of 10**7 in a 2 KB
@@ -68,6 +68,20 @@ def side_problem(height: int, width: int) -> str | None:
     if height > MAX_SIDE or width > MAX_SIDE:
         return f"grid of {height} x {width} dies exceeds the {MAX_SIDE}-die limit on a side"
     return None
+
+
+def other_delimiter(text: str, header_fields: int, delimiter: str) -> str | None:
+    """The delimiter that splits a CSV line into the header's number of fields, when not the
+    header's own (a file pasted together from two exports), else ``None``."""
+    return next((d for d in ",;\t|" if d != delimiter and len(text.split(d)) == header_fields), None)
+
+
+def field_count_reason(n_fields: int, text: str, header_fields: int, delimiter: str) -> str:
+    """Why a CSV line with the wrong number of fields was rejected, naming the delimiter it seems to use."""
+    reason = f"{n_fields} field(s), the header has {header_fields}"
+    if other := other_delimiter(text, header_fields, delimiter):
+        reason += f" (this line looks {other!r}-separated, the header {delimiter!r}-separated)"
+    return reason
 
 
 def to_die_grid(value: Any, field: str = "die_grid") -> np.ndarray:

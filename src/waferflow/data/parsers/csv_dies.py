@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from waferflow.classes import DIE_FAIL, DIE_NONE, DIE_PASS
-from waferflow.data.parsers.base import FileRejected, ParseResult, Reject, normalise_label, side_problem
+from waferflow.data.parsers.base import (FileRejected, ParseResult, Reject, field_count_reason, normalise_label,
+                                        side_problem)
 from waferflow.data.records import WaferRecord
 
 __all__ = ["CsvOptions", "parse_csv"]
@@ -85,6 +86,8 @@ def _lines(path: Path) -> tuple[list[bytes], str]:
 
 def _split(text: str, delimiter: str) -> list[str]:
     """Fields of one line; ``csv.Error`` on an unbalanced quote (a die list has no multi-line fields)."""
+    if '"' not in text:  # the usual die line: a plain split is what csv would do, several times faster
+        return text.split(delimiter)
     return next(csv.reader([text], delimiter=delimiter, strict=True))
 
 
@@ -98,14 +101,6 @@ def _integer(text: str) -> int | None:
         except ValueError:
             return None
         return int(value) if value.is_integer() else None
-
-
-def _field_count_reason(fields: list[str], text: str, header_fields: int, delimiter: str) -> str:
-    reason = f"{len(fields)} field(s), the header has {header_fields}"
-    for other in ",;\t|":
-        if other != delimiter and len(text.split(other)) == header_fields:
-            return reason + f" (this line looks {other!r}-separated, the header {delimiter!r}-separated)"
-    return reason
 
 
 def parse_csv(path: str | Path, options: CsvOptions | None = None) -> ParseResult:
@@ -150,7 +145,7 @@ def parse_csv(path: str | Path, options: CsvOptions | None = None) -> ParseResul
             continue
         if len(fields) != len(header):
             result.rejects.append(Reject(str(path), line, None,
-                                         _field_count_reason(fields, text, len(header), delimiter), raw=text))
+                                         field_count_reason(len(fields), text, len(header), delimiter), raw=text))
             continue
         rec = {name: fields[i].strip() for name, i in at.items()}
         numbers = {n: _integer(rec[n]) for n in ("x", "y", "bin")}
