@@ -36,12 +36,11 @@ from tqdm.auto import tqdm  # noqa: E402
 from waferflow.active.scoring import score_pool  # noqa: E402
 from waferflow.active.strategies import STRATEGIES, select  # noqa: E402
 from waferflow.classes import CLASSES  # noqa: E402
+from waferflow.data.arrays import IGNORE_INDEX, WaferArrays  # noqa: E402
 from waferflow.data.records import read_frame, write_records  # noqa: E402
 from waferflow.data.split import resize_frame  # noqa: E402
-from waferflow.models.encoding import IGNORE_INDEX  # noqa: E402
+from waferflow.quickfit import fit_quick  # noqa: E402
 from waferflow.synth.dataset import DatasetConfig, generate_dataset  # noqa: E402
-from waferflow.quickfit import ArraySet, fit_quick  # noqa: E402
-from waferflow.training.data import WaferArrays  # noqa: E402
 
 
 
@@ -53,7 +52,7 @@ def load_data(args) -> dict[str, WaferArrays]:
     with tempfile.TemporaryDirectory() as tmp:
         for name, records in sets.items():
             path = write_records(records, Path(tmp) / f"{name}.parquet")
-            out[name] = WaferArrays(resize_frame(read_frame(path), (args.size, args.size)))
+            out[name] = WaferArrays.from_frame(resize_frame(read_frame(path), (args.size, args.size)))
     truth = [json.loads(a)["true_label"] for a in out["unlabeled"].frame["attrs"]]
     out["unlabeled"].labels = np.array([CLASSES.index(t) for t in truth], np.int64)  # the oracle
     out["unlabeled"].targets[:] = IGNORE_INDEX  # an annotator gives a class, not a mask
@@ -70,7 +69,7 @@ def run(strategy: str, seed: int, data: dict[str, WaferArrays], args) -> list[di
     curve = []
     for rnd in range(args.rounds + 1):
         picked = np.flatnonzero(taken)
-        train = ArraySet(np.concatenate([lab.grids[seed_idx], pool.grids[picked]]),
+        train = WaferArrays(np.concatenate([lab.grids[seed_idx], pool.grids[picked]]),
                        np.concatenate([lab.targets[seed_idx], pool.targets[picked]]),
                        np.concatenate([lab.labels[seed_idx], pool.labels[picked]]))
         net = fit_quick(train, steps=args.steps, seed=seed, lr=args.lr, batch_size=args.batch_size)

@@ -16,9 +16,9 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from waferflow.data.arrays import WaferArrays
 from waferflow.models.encoding import encode_grids
 from waferflow.registry.pyfunc import load_weights
-from waferflow.training.data import WaferArrays
 
 
 def _time(fn, inputs: list, repeats: int) -> np.ndarray:

@@ -20,13 +20,13 @@ from pathlib import Path
 import pandas as pd
 
 from waferflow.classes import CLASSES
+from waferflow.data.arrays import WaferArrays
 from waferflow.data.records import grid_from_row, read_frame
 from waferflow.data.split import resize_frame
 from waferflow.evaluation.evaluate import evaluate_arrays
 from waferflow.evaluation.real_maps import PARTS, load_real_frame
 from waferflow.evaluation.sim_to_real import gap_table, sim_to_real_gap
 from waferflow.registry.pyfunc import load_weights
-from waferflow.training.data import WaferArrays
 
 
 def _scores(net, arrays: WaferArrays) -> dict:
@@ -48,7 +48,7 @@ def main() -> None:
     rows, results = {}, {"real": info, "weights": str(args.weights)}
     for part in ("test", "dev"):
         sub = frame[frame["part"] == part]
-        results[f"real_{part}"] = _scores(net, WaferArrays(resize_frame(sub, tuple(args.image_size))))
+        results[f"real_{part}"] = _scores(net, WaferArrays.from_frame(resize_frame(sub, tuple(args.image_size))))
         rows[f"real {part} lots ({len(sub)} maps, {sub['lot_id'].nunique()} lots)"] = results[f"real_{part}"]
     results["generated_test"] = _scores(net, WaferArrays.from_parquet("data/processed/test.parquet"))
     rows["generated test split"] = results["generated_test"]

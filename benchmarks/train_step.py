@@ -15,7 +15,7 @@ import time
 import torch
 
 from waferflow.config import load_params
-from waferflow.models.encoding import IGNORE_INDEX
+from waferflow.data.arrays import IGNORE_INDEX
 from waferflow.training.config import TrainConfig
 from waferflow.training.lightning_module import WaferLitModule
 

@@ -128,14 +128,14 @@ def register_exported(net, name: str, experiment_id: str, out_dir: Path, val, te
     import mlflow
 
     from waferflow.inference.export import export_onnx
+    from waferflow.models.predictor import as_predictor
     from waferflow.registry.register import log_and_register, tag_version
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=tag) as run:
         pass
-    info = log_and_register(net, name, run.info.run_id, {"kind": tag}, val.grids)
+    info = log_and_register(as_predictor(net), name, run.info.run_id, {"kind": tag}, val.grids)
     out = out_dir / f"onnx-{info['version']}"
-    report = export_onnx(net, out, val.grids, val.labels, test.grids, test.labels, calibration_size=16,
-                         max_int8_f1_drop=1.0)
+    report = export_onnx(net, out, val.grids, test.grids, test.labels, calibration_size=16, max_int8_f1_drop=1.0)
     with mlflow.start_run(run_id=run.info.run_id):
         mlflow.log_artifacts(str(out), artifact_path="onnx")
     tag_version(name, info["version"], {"onnx_parity_passed": str(report["parity"]["passed"])})
@@ -151,7 +151,7 @@ def monitored_project(tiny_project, tmp_path_factory):
     from waferflow.data.records import write_records
     from waferflow.monitoring.scenarios import stream
     from waferflow.registry.tracking import configure_mlflow
-    from waferflow.training.data import WaferArrays
+    from waferflow.data.arrays import WaferArrays
     from waferflow.training.lightning_module import WaferLitModule
     from waferflow.training.trainer import fit
 

@@ -20,7 +20,6 @@ __all__ = [
     "DIE_PASS",
     "DIE_FAIL",
     "DIE_INVALID",
-    "MASK_BACKGROUND",
     "mask_index",
     "class_index",
 ]
@@ -46,8 +45,6 @@ DIE_FAIL = 2
 # Written by ingest for a die whose source value is not a valid code (NaN, 7, -1, 2.5 ...),
 # so that validation can reject the wafer with a reason instead of ingest guessing.
 DIE_INVALID = 255
-
-MASK_BACKGROUND = 0
 
 
 def class_index(label: str) -> int:

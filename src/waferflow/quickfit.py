@@ -11,9 +11,9 @@ import logging
 import warnings
 
 import lightning as L
-import numpy as np
 from torch.utils.data import DataLoader
 
+from waferflow.data.arrays import WaferArrays
 from waferflow.models.config import ModelConfig
 from waferflow.models.wafer_unet import WaferUNet
 from waferflow.training.augment import build_augmentation
@@ -21,23 +21,13 @@ from waferflow.training.config import TrainConfig
 from waferflow.training.data import WaferDataset, class_weights
 from waferflow.training.lightning_module import WaferLitModule
 
-__all__ = ["ArraySet", "fit_quick", "SMALL_MODEL"]
+__all__ = ["fit_quick", "SMALL_MODEL"]
 
 #: A small U-Net (3 encoder stages) that trains in seconds on 32-64 px grids.
 SMALL_MODEL = ModelConfig(encoder_depth=3, decoder_channels=(32, 16, 8), classifier_dropout=0.3)
 
 
-class ArraySet:
-    """Grids (N,H,W) uint8, mask targets (N,H,W) int64 and labels (N,) — what WaferDataset reads."""
-
-    def __init__(self, grids: np.ndarray, targets: np.ndarray, labels: np.ndarray) -> None:
-        self.grids, self.targets, self.labels = grids, targets, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-def fit_quick(data: ArraySet, steps: int = 250, seed: int = 0, model: ModelConfig = SMALL_MODEL,
+def fit_quick(data: WaferArrays, steps: int = 250, seed: int = 0, model: ModelConfig = SMALL_MODEL,
               lr: float = 0.003, batch_size: int = 32) -> WaferUNet:
     """Train ``model`` for ``steps`` optimiser steps on ``data``; returns the network in eval mode."""
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)

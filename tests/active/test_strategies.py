@@ -9,8 +9,8 @@ import torch
 from waferflow.active.scoring import score_pool
 from waferflow.active.strategies import STRATEGIES, bald, k_center_greedy, margin, select
 from waferflow.models.config import ModelConfig
+from waferflow.models.predictor import WaferPredictor
 from waferflow.models.wafer_unet import WaferUNet
-from waferflow.registry.pyfunc import predict_grids
 
 PROBS = np.array([
     [0.98, 0.01, 0.01],   # 0 confident
@@ -73,11 +73,12 @@ def test_random_is_seeded_and_every_strategy_returns_budget_unique_rows():
 def test_scoring_matches_the_model_and_mc_dropout_passes_differ():
     torch.manual_seed(0)
     net = WaferUNet(ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8), classifier_dropout=0.5)).eval()
+    predictor = WaferPredictor(net, temperature=2.5)
     rng = np.random.default_rng(0)
     grids = rng.integers(0, 3, size=(6, 32, 32)).astype(np.uint8)
-    scores = score_pool(net, grids, mc_samples=5, batch_size=4)
-    served, _ = predict_grids(net, grids)
-    np.testing.assert_allclose(scores.probs, served, atol=1e-5)  # dropout off: what the model serves
+    scores = score_pool(predictor, grids, mc_samples=5, batch_size=4)
+    served, _ = predictor.predict(grids)
+    np.testing.assert_allclose(scores.probs, served, atol=1e-5)  # dropout off, calibrated: what the model serves
     assert scores.mc_probs.shape == (5, 6, 9) and scores.emb.shape[0] == 6
     assert np.abs(scores.mc_probs[0] - scores.mc_probs[1]).max() > 1e-4  # the passes are different samples
     np.testing.assert_allclose(scores.mc_probs.sum(-1), 1.0, atol=1e-5)
@@ -91,7 +92,7 @@ def test_queue_lists_pool_wafers_with_scores_images_and_empty_label_columns(tiny
     torch.manual_seed(0)
     net = WaferUNet(ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8))).eval()
     processed = tiny_project / "data/processed"
-    summary = build_queue(net, processed / "unlabeled.parquet", [processed / "train.parquet"],
+    summary = build_queue(WaferPredictor(net), processed / "unlabeled.parquet", [processed / "train.parquet"],
                           ALConfig(strategy="hybrid", budget=4, mc_samples=3), tmp_path / "queue",
                           tmp_path / "labels", progress=False)
     queue = pd.read_csv(tmp_path / "queue/queue.csv", keep_default_na=False)

@@ -1,7 +1,7 @@
 import numpy as np
 
+from waferflow.data.arrays import IGNORE_INDEX
 from waferflow.evaluation.metrics import classification_metrics, mask_metrics
-from waferflow.models.encoding import IGNORE_INDEX
 
 
 def test_mask_metrics_on_a_hand_built_case():

@@ -113,7 +113,7 @@ def test_novelty_distances_and_profiles():
 def test_run_augment_fills_rare_classes_through_the_gate_and_reports(tiny_project, tmp_path):
     from waferflow.data.records import read_frame
     from waferflow.gan.augment import GanAugmentConfig, run_augment
-    from waferflow.training.data import WaferArrays
+    from waferflow.data.arrays import WaferArrays
 
     train = WaferArrays.from_parquet(tiny_project / "data/processed/train.parquet")
     keep = np.ones(len(train), bool)

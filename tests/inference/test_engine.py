@@ -10,12 +10,13 @@ from typer.testing import CliRunner
 from tests.conftest import disc
 from tests.data.test_parsers import lswmd_frame
 from waferflow.cli import app
+from waferflow.data.arrays import WaferArrays
 from waferflow.inference.engine import InferenceEngine
-from waferflow.monitoring.prediction_log import PredictionLog
 from waferflow.inference.export import ParityError, export_onnx
 from waferflow.models.config import ModelConfig
+from waferflow.models.predictor import WaferPredictor
 from waferflow.models.wafer_unet import WaferUNet
-from waferflow.training.data import WaferArrays
+from waferflow.monitoring.prediction_log import PredictionLog
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +24,11 @@ def exported(tiny_project, tmp_path_factory):
     import torch
 
     torch.manual_seed(0)
-    net = WaferUNet(ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8))).eval()
+    net = WaferPredictor(WaferUNet(ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8))), temperature=1.7).eval()
     val = WaferArrays.from_parquet(tiny_project / "data/processed/val.parquet")
     test = WaferArrays.from_parquet(tiny_project / "data/processed/test.parquet")
     out = tmp_path_factory.mktemp("onnx")
-    report = export_onnx(net, out, val.grids, val.labels, test.grids, test.labels, calibration_size=32,
-                         max_int8_f1_drop=1.0)
+    report = export_onnx(net, out, val.grids, test.grids, test.labels, calibration_size=32, max_int8_f1_drop=1.0)
     return net, out, report, test
 
 
@@ -36,7 +36,7 @@ def test_onnx_parity_report_and_files(exported):
     net, out, report, test = exported
     assert report["parity"]["passed"] and report["parity"]["wafers"] == len(test)
     assert report["parity"]["max_abs_diff_class_logits"] < 1e-4 and report["parity"]["class_mismatches"] == 0
-    assert report["temperature"] > 0 and report["int8"]["kept"] and (out / "model.int8.onnx").is_file()
+    assert report["temperature"] == pytest.approx(1.7) and report["int8"]["kept"] and (out / "model.int8.onnx").is_file()
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["input_size"] == [32, 32] and meta["classes"][-1] == "none"
 
@@ -44,7 +44,7 @@ def test_onnx_parity_report_and_files(exported):
 def test_parity_failure_fails_the_export_loudly(exported, tmp_path):
     net, _, _, test = exported
     with pytest.raises(ParityError, match="parity failed"):
-        export_onnx(net, tmp_path, test.grids[:8], test.labels[:8], test.grids[:8], test.labels[:8], tolerance=0.0)
+        export_onnx(net, tmp_path, test.grids[:8], test.grids[:8], test.labels[:8], tolerance=0.0)
     assert json.loads((tmp_path / "export.json").read_text())["parity"]["passed"] is False
 
 
@@ -105,3 +105,21 @@ def test_predict_cli_writes_json_csv_and_overlays(exported, tmp_path):
     assert len(list((tmp_path / "pred" / "overlays").glob("*.png"))) == 3
     missing = CliRunner().invoke(app, ["predict", str(tmp_path / "LSWMD.pkl"), "--model", str(tmp_path / "no.onnx")])
     assert missing.exit_code == 1 and "export stage" in missing.output
+
+
+def test_engine_serves_an_export_from_before_the_predictor_held_its_post_processing(exported, tmp_path):
+    """Versions exported before: logits out, temperature in metadata.json; the engine applies both."""
+    import torch
+
+    from waferflow.classes import CLASSES
+
+    predictor, out, _, test = exported
+    torch.onnx.export(predictor.net, (torch.zeros(1, 2, 32, 32),), str(tmp_path / "model.onnx"), input_names=["input"],
+                      output_names=["mask_logits", "class_logits"], opset_version=17, dynamo=False,
+                      dynamic_axes={"input": {0: "batch"}, "mask_logits": {0: "batch"}, "class_logits": {0: "batch"}})
+    (tmp_path / "metadata.json").write_text(json.dumps({"classes": list(CLASSES), "input_size": [32, 32],
+                                                        "temperature": 1.7}))
+    legacy = InferenceEngine.from_path(tmp_path / "model.onnx").predict_arrays(test.grids[:8])
+    current = InferenceEngine.from_path(out / "model.onnx").predict_arrays(test.grids[:8])
+    np.testing.assert_allclose(legacy[0], current[0], atol=1e-5)
+    assert np.array_equal(legacy[1], current[1])

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from waferflow.data.arrays import IGNORE_INDEX, mask_target
 from waferflow.models.config import ModelConfig
-from waferflow.models.encoding import IGNORE_INDEX, encode_grids, mask_target
+from waferflow.models.encoding import encode_grids
 from waferflow.models.wafer_unet import WaferUNet
 
 TINY = ModelConfig(encoder_depth=3, decoder_channels=(32, 16, 8))

@@ -7,11 +7,11 @@ from mlflow import MlflowClient
 
 from tests.conftest import own_mlflow_store, register_exported
 from waferflow.config import load_params
+from waferflow.data.arrays import WaferArrays
 from waferflow.models.config import ModelConfig
 from waferflow.models.wafer_unet import WaferUNet
 from waferflow.registry.gate import GateConfig, decide, promote, rollback, run_gate
 from waferflow.registry.tracking import MlflowConfig, configure_mlflow
-from waferflow.training.data import WaferArrays
 from waferflow.training.lightning_module import WaferLitModule
 from waferflow.training.trainer import fit
 

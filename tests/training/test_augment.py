@@ -1,6 +1,6 @@
 import numpy as np
 
-from waferflow.models.encoding import IGNORE_INDEX
+from waferflow.data.arrays import IGNORE_INDEX
 from waferflow.synth import WaferGenerator
 from waferflow.training.augment import DieNoise, build_augmentation
 from waferflow.training.config import AugmentConfig

@@ -11,11 +11,11 @@ from tests.data.test_parsers import lswmd_frame
 from tests.conftest import own_mlflow_store
 from waferflow import stages
 from waferflow.config import load_params
+from waferflow.data.arrays import WaferArrays
 from waferflow.evaluation.evaluate import evaluate_real_data
 from waferflow.evaluation.real_maps import PARTS, load_real_frame, real_part
+from waferflow.registry.pyfunc import load_weights
 from waferflow.stages.evaluation import real_summary
-from waferflow.registry.pyfunc import load_weights, predict_grids
-from waferflow.training.data import WaferArrays
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_registry_round_trip_same_predictions_and_aliases(trained):
     name = params.mlflow.registered_model
     assert info["alias"] == "champion"
     grids = WaferArrays.from_parquet(layout.processed / "test.parquet").grids[:8]
-    local_probs, local_masks = predict_grids(load_weights(layout.models / "weights.pt"), grids)
+    local_probs, local_masks = load_weights(layout.models / "weights.pt").predict(grids)
     served = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(grids)
     np.testing.assert_allclose(served["class_probs"], local_probs, atol=1e-5)
     assert np.array_equal(served["mask"], local_masks)
@@ -110,9 +110,15 @@ def test_export_stage_logs_onnx_beside_the_version_and_engine_loads_by_alias(tra
     assert json.loads((layout.metrics / "export.json").read_text())["parity_passed"] is True
     engine = InferenceEngine.from_registry(params.mlflow.registered_model, latest["alias"])
     assert engine.model_version == latest["version"] and engine.temperature == summary["temperature"]
-    grids = WaferArrays.from_parquet(layout.processed / "test.parquet").grids[:6]
+    grids = WaferArrays.from_parquet(layout.processed / "test.parquet").grids[:12]
     served = engine.predict(list(grids))
-    local_probs, _ = predict_grids(load_weights(layout.models / "weights.pt"), grids)
+    local = load_weights(layout.models / "weights.pt")
+    assert float(local.temperature) == pytest.approx(latest["temperature"]) != 1.0  # calibrated in the train stage
+    local_probs, _ = local.predict(grids)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{params.mlflow.registered_model}@{latest['alias']}").predict(grids)
+    # One predictor behind every path: torch, the registered pyfunc and the ONNX engine agree.
+    np.testing.assert_allclose(pyfunc["class_probs"], local_probs, atol=1e-5)
     assert [r["class"] for r in served] == [CLASSES[i] for i in local_probs.argmax(1)]
+    np.testing.assert_allclose([r["confidence"] for r in served], local_probs.max(1), atol=1e-5)
     tags = MlflowClient().get_model_version(params.mlflow.registered_model, latest["version"]).tags
     assert tags["onnx_parity_passed"] == "True"

@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
+from waferflow.data.arrays import IGNORE_INDEX
 from waferflow.models.config import ModelConfig
-from waferflow.models.encoding import IGNORE_INDEX
 from waferflow.training.config import TrainConfig
 from waferflow.training.data import class_weights
 from waferflow.training.lightning_module import WaferLitModule

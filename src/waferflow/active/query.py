@@ -31,7 +31,7 @@ from waferflow.classes import CLASSES  # noqa: E402
 from waferflow.data.records import read_frame  # noqa: E402
 from waferflow.fileio import atomic_path, save_figure  # noqa: E402
 from waferflow.inference.report import overlay_name  # noqa: E402
-from waferflow.models.wafer_unet import WaferUNet  # noqa: E402
+from waferflow.models.predictor import WaferPredictor  # noqa: E402
 from waferflow.viz.wafer_plots import plot_wafer, save_wafer_grid  # noqa: E402
 
 __all__ = ["build_queue", "grids_of"]
@@ -54,22 +54,20 @@ def _true_label(attrs: str | None) -> str | None:
         return None
 
 
-def build_queue(net: WaferUNet, pool_path: Path, labeled_paths: list[Path], cfg: ALConfig, out_dir: Path,
+def build_queue(predictor: WaferPredictor, pool_path: Path, labeled_paths: list[Path], cfg: ALConfig, out_dir: Path,
                 labels_dir: Path, progress: bool = True) -> dict:
     """Score, select, write the queue; returns the summary for ``metrics/al_query.json``."""
-    from waferflow.registry.pyfunc import predict_grids
-
     t0 = time.perf_counter()
     pool = read_frame(pool_path).reset_index(drop=True)
     if pool.empty:
         raise RuntimeError(f"{pool_path} has no unlabeled wafers: nothing to query")
     grids = grids_of(pool)
-    scores = score_pool(net, grids, mc_samples=cfg.mc_samples, batch_size=cfg.batch_size, seed=cfg.seed,
+    scores = score_pool(predictor, grids, mc_samples=cfg.mc_samples, batch_size=cfg.batch_size, seed=cfg.seed,
                         progress=progress, desc="scoring pool")
     labeled_emb = None
     if cfg.strategy in ("coreset", "hybrid"):
         labeled = pd.concat([read_frame(p) for p in labeled_paths], ignore_index=True)
-        labeled_emb = score_pool(net, grids_of(labeled), batch_size=cfg.batch_size, progress=progress,
+        labeled_emb = score_pool(predictor, grids_of(labeled), batch_size=cfg.batch_size, progress=progress,
                                  desc="embedding labeled").emb
     t_score = time.perf_counter() - t0
     picked, strat_score = select(cfg.strategy, cfg.budget, probs=scores.probs, mc_probs=scores.mc_probs,
@@ -77,7 +75,7 @@ def build_queue(net: WaferUNet, pool_path: Path, labeled_paths: list[Path], cfg:
                                  rng=np.random.default_rng(cfg.seed), prefilter=cfg.prefilter)
     ent, mar, bal = entropy(scores.probs), margin(scores.probs), bald(scores.mc_probs)
     chosen = pool.iloc[picked].reset_index(drop=True)
-    probs, masks = predict_grids(net, grids[picked], batch_size=cfg.batch_size)
+    probs, masks = predictor.predict(grids[picked], batch_size=cfg.batch_size)
     store = read_store(labels_dir)
     round_ = int(store["round"].max()) + 1 if len(store) else 1
 

@@ -5,7 +5,8 @@ average pool → flatten → dropout → linear, on the encoder's deepest featur
 pass per wafer gives everything the strategies need, without running the decoder:
 
 * ``emb``: the pooled encoder features (the coreset embedding, 512-d for resnet18);
-* ``probs``: softmax of the head in eval mode (dropout off), as the served model predicts;
+* ``probs``: softmax of the head over the predictor's temperature in eval mode (dropout off),
+  exactly the served model's class probabilities;
 * ``mc_probs``: ``mc_samples`` passes of the head with dropout *on* (MC dropout for BALD). Only
   the head is sampled — the encoder has no dropout — so BALD costs one linear layer per pass.
 """
@@ -20,6 +21,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from waferflow.models.encoding import encode_grids
+from waferflow.models.predictor import WaferPredictor, as_predictor
 from waferflow.models.wafer_unet import WaferUNet
 
 __all__ = ["PoolScores", "score_pool"]
@@ -33,15 +35,16 @@ class PoolScores:
 
 
 @torch.inference_mode()
-def score_pool(net: WaferUNet, grids: np.ndarray, mc_samples: int = 0, batch_size: int = 256,
+def score_pool(model: WaferPredictor | WaferUNet, grids: np.ndarray, mc_samples: int = 0, batch_size: int = 256,
                seed: int = 0, progress: bool = False, desc: str = "scoring") -> PoolScores:
     """Probabilities, MC-dropout probabilities and embeddings of ``grids`` (N, H, W) uint8."""
-    net.eval()
-    model = net.net
+    predictor = as_predictor(model).eval()
+    temperature = float(predictor.temperature)
+    model = predictor.net.net
     head = model.classification_head
     dropout_p = next((m.p for m in head if isinstance(m, torch.nn.Dropout)), 0.0)
     linear = next(m for m in head if isinstance(m, torch.nn.Linear))
-    device = next(net.parameters()).device
+    device = predictor.temperature.device
     gen = torch.Generator().manual_seed(seed)
     probs, mc, embs = [], [], []
     for start in tqdm(range(0, len(grids), batch_size), desc=desc, disable=not progress, unit="batch"):
@@ -49,11 +52,11 @@ def score_pool(net: WaferUNet, grids: np.ndarray, mc_samples: int = 0, batch_siz
         emb = model.encoder(x)[-1].mean(dim=(2, 3)).float().cpu()
         embs.append(emb.numpy())
         linear = linear.cpu() if device.type != "cpu" else linear
-        probs.append(F.softmax(linear(emb), dim=1).numpy())
+        probs.append(F.softmax(linear(emb) / temperature, dim=1).numpy())
         if mc_samples:
             if dropout_p <= 0:
                 raise ValueError("MC dropout needs model.classifier_dropout > 0")
             keep = (torch.rand((mc_samples, *emb.shape), generator=gen) >= dropout_p).float() / (1 - dropout_p)
-            mc.append(F.softmax(linear(emb.unsqueeze(0) * keep), dim=-1).numpy())
+            mc.append(F.softmax(linear(emb.unsqueeze(0) * keep) / temperature, dim=-1).numpy())
     return PoolScores(np.concatenate(probs), np.concatenate(mc, axis=1) if mc else np.zeros((0, len(grids), 0)),
                       np.concatenate(embs))

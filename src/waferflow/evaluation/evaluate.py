@@ -12,22 +12,22 @@ from pathlib import Path
 
 import pandas as pd
 
+from waferflow.data.arrays import WaferArrays
 from waferflow.data.split import resize_frame
 from waferflow.evaluation.metrics import classification_metrics, mask_metrics
 from waferflow.evaluation.plots import plot_confusion, plot_error_gallery, plot_roc, plot_worst_errors
 from waferflow.evaluation.real_maps import PARTS, load_real_frame
+from waferflow.models.predictor import WaferPredictor, as_predictor
 from waferflow.models.wafer_unet import WaferUNet
-from waferflow.registry.pyfunc import predict_grids
-from waferflow.training.data import WaferArrays
 
 __all__ = ["evaluate_arrays", "evaluate_real_data", "load_real_arrays"]
 
 
-def evaluate_arrays(net: WaferUNet, arrays: WaferArrays, plot_dir: Path | None = None, title: str = "test split",
-                    prefix: str = "", n_worst: int = 12) -> dict:
-    """Metrics of ``net`` on labeled ``arrays``; PNG plots into ``plot_dir`` when given."""
+def evaluate_arrays(model: WaferPredictor | WaferUNet, arrays: WaferArrays, plot_dir: Path | None = None,
+                    title: str = "test split", prefix: str = "", n_worst: int = 12) -> dict:
+    """Metrics of ``model`` on labeled ``arrays``; PNG plots into ``plot_dir`` when given."""
     labeled = arrays.labels >= 0
-    probs, pred_masks = predict_grids(net, arrays.grids[labeled])
+    probs, pred_masks = as_predictor(model).predict(arrays.grids[labeled])
     y_true = arrays.labels[labeled]
     report = {"classification": classification_metrics(y_true, probs),
               "mask": mask_metrics(arrays.targets[labeled], pred_masks)}
@@ -54,7 +54,7 @@ def load_real_arrays(data_dir: Path, image_size: tuple[int, int], part: str | No
     frame, info = load_real_frame(data_dir, part)
     if frame is None:
         return None, info
-    return WaferArrays(resize_frame(frame, image_size)), info
+    return WaferArrays.from_frame(resize_frame(frame, image_size)), info
 
 
 def evaluate_real_data(net: WaferUNet, frame: pd.DataFrame, info: dict, image_size: tuple[int, int],
@@ -68,7 +68,7 @@ def evaluate_real_data(net: WaferUNet, frame: pd.DataFrame, info: dict, image_si
         if rows.empty:
             out["parts"][part] = {"available": False, "reason": f"no labeled real wafer in the {part} lots"}
             continue
-        arrays = WaferArrays(resize_frame(rows, image_size))
+        arrays = WaferArrays.from_frame(resize_frame(rows, image_size))
         report = evaluate_arrays(net, arrays, plot_dir, title=f"real {part} lots: {Path(info['source']).name}",
                                  prefix=f"real_{part}_")
         out["parts"][part] = {"available": True, "wafers": int(len(rows)), "lots": int(rows["lot_id"].nunique()),

@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
 
 from waferflow.classes import CLASSES, PATTERN_CLASSES
-from waferflow.models.encoding import IGNORE_INDEX
+from waferflow.data.arrays import IGNORE_INDEX
 
 __all__ = ["classification_metrics", "mask_metrics"]
 

@@ -47,8 +47,8 @@ def run_ablation(params: Params, keep: int = 30, epochs: int = 15, root: Path = 
     from waferflow.data.records import read_frame, write_records
     from waferflow.evaluation.metrics import classification_metrics
     from waferflow.gan.augment import run_augment
-    from waferflow.registry.pyfunc import predict_grids
-    from waferflow.training.data import WaferArrays
+    from waferflow.models.predictor import WaferPredictor
+    from waferflow.data.arrays import WaferArrays
     from waferflow.training.lightning_module import WaferLitModule
     from waferflow.training.trainer import fit
 
@@ -64,7 +64,7 @@ def run_ablation(params: Params, keep: int = 30, epochs: int = 15, root: Path = 
     try:
         write_records(pa.Table.from_pandas(train, preserve_index=False), work / "data/train.parquet")
         shutil.copy(processed / "val.parquet", work / "data/val.parquet")
-        starved = WaferArrays(train)
+        starved = WaferArrays.from_frame(train)
         gan = run_augment(starved.grids, starved.labels, params.augment, work / "augmented", progress=progress)
         gallery = root / "reports/figures/augment_ablation"
         if (work / "augmented/gallery").is_dir():
@@ -76,7 +76,7 @@ def run_ablation(params: Params, keep: int = 30, epochs: int = 15, root: Path = 
             summary = fit(params.model, train_cfg, work / "data", work / arm, mlflow_cfg, root,
                           run_tags={"ablation": arm, "rare_kept": str(keep)}, extra_train=extra)
             net = WaferLitModule.load_from_checkpoint(summary["checkpoint"], map_location="cpu").net
-            probs, _ = predict_grids(net, test.grids)
+            probs, _ = WaferPredictor(net).predict(test.grids)
             rep = classification_metrics(test.labels, probs)
             arms[arm] = {"test_macro_f1": rep["macro_f1"],
                          "rare_recall": {c: rep["per_class"][c]["recall"] for c in RARE},

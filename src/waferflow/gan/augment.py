@@ -26,12 +26,13 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from waferflow.active.scoring import score_pool
 from waferflow.classes import CLASSES
+from waferflow.data.arrays import IGNORE_INDEX, WaferArrays
 from waferflow.data.records import WaferRecord, write_records
 from waferflow.fileio import atomic_path
 from waferflow.gan.config import GanAugmentConfig
 from waferflow.gan.quality import OutlineStats, distribution_distances, nearest_hamming, repair_outline
 from waferflow.gan.wgan import WganGp, die_area
-from waferflow.quickfit import ArraySet, fit_quick
+from waferflow.quickfit import fit_quick
 from waferflow.viz.wafer_plots import save_wafer_grid
 
 __all__ = ["GanAugmentConfig", "run_augment"]
@@ -94,7 +95,7 @@ def run_augment(grids: np.ndarray, labels: np.ndarray, cfg: GanAugmentConfig, ou
             torch.save({"state_dict": gan.state_dict(), "hparams": dict(gan.hparams)}, tmp)
         version = hashlib.sha256(ckpt.read_bytes()).hexdigest()[:12]
         report["generator"] = {"checkpoint": str(ckpt), "version": version, "train_metrics": gan.train_metrics}
-        reference = fit_quick(ArraySet(grids, np.full(grids.shape, 255, np.int64), labels),
+        reference = fit_quick(WaferArrays(grids, np.full(grids.shape, IGNORE_INDEX, np.int64), labels),
                               steps=cfg.reference_steps, seed=cfg.seed)
         real_emb = score_pool(reference, grids).emb
         outline = OutlineStats.from_real(grids)

@@ -64,7 +64,8 @@ class InferenceEngine:
         self.path = Path(onnx_path)
         self.classes: list[str] = list(metadata["classes"])
         self.input_size = tuple(metadata["input_size"])
-        self.temperature = float(metadata.get("temperature", 1.0))
+        self.temperature = float(metadata.get("temperature", 1.0))  # inside the graph (legacy exports: applied here)
+        self._legacy = "class_probs" not in {o.name for o in self.session.get_outputs()}
         self.model_version: str | None = metadata.get("model_version")
         self.prediction_log, self.alias = prediction_log, alias  # every prediction is logged when set
 
@@ -103,9 +104,13 @@ class InferenceEngine:
 
     def predict_arrays(self, grids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated class probabilities (N, 9) and fail-die masks (N, H, W) for grids already
-        at the model's input size."""
-        mask_logits, class_logits = self.session.run(["mask_logits", "class_logits"],
-                                                     {"input": encode_grids(grids).numpy()})
+        at the model's input size: the exported predictor's own outputs."""
+        x = {"input": encode_grids(grids).numpy()}
+        if not self._legacy:
+            probs, masks = self.session.run(["class_probs", "mask"], x)
+            return probs, masks
+        # An export from before the predictor held its post-processing: same steps, done here.
+        mask_logits, class_logits = self.session.run(["mask_logits", "class_logits"], x)
         masks = mask_logits.argmax(1).astype(np.uint8)
         masks[np.asarray(grids) != DIE_FAIL] = 0
         return softmax(class_logits / self.temperature, axis=1), masks

@@ -6,9 +6,8 @@ Input channels (float32, 0/1):
   1. fail dies: 1 where the die failed (code 2).
 A pass die is (area, not fail), an empty cell (0, 0); no ordinal "2 > 1" is implied.
 
-Mask target: the class index per die (0 = background, 1..8 = pattern), and
-:data:`IGNORE_INDEX` where there is no die or the wafer has no mask (e.g. GAN samples), so the
-mask loss only ever sees real, annotated dies.
+The mask target (the class per die, ignored where there is no die or no annotated mask) is
+:func:`waferflow.data.arrays.mask_target`.
 
 Example:
     >>> import numpy as np
@@ -23,10 +22,9 @@ import torch
 
 from waferflow.classes import DIE_FAIL, DIE_NONE
 
-__all__ = ["N_CHANNELS", "IGNORE_INDEX", "encode_grids", "mask_target"]
+__all__ = ["N_CHANNELS", "encode_grids"]
 
 N_CHANNELS = 2
-IGNORE_INDEX = 255
 
 
 def encode_grids(grids: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -35,13 +33,3 @@ def encode_grids(grids: np.ndarray | torch.Tensor) -> torch.Tensor:
     if g.ndim != 3:
         raise ValueError(f"expected (N, H, W) die grids, got shape {tuple(g.shape)}")
     return torch.stack([(g != DIE_NONE), (g == DIE_FAIL)], dim=1).float()
-
-
-def mask_target(grids: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
-    """Per-die target (N, H, W) int64: mask classes on dies, IGNORE_INDEX elsewhere."""
-    grids = np.asarray(grids)
-    if masks is None:
-        return np.full(grids.shape, IGNORE_INDEX, np.int64)
-    target = np.asarray(masks).astype(np.int64)
-    target[grids == DIE_NONE] = IGNORE_INDEX
-    return target

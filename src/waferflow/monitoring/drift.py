@@ -79,7 +79,7 @@ def check_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig
     per_column = _per_column(snapshot.dict())
     drifted = [c for c in features if per_column[c]["drifted"]]
     share = len(drifted) / len(features)
-    predictions = {c: per_column[c] for c in ("predicted_class", "confidence") if c in per_column}
+    predictions = {c: per_column[c] for c in PREDICTION_COLUMNS if c in per_column}
     if "predicted_class" in predictions:
         mix = predictions["predicted_class"]
         mix["sampling_noise"] = round(class_mix_noise(ref["predicted_class"], len(cur), cfg.class_mix_noise_quantile), 6)

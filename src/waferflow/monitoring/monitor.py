@@ -133,13 +133,13 @@ def run_drift(p: Params, root: Path, current: pd.DataFrame, source: str | list[s
 
     Raises ``ValueError`` when a window is too small to judge (``drift.min_wafers``) and
     ``FileNotFoundError`` when the reference is missing."""
-    from waferflow.monitoring.drift import check_drift
+    from waferflow.monitoring.drift import PREDICTION_COLUMNS, check_drift
 
     skipped = current.attrs.get("skipped_log_parts", [])  # read first: pandas may drop attrs on the way
     has_predictions = "predicted_class" in current and current["predicted_class"].notna().any()
     ref, info = reference_window(p, root, reference, predictions=has_predictions)
     if has_predictions and "predicted_class" not in ref:
-        current = current.drop(columns=["predicted_class", "confidence"], errors="ignore")
+        current = current.drop(columns=list(PREDICTION_COLUMNS), errors="ignore")
     result = check_drift(ref, current, p.drift)
     versions = Counter(str(v) for v in current["model_version"].dropna()) if "model_version" in current else {}
     summary = {**result.summary, **info, "current": source, "current_model_versions": dict(versions),

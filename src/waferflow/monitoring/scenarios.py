@@ -21,10 +21,9 @@ from waferflow.classes import DIE_FAIL, DIE_NONE
 from waferflow.data.records import WaferRecord
 from waferflow.synth.dataset import DatasetConfig, generate_dataset
 
-__all__ = ["SCENARIOS", "SHIFTED", "CLASS_MIX_WEIGHTS", "stream"]
+__all__ = ["SCENARIOS", "CLASS_MIX_WEIGHTS", "stream"]
 
 SCENARIOS = ("unshifted", "background", "class_mix", "wafer_size", "novel_pattern")
-SHIFTED = SCENARIOS[1:]
 CLASS_MIX_WEIGHTS = {"Center": 20, "Edge-Ring": 30, "Loc": 15, "Edge-Loc": 5, "none": 30}  # the class_mix stream
 
 

@@ -33,10 +33,10 @@ from datetime import datetime, timezone
 import numpy as np
 from mlflow import MlflowClient
 
+from waferflow.data.arrays import WaferArrays
 from waferflow.evaluation.metrics import classification_metrics, mask_metrics
 from waferflow.registry.gate_config import GateConfig
 from waferflow.registry.register import CHALLENGER, CHAMPION, tag_version
-from waferflow.training.data import WaferArrays
 
 __all__ = ["GateConfig", "measure_version", "decide", "run_gate", "promote", "rollback", "PREVIOUS"]
 

@@ -1,8 +1,8 @@
-"""The registered model: an MLflow pyfunc over WaferUNet weights.
+"""The registered model: an MLflow pyfunc over a :class:`~waferflow.models.predictor.WaferPredictor`.
 
 Input: ``uint8`` die grids ``(N, H, W)`` at the model's input size (0 no die, 1 pass, 2 fail).
-Output: ``{"class_probs": (N, 9) float32, "mask": (N, H, W) uint8}``; the mask is restricted
-to fail dies, as defect masks are by definition.
+Output: ``{"class_probs": (N, 9) float32, "mask": (N, H, W) uint8}`` — the predictor's calibrated
+probabilities and fail-die mask, the same numbers the ONNX export and ``waferflow predict`` give.
 
 Example:
     >>> model = mlflow.pyfunc.load_model("models:/waferflow-wafer-classifier@champion")  # doctest: +SKIP
@@ -18,55 +18,43 @@ import mlflow
 import numpy as np
 import torch
 
-from waferflow.classes import DIE_FAIL
 from waferflow.fileio import atomic_path
-from waferflow.models.encoding import encode_grids
 from waferflow.models.config import ModelConfig
+from waferflow.models.predictor import WaferPredictor, as_predictor
 from waferflow.models.wafer_unet import WaferUNet
 
-__all__ = ["WaferPyfunc", "save_weights", "load_weights", "predict_grids", "pip_requirements"]
+__all__ = ["WaferPyfunc", "save_weights", "load_weights", "pip_requirements"]
 
 
-def save_weights(net: WaferUNet, path: str | Path) -> Path:
+def save_weights(model: WaferUNet | WaferPredictor, path: str | Path) -> Path:
+    """The net's config and weights and the predictor's temperature, in one torch file."""
+    predictor = as_predictor(model)
+    blob = {"model_config": predictor.config.model_dump(), "state_dict": predictor.net.state_dict(),
+            "temperature": float(predictor.temperature)}
     with atomic_path(path) as tmp:
-        torch.save({"model_config": net.config.model_dump(), "state_dict": net.state_dict()}, tmp)
+        torch.save(blob, tmp)
     return Path(path)
 
 
-def load_weights(path: str | Path) -> WaferUNet:
+def load_weights(path: str | Path) -> WaferPredictor:
+    """The predictor saved by :func:`save_weights` (files from before calibration moved into the
+    model have no temperature: 1)."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
     net = WaferUNet(ModelConfig.model_validate(blob["model_config"]))
     net.load_state_dict(blob["state_dict"])
-    return net.eval()
-
-
-@torch.no_grad()
-def predict_grids(net: WaferUNet, grids: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities (N, 9) and fail-die masks (N, H, W) for resized die grids."""
-    grids = np.asarray(grids, dtype=np.uint8)
-    probs, masks = [], []
-    net.eval()
-    device = next(net.parameters()).device
-    for start in range(0, len(grids), batch_size):
-        chunk = grids[start:start + batch_size]
-        mask_logits, class_logits = net(encode_grids(chunk).to(device))
-        probs.append(torch.softmax(class_logits, 1).float().cpu().numpy())
-        mask = mask_logits.argmax(1).cpu().numpy().astype(np.uint8)
-        mask[chunk != DIE_FAIL] = 0
-        masks.append(mask)
-    return np.concatenate(probs), np.concatenate(masks)
+    return WaferPredictor(net, blob.get("temperature", 1.0)).eval()
 
 
 class WaferPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         torch.set_num_threads(max(1, torch.get_num_threads()))
-        self.net = load_weights(context.artifacts["weights"])
+        self.predictor = load_weights(context.artifacts["weights"])
 
     def predict(self, context, model_input, params=None):
         grids = np.asarray(model_input)
         if grids.ndim == 2:
             grids = grids[None]
-        probs, masks = predict_grids(self.net, grids)
+        probs, masks = self.predictor.predict(grids)
         return {"class_probs": probs, "mask": masks}
 
 

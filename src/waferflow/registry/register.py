@@ -4,7 +4,7 @@ The first version ever registered becomes ``champion``; every later one ``challe
 (the promotion gate decides whether a challenger replaces the champion).
 
 Example:
-    >>> info = log_and_register(net, "waferflow-wafer-classifier", run_id, tags={})  # doctest: +SKIP
+    >>> info = log_and_register(predictor, "waferflow-wafer-classifier", run_id, tags={})  # doctest: +SKIP
     >>> info["alias"]  # doctest: +SKIP
     'champion'
 """
@@ -20,8 +20,8 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
 import waferflow
-from waferflow.models.wafer_unet import WaferUNet
-from waferflow.registry.pyfunc import WaferPyfunc, pip_requirements, predict_grids, save_weights
+from waferflow.models.predictor import WaferPredictor
+from waferflow.registry.pyfunc import WaferPyfunc, pip_requirements, save_weights
 
 __all__ = ["log_and_register", "tag_version", "CHAMPION", "CHALLENGER"]
 
@@ -35,14 +35,14 @@ def tag_version(model_name: str, version: str, tags: dict) -> None:
         client.set_model_version_tag(model_name, str(version), key, str(value)[:5000])
 
 
-def log_and_register(net: WaferUNet, model_name: str, run_id: str, tags: dict[str, str],
+def log_and_register(predictor: WaferPredictor, model_name: str, run_id: str, tags: dict[str, str],
                      example_grids: np.ndarray) -> dict:
-    """Log ``net`` as a pyfunc model with signature and input example, register, set the alias."""
+    """Log ``predictor`` as a pyfunc model with signature and input example, register, set the alias."""
     example = np.asarray(example_grids[:2], np.uint8)
-    probs, masks = predict_grids(net, example)
+    probs, masks = predictor.predict(example)
     signature = infer_signature(example, {"class_probs": probs, "mask": masks})
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
-        weights = save_weights(net, Path(tmp) / "weights.pt")
+        weights = save_weights(predictor, Path(tmp) / "weights.pt")
         info = mlflow.pyfunc.log_model(
             name="model", python_model=WaferPyfunc(), artifacts={"weights": str(weights)},
             code_paths=[str(Path(waferflow.__file__).parent)], signature=signature, input_example=example,

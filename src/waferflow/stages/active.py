@@ -16,8 +16,7 @@ def al_query(params: Params, layout: Layout = Layout(), progress: bool = True) -
     from waferflow.registry.pyfunc import load_weights
 
     run = layout.train_run()
-    net = load_weights(layout.root / run["weights"])
-    summary = build_queue(net, layout.processed / "unlabeled.parquet",
+    summary = build_queue(load_weights(layout.root / run["weights"]), layout.processed / "unlabeled.parquet",
                           [layout.processed / "train.parquet", layout.processed / "val.parquet"], params.al,
                           layout / QUEUE_DIR, layout.resolve(params.al.labels_dir), progress=progress)
     summary["model_version"] = run["version"]

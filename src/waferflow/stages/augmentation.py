@@ -16,7 +16,7 @@ def augment(params: Params, layout: Layout = Layout(), progress: bool = True) ->
 
     from waferflow.gan.augment import run_augment
     from waferflow.registry.tracking import configure_mlflow, flatten
-    from waferflow.training.data import WaferArrays
+    from waferflow.data.arrays import WaferArrays
 
     train = WaferArrays.from_parquet(layout.processed / "train.parquet")
     out = layout / AUGMENTED_DIR

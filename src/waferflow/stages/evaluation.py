@@ -60,7 +60,7 @@ def evaluate(params: Params, layout: Layout = Layout()) -> dict:
     from waferflow.registry.pyfunc import load_weights
     from waferflow.registry.register import tag_version
     from waferflow.registry.tracking import configure_mlflow
-    from waferflow.training.data import WaferArrays
+    from waferflow.data.arrays import WaferArrays
 
     run = layout.train_run()
     net = load_weights(layout.root / run["weights"])

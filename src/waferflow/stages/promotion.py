@@ -16,7 +16,7 @@ def judge(params: Params, layout: Layout, version: str) -> dict:
     from waferflow.evaluation.evaluate import load_real_arrays
     from waferflow.registry.gate import run_gate
     from waferflow.registry.tracking import configure_mlflow
-    from waferflow.training.data import WaferArrays
+    from waferflow.data.arrays import WaferArrays
 
     configure_mlflow(params.mlflow, layout.root)
     shadow_path = layout.resolve(params.gate.shadow_report)

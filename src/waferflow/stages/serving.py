@@ -11,14 +11,14 @@ __all__ = ["export"]
 
 
 def export(params: Params, layout: Layout = Layout()) -> dict:
-    """ONNX export of the trained weights: checker, parity on the test split, temperature, INT8."""
+    """ONNX export of the trained predictor: checker, parity on the test split, INT8."""
     import mlflow
 
     from waferflow.inference.export import ParityError, export_onnx
     from waferflow.registry.pyfunc import load_weights
     from waferflow.registry.register import tag_version
     from waferflow.registry.tracking import configure_mlflow
-    from waferflow.training.data import WaferArrays
+    from waferflow.data.arrays import WaferArrays
 
     run = layout.train_run()
     val = WaferArrays.from_parquet(layout.processed / "val.parquet")
@@ -26,14 +26,15 @@ def export(params: Params, layout: Layout = Layout()) -> dict:
     cfg = params.export
     failure = None
     try:
-        report = export_onnx(load_weights(layout.root / run["weights"]), layout.export, val.grids, val.labels,
-                             test.grids, test.labels, cfg.tolerance, cfg.max_int8_f1_drop, cfg.calibration_size)
+        report = export_onnx(load_weights(layout.root / run["weights"]), layout.export, val.grids, test.grids,
+                             test.labels, cfg.tolerance, cfg.max_int8_f1_drop, cfg.calibration_size)
     except ParityError as exc:
         failure = exc
         report = json.loads((layout.export / "export.json").read_text())
     summary = {"parity_passed": report["parity"]["passed"],
                "max_abs_diff_class_logits": report["parity"]["max_abs_diff_class_logits"],
-               "max_abs_diff_mask_logits": report["parity"]["max_abs_diff_mask_logits"],
+               "max_abs_diff_class_probs": report["parity"]["max_abs_diff_class_probs"],
+               "mask_die_mismatches": report["parity"]["mask_die_mismatches"],
                "temperature": report["temperature"], "int8_kept": report["int8"]["kept"],
                "int8_macro_f1_drop": report["int8"]["macro_f1_drop"], "model_version": run["version"]}
     write_json(layout.metrics / "export.json", summary)

@@ -1,4 +1,4 @@
-"""Stage train: fit, log to MLflow, register."""
+"""Stage train: fit, calibrate (temperature on the validation split), log to MLflow, register."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ SYNTHETIC = "data/augmented/synthetic.parquet"  # the augment stage's output, as
 def train(params: Params, layout: Layout = Layout(), params_path: Path = Path("params.yaml")) -> dict:
     """Fit the two-headed U-Net; on rank 0 log everything to MLflow and register the model."""
     from waferflow.config import raw_params
+    from waferflow.models.predictor import WaferPredictor
     from waferflow.registry.pyfunc import save_weights
     from waferflow.registry.register import log_and_register
     from waferflow.registry.tracking import data_version, flatten, git_commit
-    from waferflow.training.data import WaferArrays
+    from waferflow.data.arrays import WaferArrays
     from waferflow.training.lightning_module import WaferLitModule
     from waferflow.training.trainer import fit
     import mlflow
@@ -44,18 +45,21 @@ def train(params: Params, layout: Layout = Layout(), params_path: Path = Path("p
     if summary["run_id"] is None:  # not rank 0 of a distributed run: rank 0 does the bookkeeping
         return summary
     best = WaferLitModule.load_from_checkpoint(summary["checkpoint"], map_location="cpu")
-    weights = save_weights(best.net, layout.models / "weights.pt")
+    val = WaferArrays.from_parquet(layout.processed / "val.parquet")
+    predictor = WaferPredictor(best.net)
+    summary["temperature"] = round(predictor.calibrate(val.grids, val.labels), 6)  # served confidences calibrated
+    weights = save_weights(predictor, layout.models / "weights.pt")
     with mlflow.start_run(run_id=summary["run_id"]):
         mlflow.log_params({k: str(v)[:6000] for k, v in flatten(raw_params(params_path)).items()})
         mlflow.log_metrics({"best_val_macro_f1": summary["best_val_macro_f1"], "train_seconds": summary["train_seconds"],
-                            "peak_rss_mb": summary["peak_rss_mb"]})
-    example = WaferArrays.from_parquet(layout.processed / "val.parquet").grids
-    registered = log_and_register(best.net, params.mlflow.registered_model, summary["run_id"],
+                            "peak_rss_mb": summary["peak_rss_mb"], "temperature": summary["temperature"]})
+    registered = log_and_register(predictor, params.mlflow.registered_model, summary["run_id"],
                                   {**provenance, "run_id": summary["run_id"],
-                                   "best_val_macro_f1": f"{summary['best_val_macro_f1']:.4f}"}, example)
+                                   "best_val_macro_f1": f"{summary['best_val_macro_f1']:.4f}",
+                                   "temperature": str(summary["temperature"])}, val.grids)
     run_info = {**summary, **registered, **provenance, "weights": str(weights.relative_to(layout.root))}
     run_info["checkpoint"] = str(Path(summary["checkpoint"]).resolve().relative_to(layout.root.resolve()))
     write_json(layout.models / "train_run.json", run_info)
     write_json(layout.metrics / "train.json", {k: run_info[k] for k in (
-        "best_val_macro_f1", "epochs_trained", "train_seconds", "peak_rss_mb", "version", "alias")})
+        "best_val_macro_f1", "epochs_trained", "train_seconds", "peak_rss_mb", "temperature", "version", "alias")})
     return run_info

@@ -25,7 +25,7 @@ import albumentations as A
 import numpy as np
 
 from waferflow.classes import DIE_FAIL, DIE_PASS
-from waferflow.models.encoding import IGNORE_INDEX
+from waferflow.data.arrays import IGNORE_INDEX
 from waferflow.training.config import AugmentConfig
 
 __all__ = ["AugmentConfig", "DieNoise", "build_augmentation"]

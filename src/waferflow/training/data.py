@@ -14,42 +14,17 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from waferflow.classes import CLASSES
+from waferflow.data.arrays import WaferArrays
 from waferflow.data.records import read_frame
-from waferflow.models.encoding import encode_grids, mask_target
+from waferflow.models.encoding import encode_grids
 from waferflow.training.augment import build_augmentation
 from waferflow.training.config import AugmentConfig
 
-__all__ = ["WaferArrays", "WaferDataset", "WaferDataModule", "class_weights"]
-
-
-class WaferArrays:
-    """A split held as arrays: grids (N,H,W) uint8, mask targets (N,H,W) int64, labels (N,)."""
-
-    def __init__(self, frame: pd.DataFrame) -> None:
-        if frame.empty:
-            raise ValueError("empty split: nothing to train or evaluate on")
-        shapes = set(zip(frame["height"], frame["width"]))
-        if len(shapes) != 1:
-            raise ValueError(f"grids of several shapes {sorted(shapes)[:3]}...; run the split stage (it resizes)")
-        (h, w), n = shapes.pop(), len(frame)
-        self.frame = frame.reset_index(drop=True)
-        self.grids = np.frombuffer(b"".join(frame["die_grid"]), np.uint8).reshape(n, h, w).copy()
-        self.targets = np.stack([
-            mask_target(g, None if m is None else np.frombuffer(m, np.uint8).reshape(h, w))
-            for g, m in zip(self.grids, frame["defect_mask"])])
-        self.labels = np.array([CLASSES.index(c) if isinstance(c, str) else -1 for c in frame["label"]], np.int64)
-
-    @classmethod
-    def from_parquet(cls, path: str | Path) -> "WaferArrays":
-        return cls(read_frame(path))
-
-    def __len__(self) -> int:
-        return len(self.labels)
+__all__ = ["WaferDataset", "WaferDataModule", "class_weights"]
 
 
 class WaferDataset(Dataset):
@@ -100,7 +75,7 @@ class WaferDataModule(L.LightningDataModule):
         for name in wanted:
             if name not in self.arrays:
                 files = [self.data_dir / f"{name}.parquet", *(self.extra_train if name == "train" else [])]
-                arrays = WaferArrays(read_frame(files))
+                arrays = WaferArrays.from_frame(read_frame(files))
                 if (arrays.labels < 0).any():
                     raise ValueError(f"{name} split holds unlabeled wafers")
                 self.arrays[name] = arrays

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from waferflow.models.encoding import IGNORE_INDEX
+from waferflow.data.arrays import IGNORE_INDEX
 from waferflow.models.config import ModelConfig
 from waferflow.models.wafer_unet import N_WAFER_CLASSES, WaferUNet
 from waferflow.training.config import TrainConfig

@@ -17,7 +17,6 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 
-from waferflow.fileio import write_json
 from waferflow.models.config import ModelConfig
 from waferflow.registry.tracking import MlflowConfig, configure_mlflow, resolved_tracking_uri
 from waferflow.training.data import WaferDataModule
@@ -91,7 +90,3 @@ def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: Path, out_dir:
     if trainer.is_global_zero and not checkpoint.best_model_path:
         raise RuntimeError("training produced no checkpoint (no validation epoch completed)")
     return summary
-
-
-def write_summary(summary: dict, path: Path) -> None:
-    write_json(path, summary)
