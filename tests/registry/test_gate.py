@@ -135,3 +135,35 @@ def test_gate_refuses_a_degraded_challenger_promotes_a_good_one_and_rollback_res
     assert manual == {"champion": v2, "previous": v1}
     tags = MlflowClient().get_model_version(NAME, v2).tags
     assert tags["gate.decision"] == "manual_promote" and tags["gate.reason"] == "operator override for a test"
+
+
+def test_a_gate_that_loses_the_race_moves_nothing_and_alias_writers_take_turns(registry, monkeypatch):
+    """The monitor DAG's gate and the retrain DAG's gate (or a manual promote) may run at once."""
+    import threading
+
+    from waferflow.registry import gate as gate_module
+    from waferflow.registry.aliases import alias_lock
+
+    test, register = registry["test"], registry["register"]
+    challenger, other = register(registry["good"], "race-challenger"), register(registry["degraded"], "race-other")
+    before = aliases()["champion"]
+    calls = []
+
+    def measure_while_someone_promotes(model_name, version, *args, **kwargs):
+        calls.append(version)
+        if len(calls) == 1:  # another writer moves the champion while this gate measures
+            promote(NAME, other, reason="won the race")
+        return {**_measured(0.99 if version == challenger else 0.5, {"Center": 0.9}, 1.0), "version": version}
+
+    monkeypatch.setattr(gate_module, "measure_version", measure_while_someone_promotes)
+    result = run_gate(NAME, challenger, test, GateConfig())
+    assert result["decision"] == "refused" and f"champion is version {other} now, not version {before}" in result["reason"]
+    assert aliases()["champion"] == other  # the winner's move stands; the stale decision moved nothing
+
+    with alias_lock():  # a writer holding the lock makes the next one wait
+        waiting = threading.Thread(target=promote, args=(NAME, challenger))
+        waiting.start()
+        waiting.join(timeout=1.0)
+        assert waiting.is_alive() and aliases()["champion"] == other
+    waiting.join(timeout=60)
+    assert not waiting.is_alive() and aliases()["champion"] == challenger

@@ -30,8 +30,8 @@ from waferflow.active.strategies import bald, entropy, margin, select  # noqa: E
 from waferflow.classes import CLASSES  # noqa: E402
 from waferflow.data.records import read_frame  # noqa: E402
 from waferflow.fileio import atomic_path, save_figure  # noqa: E402
-from waferflow.inference.report import overlay_name  # noqa: E402
 from waferflow.models.predictor import WaferPredictor  # noqa: E402
+from waferflow.viz.names import wafer_file_name  # noqa: E402
 from waferflow.viz.wafer_plots import plot_wafer, save_wafer_grid  # noqa: E402
 
 __all__ = ["build_queue", "grids_of"]
@@ -86,7 +86,7 @@ def build_queue(predictor: WaferPredictor, pool_path: Path, labeled_paths: list[
                                          disable=not progress, unit="wafer")):
         p = probs[rank]
         top = np.argsort(-p)[:3]
-        image = f"images/{rank + 1:03d}_{overlay_name(rec['lot_id'], rec['wafer_id'])}"
+        image = f"images/{rank + 1:03d}_{wafer_file_name(rec['lot_id'], rec['wafer_id'])}"
         fig, ax = plt.subplots(figsize=(3.2, 3.5))
         plot_wafer(ax, grids[i], masks[rank], f"#{rank + 1} {rec['lot_id']}:{rec['wafer_id']}\n"
                    + ", ".join(f"{CLASSES[k]} {p[k]:.2f}" for k in top))

@@ -7,7 +7,6 @@ leaves the previous file in place. Each overlay's path is recorded in its wafer'
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -20,35 +19,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 from waferflow.data.records import WaferRecord  # noqa: E402
 from waferflow.fileio import atomic_path, save_figure  # noqa: E402
 from waferflow.inference.engine import to_json  # noqa: E402
+from waferflow.viz.names import wafer_file_name  # noqa: E402
 from waferflow.viz.wafer_plots import plot_wafer  # noqa: E402
 
-__all__ = ["write_predictions", "overlay_name", "CSV_COLUMNS"]
+__all__ = ["write_predictions", "CSV_COLUMNS"]
 
 log = logging.getLogger(__name__)
 CSV_COLUMNS = ["lot_id", "wafer_id", "class", "confidence", "second_class", "second_probability", "severity",
                "fail_density", "affected_dies", "clusters", "edge_ratio", "rows", "cols", "model_version"]
 OVERLAYS = "overlays"
-_NAME_CHARS = 120  # readable part of an overlay name: with the hash and ".png", far below 255 bytes
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "-_." else "_" for ch in name)
-
-
-def overlay_name(lot_id: object, wafer_id: object) -> str:
-    """File name of a wafer's overlay: ``<lot>_<wafer>.png`` when the ids are plain file-name text.
-
-    Otherwise (other characters, leading dots, over ``_NAME_CHARS``, or a ``_`` in the wafer id,
-    which would make ``<lot>_<wafer>`` ambiguous) the text is made safe, cut to length and
-    followed by a hash of both ids, so distinct wafers get distinct files.
-    """
-    lot, wafer = str(lot_id), str(wafer_id)
-    text = f"{_safe(lot)}_{_safe(wafer)}".lstrip(".")[:_NAME_CHARS]
-    if text != f"{lot}_{wafer}" or "_" in wafer:
-        text += "_" + hashlib.sha256(json.dumps([lot, wafer]).encode()).hexdigest()[:12]
-    return f"{text}.png"
-
-
 def _draw_overlay(result: dict, record: WaferRecord, path: Path) -> bool:
     """Draw the wafer with its mask to ``path``; False (reported, not raised) when that failed."""
     fig, ax = plt.subplots(figsize=(3.2, 3.4))
@@ -73,7 +52,7 @@ def _write_overlays(results: list[dict], records_by_key: dict[tuple, WaferRecord
     written = []
     for r in results:
         rec = records_by_key.get((r["lot_id"], r["wafer_id"]))
-        name = f"{OVERLAYS}/{overlay_name(r['lot_id'], r['wafer_id'])}"
+        name = f"{OVERLAYS}/{wafer_file_name(r['lot_id'], r['wafer_id'])}"
         written.append(name if rec is not None and _draw_overlay(r, rec, out_dir / name) else None)
     return written
 

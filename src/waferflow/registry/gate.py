@@ -35,12 +35,12 @@ from mlflow import MlflowClient
 
 from waferflow.data.arrays import WaferArrays
 from waferflow.evaluation.metrics import classification_metrics, mask_metrics
+from waferflow.registry.aliases import PREVIOUS, AliasMoved, alias_lock, move_champion
 from waferflow.registry.gate_config import GateConfig
-from waferflow.registry.register import CHALLENGER, CHAMPION, tag_version
+from waferflow.registry.register import CHAMPION, tag_version
 
 __all__ = ["GateConfig", "measure_version", "decide", "run_gate", "promote", "rollback", "PREVIOUS"]
 
-PREVIOUS = "previous"
 
 
 def _now() -> str:
@@ -124,17 +124,6 @@ def _shadow_rules(rule, shadow: dict | None, challenger: str, champion: str, cfg
              f">= champion - {cfg.max_shadow_accuracy_drop} on {lab['wafers']} labeled live wafers")
 
 
-def _move_champion(client: MlflowClient, name: str, version: str) -> str | None:
-    aliases = client.get_registered_model(name).aliases
-    old = aliases.get(CHAMPION)
-    client.set_registered_model_alias(name, CHAMPION, version)
-    if old is not None and str(old) != str(version):
-        client.set_registered_model_alias(name, PREVIOUS, str(old))
-    if str(aliases.get(CHALLENGER)) == str(version):
-        client.delete_registered_model_alias(name, CHALLENGER)
-    return None if old is None else str(old)
-
-
 def _compare(client: MlflowClient, model_name: str, version: str, champion: str, arrays: WaferArrays,
              real: WaferArrays | None, parity: bool, cfg: GateConfig, shadow: dict | None) -> dict:
     """Measure both versions, apply the rules, move the aliases when the challenger passes."""
@@ -152,7 +141,11 @@ def _compare(client: MlflowClient, model_name: str, version: str, champion: str,
     if not (passed or cfg.force_promote):
         return {"decision": "refused", "rules": rules, "measured": measured,
                 "reason": f"failed: {', '.join(failed)}; champion stays version {champion}"}
-    previous = _move_champion(client, model_name, version)
+    try:
+        with alias_lock():
+            previous = move_champion(client, model_name, version, expected=champion)
+    except AliasMoved as exc:  # another gate or a manual promotion won the race while we measured
+        return {"decision": "refused", "rules": rules, "measured": measured, "reason": str(exc)}
     why = "every rule passed" if passed else f"forced by gate.force_promote despite failing {', '.join(failed)}"
     return {"decision": "promoted" if passed else "forced", "rules": rules, "measured": measured,
             "reason": f"{why}; version {previous} is now '{PREVIOUS}'"}
@@ -177,7 +170,8 @@ def run_gate(model_name: str, version: str, arrays: WaferArrays, cfg: GateConfig
         result.update(decision="champion", rules=[],
                       reason="no other champion to compare with: this version is the champion")
         if champion is None:
-            _move_champion(client, model_name, version)
+            with alias_lock():
+                move_champion(client, model_name, version, expected=None)
     else:
         result.update(_compare(client, model_name, version, str(champion), arrays, real, parity, cfg, shadow))
     if not already:
@@ -195,7 +189,9 @@ def promote(model_name: str, version: str, reason: str = "") -> dict:
     """Manual override: make ``version`` the champion, recorded as such on the version."""
     client = MlflowClient()
     client.get_model_version(model_name, str(version))  # raises if it does not exist
-    previous = _move_champion(client, model_name, str(version))
+    with alias_lock():
+        current = client.get_registered_model(model_name).aliases.get(CHAMPION)
+        previous = move_champion(client, model_name, str(version), expected=current)
     tag_version(model_name, str(version), {"gate.decision": "manual_promote", "gate.decided_at": _now(),
                                             "gate.reason": reason or "manual promotion", "gate.by": getpass.getuser()})
     return {"champion": str(version), PREVIOUS: previous}
@@ -204,12 +200,13 @@ def promote(model_name: str, version: str, reason: str = "") -> dict:
 def rollback(model_name: str) -> dict:
     """Champion <- previous; the demoted version is tagged, and ``previous`` is cleared."""
     client = MlflowClient()
-    aliases = client.get_registered_model(model_name).aliases
-    if PREVIOUS not in aliases:
-        raise ValueError(f"{model_name} has no '{PREVIOUS}' version to roll back to")
-    demoted, restored = str(aliases[CHAMPION]), str(aliases[PREVIOUS])
-    client.set_registered_model_alias(model_name, CHAMPION, restored)
-    client.delete_registered_model_alias(model_name, PREVIOUS)
+    with alias_lock():
+        aliases = client.get_registered_model(model_name).aliases
+        if PREVIOUS not in aliases:
+            raise ValueError(f"{model_name} has no '{PREVIOUS}' version to roll back to")
+        demoted, restored = str(aliases[CHAMPION]), str(aliases[PREVIOUS])
+        client.set_registered_model_alias(model_name, CHAMPION, restored)
+        client.delete_registered_model_alias(model_name, PREVIOUS)
     tag_version(model_name, demoted, {"gate.rolled_back_at": _now(), "gate.rolled_back_by": getpass.getuser()})
     return {"champion": restored, "demoted": demoted}
 
