@@ -24,7 +24,8 @@ install: $(STAMP)
 pipeline: install  ## the whole pipeline on the embedded default data (dvc repro)
 	PATH=$(abspath $(VENV))/bin:$$PATH dvc repro
 
-test: install  ## every test, the slow end-to-end ones included (what CI runs)
+test: install  ## lint (ruff), then every test, the slow end-to-end ones included (what CI runs)
+	$(PY) -m ruff check src tests benchmarks dags pipelines
 	$(PY) -m pytest -m "slow or not slow"
 
 test-fast: install  ## unit tests only

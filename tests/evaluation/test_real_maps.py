@@ -1,6 +1,5 @@
 """The fixed lot split of real maps and the sim-to-real gap measure."""
 
-import numpy as np
 import pytest
 
 from waferflow.classes import CLASSES
