@@ -46,7 +46,7 @@ import pandas as pd
 from filelock import FileLock
 
 from waferflow.classes import CLASSES
-from waferflow.data.parsers.base import Reject, field_count_reason, other_delimiter
+from waferflow.data.parsers.base import DELIMITERS, Reject, field_count_reason, other_delimiter, split_line
 from waferflow.data.quarantine import write_rejects
 from waferflow.fileio import atomic_path
 
@@ -57,7 +57,6 @@ STORE_NAME = "al_labels.parquet"
 LOCK_NAME = ".al_labels.lock"
 LABEL_COLUMNS = ["lot_id", "wafer_id", "label", "annotator", "round", "imported_at", "source_file", "source_line"]
 _CANON = {re.sub(r"[^a-z0-9]", "", c.lower()): c for c in CLASSES}
-_DELIMITERS = ",;\t|"
 # Byte-order marks: UTF-32 LE before UTF-16 LE, which starts the same way.
 _BOMS = [(codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]
@@ -126,17 +125,12 @@ def _decode(path: Path) -> str:
                          f"offset {exc.start}, line {line}); {_HOW_TO_FIX}") from None
 
 
-def _split(line: str, delimiter: str) -> list[str]:
-    """The fields of one line; ``csv.Error`` when a quote is not closed on it or is followed by more text."""
-    return next(csv.reader([line], delimiter=delimiter, strict=True), [])
-
-
 def _read_rows(path: Path) -> tuple[list[tuple[int, dict[str, str]]], list[Reject]]:
     """The rows of a label file with their line numbers (header is line 1), and the lines rejected as malformed."""
     lines = re.split(r"\r\n|\r|\n", _decode(path))
-    delimiter = max(_DELIMITERS, key=lines[0].count)
+    delimiter = max(DELIMITERS, key=lines[0].count)
     try:
-        header = [c.strip().lower() for c in _split(lines[0], delimiter)]
+        header = [c.strip().lower() for c in split_line(lines[0], delimiter)]
     except csv.Error as exc:
         raise ValueError(f"{path}: unreadable header line ({exc})") from None
     missing = {"wafer_id", "label"} - set(header)
@@ -146,7 +140,7 @@ def _read_rows(path: Path) -> tuple[list[tuple[int, dict[str, str]]], list[Rejec
     rows, malformed = [], []
     for number, line in enumerate(lines[1:], start=2):
         try:
-            values = _split(line, delimiter) if line.strip() else []
+            values = split_line(line, delimiter) if line.strip() else []
         except csv.Error as exc:
             malformed.append(_reject(path, number, None, f"unbalanced quote ({exc}); a quoted field ends on its "
                                                          f'own line and a quote inside it is doubled ("")', line))
