@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from waferflow.active.scoring import score_pool  # noqa: E402
+from waferflow.models.scoring import score_pool  # noqa: E402
 from waferflow.active.strategies import STRATEGIES, select  # noqa: E402
 from waferflow.classes import CLASSES  # noqa: E402
 from waferflow.data.arrays import IGNORE_INDEX, WaferArrays  # noqa: E402

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from waferflow.config import load_params
 from waferflow.inference.engine import InferenceEngine
 from waferflow.monitoring.drift import check_drift
-from waferflow.monitoring.features import feature_frame
+from waferflow.data.features import feature_frame
 from waferflow.monitoring.scenarios import CLASS_MIX_WEIGHTS, stream
 from waferflow.synth.dataset import DatasetConfig
 

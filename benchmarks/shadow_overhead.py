@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from waferflow.inference.engine import InferenceEngine
-from waferflow.monitoring.prediction_log import PredictionLog
+from waferflow.inference.prediction_log import PredictionLog
 from waferflow.monitoring.scenarios import stream
 from waferflow.monitoring.shadow import ShadowEngine
 

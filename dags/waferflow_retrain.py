@@ -7,15 +7,18 @@ prepare -> generate -> ingest -> validate -> split -> augment -> train -> evalua
   user's checkout and ``params.yaml`` are never edited), shares the project's DVC cache and
   applies the trigger form's values to the copy's ``params.yaml``; the task log lists every
   changed parameter.
-* Each stage task runs ``dvc repro --single-item <stage>`` in that copy with the ML
-  environment's ``dvc`` and the project's MLflow store. Unchanged stages are restored from DVC's
-  run cache, so a run with nothing new finishes in seconds and trains nothing.
+* Each stage task (the stage table's order and retry policy, ``waferflow.stages``) runs
+  ``dvc repro --single-item <stage>`` in that copy with the ML environment's ``dvc`` and the
+  project's MLflow store, then publishes what the stage wrote as its XCom (one JSON line).
+  Unchanged stages are restored from DVC's run cache, so a run with nothing new finishes in
+  seconds and trains nothing. The monitor DAG runs its stages the same way.
 * ``validate`` has no retries: when the great-expectations suite rejects more than
   ``validate.max_reject_fraction`` the task fails and nothing downstream (training included) runs.
-* ``al_query`` (beside export/gate) writes the active-learning annotation queue and publishes its
-  size and place as the task's XCom (its last log line).
-* ``summary`` always runs: it logs and returns (XCom) the gate decision, test metrics and MLflow
-  links, or the stage where the run stopped and why, and then fails the run if a stage failed.
+* ``al_query`` (beside export/gate) writes the active-learning annotation queue; its XCom has
+  the queue's size and place.
+* ``summary`` always runs: it logs each finished stage's summary (the lines ``waferflow <stage>``
+  prints), returns (XCom) the gate decision, metrics and MLflow links, or the stage where the run
+  stopped and why, and then fails the run if a stage failed.
 
 Environment (optional): ``WAFERFLOW_PROJECT_DIR`` (default: the checkout holding this file),
 ``WAFERFLOW_ML_BIN`` (the ML environment's ``bin``; default: this interpreter's),
@@ -44,6 +47,7 @@ from waferflow.orchestration.retrain import (
     experiment_id,
     format_summary,
     prepare_workspace,
+    stage_command,
     summarise,
     trigger_defaults,
 )
@@ -51,8 +55,7 @@ from waferflow.orchestration.retrain import (
 PROJECT = Path(os.environ.get("WAFERFLOW_PROJECT_DIR") or Path(__file__).resolve().parents[1]).resolve()
 ML_BIN = os.environ.get("WAFERFLOW_ML_BIN") or str(Path(sys.executable).parent)
 DEFAULTS = trigger_defaults(PROJECT)
-ENV_KEYS = ("MLFLOW_TRACKING_URI", "PYTHONPATH", "WAFERFLOW_GIT_COMMIT", "WAFERFLOW_AIRFLOW_RUN_ID",
-            "WAFERFLOW_RETRAIN_REASON")
+ENV_KEYS = ("MLFLOW_TRACKING_URI", "PYTHONPATH")
 PREPARED = "ti.xcom_pull(task_ids='prepare')"
 log = logging.getLogger("waferflow.retrain")
 
@@ -99,16 +102,10 @@ with DAG(
             log.info("no parameter differs from the project's params.yaml")
         return record
 
-    # what a stage task prints last (its XCom): the annotation queue's size and place
-    PUBLISH = {"al_query": "\npython -c \"import json; q = json.load(open('metrics/al_query.json')); "
-                           "print(json.dumps({'queue': q['queue'], 'size': q['selected'], 'round': q['round']}))\"\n"}
-
     stage_tasks = {
         stage: BashOperator(
             task_id=stage,
-            bash_command=(f'export PATH="{ML_BIN}:$PATH"\n'
-                          f'echo "waferflow: dvc repro --single-item {stage} in $PWD"\n'
-                          f"dvc repro --single-item {stage}\n" + PUBLISH.get(stage, "")),
+            bash_command=f'export PATH="{ML_BIN}:$PATH"\n' + stage_command(stage),
             cwd="{{ " + PREPARED + "['workspace'] }}",
             env={key: "{{ " + PREPARED + f"['env']['{key}'] }}}}" for key in ENV_KEYS},
             append_env=True,

@@ -58,19 +58,20 @@ evaluate: {real_data_dir: no_real_data_here, worst_errors: 4}
 @pytest.fixture(scope="session")
 def tiny_project(tmp_path_factory):
     """A project root with tiny params and the split stage's outputs (32x32, 360 labeled wafers)."""
-    from waferflow import stages
     from waferflow.config import load_params
+    from waferflow.layout import Layout
+    from waferflow.stages import stage
     from waferflow.synth import generate_dataset
 
     root = tmp_path_factory.mktemp("tiny")
     (root / "params.yaml").write_text(TINY_PARAMS)
     params = load_params(root / "params.yaml")
-    layout = stages.Layout(root)
+    layout = Layout(root)
     sets = generate_dataset(params.synth)
     from waferflow.data.records import write_records
 
     write_records([r for recs in sets.values() for r in recs], layout.validated)
-    stages.split(params, layout, progress=False)
+    stage("split").run(params, layout, progress=False)
     return root
 
 

@@ -19,12 +19,14 @@ from typing import Optional
 import typer
 
 from waferflow.config import load_params
+from waferflow.stages import STAGES
 
 app = typer.Typer(
     help="waferflow: wafer-map defect pattern recognition pipeline.\n\n"
-    "Pipeline stages (what `dvc repro` runs, in order): generate -> ingest -> validate -> split -> augment -> train -> evaluate "
-    "-> al_query, export -> gate. `waferflow label import` brings annotators' labels back. `waferflow predict` serves the champion (and logs every prediction); `drift`, `drift-stream` and `shadow` watch production; `promote` / `rollback` move the champion by hand. "
-    "Each reads params.yaml from the current directory (the project root) unless --params is given.",
+    "Pipeline stages (what `dvc repro` runs, in order): " + " -> ".join(s.name for s in STAGES if s.dvc) + ". "
+    "`waferflow label import` brings annotators' labels back. `waferflow predict` serves the champion (and logs every "
+    "prediction); `drift`, `drift-stream` and `shadow` watch production; `promote` / `rollback` move the champion by "
+    "hand. Each reads params.yaml from the current directory (the project root) unless --params is given.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -33,7 +35,8 @@ app.add_typer(label_app, name="label")
 remote_app = typer.Typer(help="Configure where DVC stores data and models for a team.", no_args_is_help=True)
 app.add_typer(remote_app, name="remote")
 
-PARAMS = typer.Option(Path("params.yaml"), "--params", "-p", help="Pipeline parameters file.")
+PARAMS_FILE = Path("params.yaml")
+PARAMS = typer.Option(PARAMS_FILE, "--params", "-p", help="Pipeline parameters file.")
 
 
 def _fail(message: str) -> None:
@@ -41,78 +44,19 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def run_stage(name: str, params_path: Path = Path("params.yaml")) -> None:
-    """Run one pipeline stage with ``params.yaml``; the entry point of ``pipelines/<name>.py``."""
-    from waferflow import stages
+def run_stage(name: str, params_path: Path = PARAMS_FILE) -> None:
+    """Run one stage of the table with ``params_path`` in its folder (the project root); print its summary."""
     from waferflow.data.validation import ValidationFailed
+    from waferflow.layout import Layout
+    from waferflow.stages import stage
 
     try:
-        params = load_params(params_path)
-        if name == "generate":
-            counts = stages.generate(params)
-            for subset, c in counts.items():
-                typer.echo(f"{subset}: {c['total']} wafers")
-        elif name == "ingest":
-            typer.echo(stages.ingest_stage(params).summary())
-        elif name == "validate":
-            s = stages.validate(params)
-            typer.echo(f"validation passed: {s['kept']} kept, {s['rejected']} rejected "
-                       f"({s['rejected_fraction']:.2%}); report reports/validation/validation.html")
-        elif name == "split":
-            for subset, c in stages.split(params).items():
-                typer.echo(f"{subset}: {c}")
-        elif name == "augment":
-            r = stages.augment(params)
-            if not r["classes"]:
-                typer.echo(f"no class has fewer than augment.min_count={r['min_count']} training maps "
-                           f"({r['train_counts']}): no synthetic maps needed")
-            for cls, c in r["classes"].items():
-                typer.echo(f"{cls}: {c['train_count']} real, generated {c['generated']}, kept {c['kept']}, "
-                           f"dropped {c['dropped']}, distances {c['distances']}")
-            typer.echo(f"{r['kept_total']} synthetic maps -> data/augmented/synthetic.parquet in {r['seconds']} s")
-        elif name == "train":
-            info = stages.train(params, params_path=params_path)
-            if info.get("run_id"):
-                typer.echo(f"trained {info['epochs_trained']} epochs in {info['train_seconds']} s, best val macro-F1 "
-                           f"{info['best_val_macro_f1']:.4f}; registered {info['model_name']} v{info['version']} "
-                           f"as @{info['alias']} (MLflow run {info['run_id']})")
-        elif name == "evaluate":
-            for key, value in stages.evaluate(params).items():
-                typer.echo(f"{key}: {value}")
-        elif name == "export":
-            for key, value in stages.export(params).items():
-                typer.echo(f"{key}: {value}")
-        elif name == "gate":
-            result = stages.gate(params)
-            typer.echo(f"gate: version {result['challenger_version']} {result['decision']}: {result['reason']}")
-            for r in result["rules"]:
-                typer.echo(f"  {'PASS' if r['passed'] else 'FAIL'} {r['rule']}: challenger {r['challenger']} "
-                           f"vs champion {r['champion']} ({r['limit']})")
-            typer.echo(f"aliases: {result['aliases']}")
-        elif name == "al_query":
-            q = stages.al_query(params)
-            typer.echo(f"annotation queue, round {q['round']}: {q['selected']} of {q['pool_size']} unlabeled wafers "
-                       f"by {q['strategy']} in {q['total_seconds']} s -> {q['queue']}")
-            typer.echo(f"predicted classes of the selection: {q['selected_predicted_classes']}")
-            typer.echo("label them (fill `label` in a copy of queue.csv), then: waferflow label import FILE.csv")
-        else:
-            _fail(f"unknown stage {name!r}")
-    except (ValidationFailed, FileNotFoundError, RuntimeError) as exc:
+        result = stage(name).run(load_params(params_path), Layout(params_path.resolve().parent))
+    except (ValidationFailed, FileNotFoundError, RuntimeError, ValueError) as exc:
         typer.secho(f"stage {name} failed: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(1)
-
-
-STAGE_COMMANDS = {
-    "generate": "Generate the embedded default data set (labeled, unlabeled and test wafers + gallery).",
-    "validate": "Validate the ingested table with the great-expectations suite; quarantine failing wafers.",
-    "split": "Resize to the model input size and split train/val/test/unlabeled (stratified, seeded).",
-    "augment": "GAN augmentation: WGAN-GP maps for classes below augment.min_count, through the quality gate.",
-    "train": "Train the U-Net (mask + class heads) with Lightning; log and register it in MLflow.",
-    "evaluate": "Evaluate the trained model on the test split (and real data when present); write metrics and plots.",
-    "export": "Export the trained model to ONNX (+ INT8), check parity with PyTorch, log it beside the model version.",
-    "gate": "Promotion gate: the challenger becomes champion only if every rule in params.yaml passes.",
-    "al_query": "Active learning: pick the unlabeled wafers worth labeling (al.strategy, al.budget) -> data/al/queue.",
-}
+        raise typer.Exit(1)
+    for line in result.lines:
+        typer.echo(line)
 
 
 def _register_stage_command(name: str, help_text: str) -> None:
@@ -129,8 +73,9 @@ def ingest_cmd(
                                               "--out as <name>.quarantine/, else data/quarantine/ingest)."),
     params: Path = PARAMS,
 ) -> None:
-    """Ingest wafer maps (LSWMD.pkl, .npz, CSV die lists, PNG/TIFF, Parquet) into the canonical table."""
-    if sources is None and out is None:
+    """Ingest wafer maps (LSWMD.pkl, .npz, CSV die lists, PNG/TIFF, Parquet) into the canonical table;
+    without FILES or --out, the pipeline's ingest stage."""
+    if sources is None and out is None:  # the pipeline's own ingest
         run_stage("ingest", params)
         return
     from waferflow.data.ingest import ingest
@@ -148,12 +93,15 @@ def ingest_cmd(
     typer.echo(f"wrote {target}" + (f"; rejects listed in {Path(quarantine) / 'rejects.csv'}" if report.rejected else ""))
 
 
-# Registered in pipeline order, so `waferflow --help` lists the stages as `dvc repro` runs them.
-for _name in ("generate", "ingest", "validate", "split", "augment", "train", "evaluate", "al_query", "export", "gate"):
-    if _name == "ingest":
-        app.command("ingest")(ingest_cmd)
-    else:
-        _register_stage_command(_name, STAGE_COMMANDS[_name])
+# One command per entry of the stage table, in pipeline order (`waferflow --help` lists them as
+# `dvc repro` runs them); ingest, drift and shadow take files as well.
+_CUSTOM = {"ingest": ingest_cmd}
+for _stage in STAGES:
+    if _stage.dvc:
+        if _stage.name in _CUSTOM:
+            app.command(_stage.name, help=_stage.help)(_CUSTOM[_stage.name])
+        else:
+            _register_stage_command(_stage.name, _stage.help)
 
 
 @label_app.command("import")
@@ -206,30 +154,27 @@ def drift(
     params: Path = PARAMS,
 ) -> None:
     """Drift check of a window of wafer maps against the reference (evidently; params.yaml → drift)."""
-    from waferflow.monitoring.features import feature_frame
-    from waferflow.monitoring.monitor import current_window, run_drift
+    from waferflow.data.features import feature_frame
+    from waferflow.layout import Layout
+    from waferflow.monitoring.windows import current_window
+    from waferflow.stages import stage
 
-    p, root = load_params(params), params.resolve().parent  # the project: its log, registry, caches
+    p, layout = load_params(params), Layout(params.resolve().parent)  # the project: its log, registry, caches
     if files:
         records, problems = _parse_files(files, p)
         for problem in problems:
             typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
         current, source = feature_frame(r.die_grid for r in records), [str(f) for f in files]
     else:
-        current, source = current_window(p, root)
+        current, source = current_window(p, layout.root)
+    drift_stage = stage("drift")
     try:
-        summary = run_drift(p, root, current, source, out.resolve(), reference=reference.resolve(),
-                            mlflow_run=mlflow_run)
+        summary = drift_stage.module().check(p, layout, current, source, out.resolve(), reference=reference.resolve(),
+                                             mlflow_run=mlflow_run)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    verdict = "RETRAIN RECOMMENDED" if summary["retrain_recommended"] else "no retraining needed"
-    typer.echo(f"{verdict}: " + "; ".join(summary["reasons"]))
-    typer.echo(f"{len(summary['drifted_features'])} of {len(summary['features'])} features drifted; prediction "
-               f"drift: {summary.get('prediction_drift') or 'checked against the champion v' + str(summary['reference_model_version'])}; "
-               f"wrote {out / 'drift.json'} and {out / 'drift.html'}")
-    if summary.get("skipped_log_parts"):
-        typer.secho(f"{len(summary['skipped_log_parts'])} unreadable prediction-log part(s) skipped: "
-                    + ", ".join(summary["skipped_log_parts"][:5]), fg=typer.colors.YELLOW, err=True)
+    for line in drift_stage.summarise(summary):
+        typer.echo(line)
 
 
 @app.command("drift-stream")
@@ -264,15 +209,17 @@ def shadow(
 ) -> None:
     """Serve wafers with the champion while the challenger runs in the shadow; report both (log window)."""
     from waferflow.inference.engine import InferenceEngine
-    from waferflow.monitoring.monitor import prediction_log, run_shadow_report
+    from waferflow.layout import Layout
     from waferflow.monitoring.shadow import ShadowEngine
+    from waferflow.monitoring.windows import prediction_log
     from waferflow.registry.tracking import configure_mlflow
+    from waferflow.stages import stage
 
-    p, root = load_params(params), params.resolve().parent
+    p, layout = load_params(params), Layout(params.resolve().parent)
     extra, labels = {}, {}
     if files:
-        configure_mlflow(p.mlflow, root)
-        plog = prediction_log(p, root)
+        configure_mlflow(p.mlflow, layout.root)
+        plog = prediction_log(p, layout.root)
         engines = {}
         for alias in ("champion", "challenger"):
             try:
@@ -290,15 +237,13 @@ def shadow(
                 engine.predict(records[start:start + 64])
         labels = {(r.lot_id, r.wafer_id): r.label for r in records if r.label}
         extra = {"shadow_failed_batches": engine.failed}
+    shadow_stage = stage("shadow")
     try:
-        report = run_shadow_report(p, root, out.resolve(), labels=labels, extra=extra)
+        report = shadow_stage.module().report(p, layout, out.resolve(), labels=labels, extra=extra)
     except ValueError as exc:
         _fail(str(exc))
-    lab = report["labeled"]
-    typer.echo(f"shadow: {report['wafers']} wafers, agreement {report['agreement']:.1%} (champion v"
-               f"{report['champion']['model_version']} vs challenger v{report['challenger']['model_version']})"
-               + (f"; accuracy on {lab['wafers']} labeled: {lab['champion_accuracy']:.3f} vs "
-                  f"{lab['challenger_accuracy']:.3f}" if lab else "") + f"; wrote {out}")
+    for line in shadow_stage.summarise({"ran": True, "report": report, "path": str(out), "gate": None}):
+        typer.echo(line)
 
 
 @app.command()
@@ -319,8 +264,8 @@ def predict(
 
     from waferflow.inference.engine import InferenceEngine
     from waferflow.inference.report import write_predictions
-    from waferflow.monitoring.monitor import prediction_log as project_log
-    from waferflow.monitoring.prediction_log import PredictionLog
+    from waferflow.monitoring.windows import prediction_log as project_log
+    from waferflow.inference.prediction_log import PredictionLog
 
     p = load_params(params)
     plog = None if prediction_log == "off" else PredictionLog(prediction_log) if prediction_log else project_log(p)

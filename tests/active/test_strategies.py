@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from waferflow.active.scoring import score_pool
+from waferflow.models.scoring import score_pool
 from waferflow.active.strategies import STRATEGIES, bald, k_center_greedy, margin, select
 from waferflow.models.config import ModelConfig
 from waferflow.models.predictor import WaferPredictor

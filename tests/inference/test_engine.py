@@ -16,7 +16,7 @@ from waferflow.inference.export import ParityError, export_onnx
 from waferflow.models.config import ModelConfig
 from waferflow.models.predictor import WaferPredictor
 from waferflow.models.wafer_unet import WaferUNet
-from waferflow.monitoring.prediction_log import PredictionLog
+from waferflow.inference.prediction_log import PredictionLog
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import disc
 from waferflow.monitoring.config import DriftConfig
 from waferflow.monitoring.drift import check_drift, class_mix_noise
-from waferflow.monitoring.features import FEATURES, feature_frame, wafer_features
+from waferflow.data.features import FEATURES, feature_frame, wafer_features
 from waferflow.monitoring.scenarios import SCENARIOS, stream
 
 
@@ -133,7 +133,7 @@ def test_cli_checks_the_prediction_log_window_by_default(tmp_path, monkeypatch):
 
     from waferflow.cli import app
     from waferflow.data.records import write_records
-    from waferflow.monitoring.prediction_log import PredictionLog
+    from waferflow.inference.prediction_log import PredictionLog
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")  # no champion there; artifacts beside it
     write_records(stream("unshifted", 300, seed=0), tmp_path / "reference.parquet")

@@ -12,11 +12,13 @@ from mlflow import MlflowClient
 from tests.conftest import own_mlflow_store
 from waferflow.config import load_params
 from waferflow.inference.engine import InferenceEngine
-from waferflow.monitoring.monitor import REFERENCE_CACHE, prediction_log, reference_window
+from waferflow.layout import Layout
+from waferflow.monitoring.windows import REFERENCE_CACHE, prediction_log, reference_window
 from waferflow.monitoring.scenarios import stream
 from waferflow.monitoring.shadow import ShadowEngine
-from waferflow.orchestration.monitor import drift_step, retrain_conf, shadow_step
+from waferflow.orchestration.monitor import retrain_conf
 from waferflow.registry.tracking import configure_mlflow
+from waferflow.stages import stage
 
 
 def _set(root: Path, section: str, **values) -> None:
@@ -39,6 +41,17 @@ def serve(root: Path, scenario: str, n: int, seed: int, shadow: bool = False) ->
     with ShadowEngine(champion, challenger, max_pending=n) as engine:
         for start in range(0, n, 50):
             engine.predict(records[start:start + 50])
+
+
+def drift_step(root: Path) -> dict:
+    """The drift stage as the monitor DAG runs it: its values, and its summary lines as ``log``."""
+    result = stage("drift").run(load_params(root / "params.yaml"), Layout(root))
+    return {**result.values, "log": result.lines}
+
+
+def shadow_step(root: Path) -> dict:
+    result = stage("shadow").run(load_params(root / "params.yaml"), Layout(root))
+    return {**result.values, "log": result.lines}
 
 
 @pytest.fixture

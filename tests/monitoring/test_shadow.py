@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from tests.conftest import disc
-from waferflow.monitoring.prediction_log import PredictionLog
+from waferflow.inference.prediction_log import PredictionLog
 from waferflow.monitoring.shadow import ShadowEngine, shadow_report
 
 

@@ -4,11 +4,13 @@ and the DAG file itself, loaded through Airflow's DagBag in a subprocess with it
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import PROJECT_ROOT, run_ok
+from waferflow.layout import Layout
 from waferflow.orchestration.retrain import (
     ALL_STAGES,
     RETRAIN_STAGES,
@@ -79,7 +81,8 @@ def test_prepare_copies_the_checkout_applies_overrides_and_never_touches_the_use
     params = yaml.safe_load((ws / "params.yaml").read_text())
     assert params["train"]["max_epochs"] == 2 and params["model"]["encoder_name"] == "resnet34"
     assert [c["param"] for c in record["changes"]] == ["train.max_epochs", "model.encoder_name"]  # reason: none
-    assert record["reason"] == record["env"]["WAFERFLOW_RETRAIN_REASON"] == "drift: fail_ratio moved"
+    assert record["reason"] == "drift: fail_ratio moved" and "WAFERFLOW_RETRAIN_REASON" not in record["env"]
+    assert Layout(Path(record["workspace"])).run_context()["retrain_reason"] == "drift: fail_ratio moved"
     assert (ws / "data/raw/lot1.csv").is_file() and not (ws / "secret").exists()
     assert (ws / ".git").is_dir()
     assert str(user_project / ".dvc" / "cache") in (ws / ".dvc/config.local").read_text()
@@ -118,6 +121,7 @@ def _workspace(tmp_path, validation=None, gate=None):
         (ws / "metrics/gate.json").write_text(json.dumps(gate))
         (ws / "metrics/evaluate.json").write_text(json.dumps({"test_macro_f1": 0.91, "test_accuracy": 0.93,
                                                               "test_mean_iou": 0.8, "per_class": {}}))
+        (ws / "metrics/evaluate_real.json").write_text(json.dumps({"available": False}))
         (ws / "models/train_run.json").write_text(json.dumps({"model_name": "wf", "version": "4", "run_id": "abc",
                                                               "epochs_trained": 2, "best_val_macro_f1": 0.9}))
     return ws
@@ -125,9 +129,14 @@ def _workspace(tmp_path, validation=None, gate=None):
 
 def test_summary_of_a_completed_run_has_the_gate_decision_metrics_and_links(tmp_path):
     gate = {"decision": "refused", "reason": "test_macro_f1 0.91 < champion 0.95 - 0.005", "challenger_version": "4",
-            "champion_version": "3", "aliases": {"champion": "3"}}
+            "champion_version": "3", "aliases": {"champion": "3"},
+            "rules": [{"rule": "test_macro_f1", "passed": False, "challenger": 0.91, "champion": 0.95,
+                       "limit": ">= champion - 0.005"}]}
     ws = _workspace(tmp_path, gate=gate)
-    (ws / "metrics/al_query.json").write_text(json.dumps({"selected": 100, "round": 2, "strategy": "hybrid"}))
+    (ws / "metrics/al_query.json").write_text(json.dumps({"selected": 100, "round": 2, "strategy": "hybrid",
+                                                          "pool_size": 900, "total_seconds": 3.2,
+                                                          "queue": "data/al/queue/queue.csv",
+                                                          "selected_predicted_classes": {"Loc": 100}}))
     out = summarise(ws, {s: "success" for s in ALL_STAGES}, "http://mlflow:5000/", experiment_id="7")
     assert out["annotation_queue"] == {"size": 100, "round": 2, "strategy": "hybrid",
                                        "path": str(ws / "data/al/queue/queue.csv")}
@@ -135,7 +144,10 @@ def test_summary_of_a_completed_run_has_the_gate_decision_metrics_and_links(tmp_
     assert out["mlflow"] == {"train_run": "http://mlflow:5000/#/experiments/7/runs/abc",
                              "model_version": "http://mlflow:5000/#/models/wf/versions/4"}
     text = format_summary(out)
-    assert "gate: refused (challenger v4, champion before: v3) - test_macro_f1 0.91" in text
+    assert "[gate] gate: version 4 refused: test_macro_f1 0.91 < champion" in text  # as `waferflow gate` says it
+    assert "[gate] champion before: v3" in text and "[gate]   FAIL test_macro_f1: challenger 0.91" in text
+    assert "[al_query] annotation queue, round 2: 100 of 900 unlabeled wafers by hybrid" in text
+    assert "[evaluate] no real labeled maps; generated test split: macro-F1 0.9100" in text
     assert "param train.max_epochs: 26 -> 2" in text and "triggered because: drift: fail_ratio moved" in text
 
 
@@ -171,7 +183,8 @@ print(json.dumps({
     "monitor": {d.dag_id: {"schedule": str(d.schedule), "catchup": d.catchup, "max_active_runs": d.max_active_runs,
                            "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in d.tasks},
                            "triggers": {t.task_id: getattr(t, "trigger_dag_id", None) for t in d.tasks},
-                           "types": {t.task_id: type(t).__name__ for t in d.tasks}}
+                           "types": {t.task_id: type(t).__name__ for t in d.tasks},
+                           "commands": {t.task_id: getattr(t, "bash_command", None) for t in d.tasks}}
                 for d in [bag.dags.get("waferflow_monitor")] if d is not None}.get("waferflow_monitor"),
 }))
 """
@@ -201,6 +214,10 @@ def test_monitor_dag_is_daily_and_triggers_the_retrain_only_after_the_drift_deci
     assert mon["triggers"]["trigger_retrain"] == "waferflow_retrain"
     assert mon["types"]["trigger_retrain"] == "TriggerDagRunOperator"
     assert mon["types"]["retrain_needed"] == "_ShortCircuitDecoratedOperator"
+    # the same execution model as the retrain DAG: the stage table's entries, run in the ML environment
+    assert mon["types"]["drift_check"] == mon["types"]["shadow_report"] == "BashOperator"
+    assert "python pipelines/drift.py --json" in mon["commands"]["drift_check"]
+    assert "python pipelines/shadow.py --json" in mon["commands"]["shadow_report"]
     assert "reason" in dag_info["params"]  # the retrain form takes the monitor's reason
 
 
@@ -210,9 +227,9 @@ def test_retrain_dag_schedule_order_and_policies(dag_info):
     expected = {t: ([chain[i - 1]] if i else []) for i, t in enumerate(chain)}
     expected.update({"al_query": ["evaluate"], "summary": ["al_query", "gate"]})
     assert dag_info["upstream"] == expected
-    assert "metrics/al_query.json" in dag_info["commands"]["al_query"]  # publishes the queue as its XCom
-    for stage in ALL_STAGES:
-        assert f"dvc repro --single-item {stage}\n" in dag_info["commands"][stage]
+    for stage in ALL_STAGES:  # each task publishes what its stage wrote as its XCom
+        assert f"dvc repro --single-item {stage}\npython -m waferflow.stages {stage} --result\n" \
+            in dag_info["commands"][stage]
         assert dag_info["timeouts"][stage] > 0
     assert dag_info["retries"]["validate"] == 0 and dag_info["retries"]["train"] >= 1
     assert dag_info["trigger_rules"]["summary"] == "all_done"

@@ -51,7 +51,8 @@ def test_triggered_retrain_runs_every_stage_and_the_gate_decides(airflow_project
     for stage in ALL_STAGES:
         assert f"dvc repro --single-item {stage}" in out and f"Running stage '{stage}'" in out
     assert "waferflow retrain: completed" in out and "param train.max_epochs: 1 -> 2" in out
-    assert "annotation queue (round 1, coreset)" in out
+    assert "[al_query] annotation queue, round 1:" in out and "by coreset" in out
+    assert "[gate] gate: version" in out  # each stage's own summary, as `waferflow <stage>` prints it
     (ws,) = list(runs_dir(project).iterdir())
     gate = json.loads((ws / "metrics/gate.json").read_text())
     assert gate["decision"] == "champion"

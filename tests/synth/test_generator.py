@@ -89,7 +89,7 @@ def test_dataset_sets_counts_ids_and_oracle_labels():
 def test_background_is_heavy_uneven_and_edge_weighted_like_real_wafers():
     """Real WM-811K 'none' maps: 3.5-14 % fails (10th-90th percentile), ~47 % of them in the outer
     20 % of the radius. The generator's 'none' maps must span that, not sit below it."""
-    from waferflow.monitoring.features import wafer_features
+    from waferflow.data.features import wafer_features
 
     gen = WaferGenerator(4)
     feats = [wafer_features(gen.make("none", i).die_grid) for i in range(150)]

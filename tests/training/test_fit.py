@@ -9,13 +9,13 @@ from mlflow import MlflowClient
 
 from tests.data.test_parsers import lswmd_frame
 from tests.conftest import own_mlflow_store
-from waferflow import stages
 from waferflow.config import load_params
 from waferflow.data.arrays import WaferArrays
-from waferflow.evaluation.evaluate import evaluate_real_data
+from waferflow.evaluation.evaluate import evaluate_real_data, real_summary
+from waferflow.layout import Layout
 from waferflow.evaluation.real_maps import PARTS, load_real_frame, real_part
 from waferflow.registry.pyfunc import load_weights
-from waferflow.stages.evaluation import real_summary
+from waferflow.stages import stage
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,8 @@ def trained(tiny_project, tmp_path_factory):
     own_mlflow_store(mp)
     mp.chdir(tiny_project)
     params = load_params(tiny_project / "params.yaml")
-    layout = stages.Layout(tiny_project)
-    first = stages.train(params, layout, tiny_project / "params.yaml")
+    layout = Layout(tiny_project)
+    first = stage("train").run(params, layout).values
     yield params, layout, first
     mp.undo()
 
@@ -54,14 +54,14 @@ def test_registry_round_trip_same_predictions_and_aliases(trained):
     assert np.array_equal(served["mask"], local_masks)
     tags = MlflowClient().get_model_version(name, info["version"]).tags
     assert tags["run_id"] == info["run_id"] and "data_version" in tags
-    second = stages.train(params, layout, layout.root / "params.yaml")
+    second = stage("train").run(params, layout).values
     aliases = {k: str(v) for k, v in MlflowClient().get_registered_model(name).aliases.items()}
     assert second["alias"] == "challenger" and aliases == {"champion": info["version"], "challenger": second["version"]}
 
 
 def test_evaluate_stage_writes_metrics_plots_and_tags(trained):
     params, layout, info = trained
-    headline = stages.evaluate(params, layout)
+    headline = stage("evaluate").run(params, layout).values
     saved = json.loads((layout.metrics / "evaluate.json").read_text())
     assert saved["test_macro_f1"] == headline["test_macro_f1"] and 0 <= saved["test_mean_iou"] <= 1
     assert set(saved["per_class"]) == {"Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full", "Random",
@@ -104,7 +104,7 @@ def test_export_stage_logs_onnx_beside_the_version_and_engine_loads_by_alias(tra
     from waferflow.inference.engine import InferenceEngine
 
     params, layout, _ = trained
-    summary = stages.export(params, layout)
+    summary = stage("export").run(params, layout).values
     latest = json.loads((layout.models / "train_run.json").read_text())
     assert summary["parity_passed"] and summary["model_version"] == latest["version"]
     assert json.loads((layout.metrics / "export.json").read_text())["parity_passed"] is True

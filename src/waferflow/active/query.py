@@ -25,7 +25,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from waferflow.active.config import ALConfig  # noqa: E402
 from waferflow.active.labels import queue_key, read_store  # noqa: E402
-from waferflow.active.scoring import score_pool  # noqa: E402
+from waferflow.models.scoring import score_pool  # noqa: E402
 from waferflow.active.strategies import bald, entropy, margin, select  # noqa: E402
 from waferflow.classes import CLASSES  # noqa: E402
 from waferflow.data.records import read_frame  # noqa: E402

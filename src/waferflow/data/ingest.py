@@ -41,6 +41,11 @@ class IngestReport:
             "files": self.files, "skipped": self.skipped,
         }
 
+    @classmethod
+    def from_dict(cls, values: dict) -> "IngestReport":
+        """The report back from :meth:`as_dict` (``reports/ingest.json``)."""
+        return cls(**{k: values[k] for k in cls.__dataclass_fields__ if k in values})
+
     def summary(self) -> str:
         lines = [f"ingested {self.records} wafers from {len(self.files)} file(s); rejected {self.rejected}"]
         for name, info in self.files.items():

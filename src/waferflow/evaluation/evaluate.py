@@ -74,3 +74,24 @@ def evaluate_real_data(net: WaferUNet, frame: pd.DataFrame, info: dict, image_si
         out["parts"][part] = {"available": True, "wafers": int(len(rows)), "lots": int(rows["lot_id"].nunique()),
                               **report}
     return out
+
+
+def real_summary(real: dict, model_version: str | None = None) -> dict:
+    """``metrics/evaluate_real.json``: the real test lots' figures first (the headline), then the
+    dev lots'; per part macro-F1, accuracy and per-class precision/recall/F1."""
+    if not real.get("available"):
+        return real
+    out = {k: real[k] for k in ("available", "source", "split", "wafers", "lots")}
+    out["model_version"] = model_version
+    for part in ("test", "dev"):
+        rep = real["parts"][part]
+        if not rep.get("available"):
+            out[part] = rep
+            continue
+        cls = rep["classification"]
+        out[part] = {"wafers": rep["wafers"], "lots": rep["lots"], "macro_f1": cls["macro_f1"],
+                     "accuracy": cls["accuracy"],
+                     "min_recall": min(v["recall"] for v in cls["per_class"].values() if v["support"]),
+                     "per_class": cls["per_class"], "confusion_matrix": cls["confusion_matrix"],
+                     "plots": rep.get("plots", {})}
+    return out

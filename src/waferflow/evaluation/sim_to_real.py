@@ -1,6 +1,6 @@
 """How far the generated maps are from real ones, per class: the sim-to-real gap, measured.
 
-For each class, the :mod:`wafer features <waferflow.monitoring.features>` of the generated maps
+For each class, the :mod:`wafer features <waferflow.data.features>` of the generated maps
 (the reference) and of the real maps (the current window) go through the same evidently drift
 check the monitor runs on production traffic (:func:`waferflow.monitoring.drift.check_drift`:
 normed Wasserstein distance per feature, in reference standard deviations). A class whose real
@@ -23,7 +23,7 @@ import pandas as pd
 
 from waferflow.classes import CLASSES
 from waferflow.monitoring.config import DriftConfig
-from waferflow.monitoring.features import FEATURES, feature_frame
+from waferflow.data.features import FEATURES, feature_frame
 from waferflow.viz.wafer_plots import save_wafer_grid
 
 __all__ = ["sim_to_real_gap", "save_side_by_side", "gap_table"]

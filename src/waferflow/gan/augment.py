@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from waferflow.active.scoring import score_pool
+from waferflow.models.scoring import score_pool
 from waferflow.classes import CLASSES
 from waferflow.data.arrays import IGNORE_INDEX, WaferArrays
 from waferflow.data.records import WaferRecord, write_records

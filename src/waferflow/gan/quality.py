@@ -32,7 +32,7 @@ from scipy.stats import wasserstein_distance
 from skimage.measure import regionprops
 
 from waferflow.classes import DIE_NONE, DIE_PASS
-from waferflow.monitoring.features import fail_ratio, ring_profile
+from waferflow.data.features import fail_ratio, ring_profile
 
 __all__ = ["OutlineStats", "repair_outline", "outline_features", "nearest_hamming", "ring_profile",
            "fail_ratio", "frechet_distance", "distribution_distances"]

@@ -5,7 +5,7 @@ Load by registry alias (``InferenceEngine.from_registry("champion")``) or by pat
 as canonical records or raw die grids of any size; each grid is resized to the model input
 exactly as in training, and the predicted mask is mapped back to the grid's original shape.
 One ONNX Runtime session serves all threads (``InferenceSession.run`` is thread-safe). With a
-``prediction_log`` every prediction is appended to it (:mod:`waferflow.monitoring.prediction_log`).
+``prediction_log`` every prediction is appended to it (:mod:`waferflow.inference.prediction_log`).
 
 Example:
     >>> engine = InferenceEngine.from_path("models/onnx/model.onnx")  # doctest: +SKIP
@@ -30,7 +30,7 @@ from waferflow.data.records import WaferRecord
 from waferflow.data.resize import resize_grid
 from waferflow.inference.defects import defect_metrics
 from waferflow.models.encoding import encode_grids
-from waferflow.monitoring.prediction_log import PredictionLog
+from waferflow.inference.prediction_log import PredictionLog
 
 __all__ = ["InferenceEngine", "check_die_grid", "to_json"]
 

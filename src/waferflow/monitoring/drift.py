@@ -28,7 +28,7 @@ from scipy.spatial import distance
 
 from waferflow.fileio import atomic_path
 from waferflow.monitoring.config import DriftConfig
-from waferflow.monitoring.features import FEATURES
+from waferflow.data.features import FEATURES
 
 __all__ = ["DriftConfig", "DriftResult", "check_drift", "class_mix_noise", "LOG_SCALE", "PREDICTION_COLUMNS"]
 

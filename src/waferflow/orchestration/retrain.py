@@ -24,21 +24,24 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-__all__ = ["RETRAIN_STAGES", "SIDE_STAGES", "ALL_STAGES", "StagePolicy", "STAGE_POLICIES", "ENCODERS", "trigger_defaults",
-           "prepare_workspace", "summarise", "format_summary", "experiment_id", "RunFailed", "runs_dir"]
+__all__ = ["RETRAIN_STAGES", "SIDE_STAGES", "ALL_STAGES", "STAGE_POLICIES", "ENCODERS", "stage_command",
+           "trigger_defaults", "prepare_workspace", "summarise", "format_summary", "experiment_id", "RunFailed",
+           "runs_dir"]
 
-RETRAIN_STAGES = ("generate", "ingest", "validate", "split", "augment", "train", "evaluate", "export", "gate")
+from waferflow.layout import Layout, RUN_RECORD  # noqa: E402 - light (no ML import): Airflow's Python runs this
+from waferflow.stages import STAGES, Retry, stage  # noqa: E402
+
+#: The DVC stages on the main chain, in ``dvc.yaml`` order (from the stage table).
+RETRAIN_STAGES = tuple(s.name for s in STAGES if s.dvc and s.after is None)
 #: Stages off the main chain: stage -> the stage it runs after. A failed annotation queue does not
 #: hold back promotion.
-SIDE_STAGES = {"al_query": "evaluate"}
+SIDE_STAGES = {s.name: s.after for s in STAGES if s.dvc and s.after is not None}
 ALL_STAGES = (*RETRAIN_STAGES, *SIDE_STAGES)
 
 #: Encoders offered in the trigger form (smp ResNets: the model's ONNX export and the gate's
@@ -50,28 +53,21 @@ ENCODERS = ("resnet18", "resnet34", "resnet50")
 WORKSPACE_DATA = ("data/generated", "data/raw")
 
 
-@dataclass(frozen=True)
-class StagePolicy:
-    """Retries and time limit of one stage's task."""
-
-    retries: int
-    timeout: timedelta
-    why: str
+#: Retries and time limit of each stage's task (the stage table's).
+STAGE_POLICIES: dict[str, Retry] = {name: stage(name).retry for name in ALL_STAGES}
 
 
-STAGE_POLICIES: dict[str, StagePolicy] = {
-    "generate": StagePolicy(1, timedelta(minutes=20), "deterministic; a retry covers a lost worker"),
-    "ingest": StagePolicy(2, timedelta(minutes=60), "reads user/network storage, which can hiccup"),
-    "validate": StagePolicy(0, timedelta(minutes=30),
-                            "a data-quality failure is a verdict, not a glitch: no retry, the run stops here"),
-    "split": StagePolicy(1, timedelta(minutes=20), "deterministic"),
-    "augment": StagePolicy(1, timedelta(hours=2), "GAN training is seeded; one retry for a lost worker"),
-    "train": StagePolicy(1, timedelta(hours=6), "long; one retry for a lost node or OOM-killed worker"),
-    "evaluate": StagePolicy(1, timedelta(minutes=30), "deterministic"),
-    "export": StagePolicy(1, timedelta(minutes=30), "a parity failure fails again: see the task log"),
-    "gate": StagePolicy(1, timedelta(minutes=30), "registry writes are idempotent"),
-    "al_query": StagePolicy(1, timedelta(minutes=30), "deterministic; publishes the queue's size and place"),
-}
+def stage_command(name: str) -> str:
+    """The shell command a DAG task runs for a stage of the table, in the project (or a run's
+    workspace) with the ML environment first on ``PATH``: ``dvc repro`` for a DVC stage (so
+    unchanged stages are restored from DVC's run cache), the stage's script for the others. Both
+    print the stage's summary lines; ``--json`` makes the values the last line (the XCom)."""
+    entry = stage(name)
+    if entry.dvc:
+        run = f"dvc repro --single-item {name}\npython -m waferflow.stages {name} --result"
+    else:
+        run = f"python {entry.script} --json"
+    return f'echo "waferflow: {run.splitlines()[0]} in $PWD"\n{run}\n'
 
 
 class RunFailed(RuntimeError):
@@ -220,14 +216,12 @@ def prepare_workspace(project: Path, run_id: str, conf: dict[str, Any], keep: in
     env = {
         "MLFLOW_TRACKING_URI": tracking_uri,
         "PYTHONPATH": str(ws / "src"),  # run the copied code, which dvc.yaml's deps hash
-        "WAFERFLOW_GIT_COMMIT": git_commit(project),
-        "WAFERFLOW_AIRFLOW_RUN_ID": run_id,
-        "WAFERFLOW_RETRAIN_REASON": str(conf.get("reason") or ""),
     }
+    # the train stage tags its MLflow run with this run's id and reason (Layout.run_context)
     record = {"run_id": run_id, "project": str(project), "workspace": str(ws), "files": n_files,
-              "reason": env["WAFERFLOW_RETRAIN_REASON"],
+              "reason": str(conf.get("reason") or ""), "git_commit": git_commit(project),
               "changes": changes, "external_sources": external, "env": env}
-    (ws / "airflow_run.json").write_text(json.dumps(record, indent=2, default=str))
+    (ws / RUN_RECORD).write_text(json.dumps(record, indent=2, default=str))
     _prune(base, keep=keep, current=ws)
     return record
 
@@ -290,7 +284,7 @@ def summarise(workspace: Path, states: dict[str, str | None], mlflow_ui: str = "
     stages = {s: (states.get(s) or "not run") for s in ALL_STAGES}
     failed = next((s for s in ALL_STAGES if stages[s] != "success"), None)
     out: dict[str, Any] = {"workspace": str(ws), "stages": stages, "ok": failed is None}
-    record = _read(ws / "airflow_run.json") or {}
+    record = _read(ws / RUN_RECORD) or {}
     out["param_changes"] = record.get("changes", [])
     if record.get("reason"):
         out["reason_for_run"] = record["reason"]
@@ -305,20 +299,20 @@ def summarise(workspace: Path, states: dict[str, str | None], mlflow_ui: str = "
         else:
             out["reason"] = f"stage '{failed}' {stages[failed]}; see its task log"
     # Only what this run's stages wrote: the workspace starts with the checkout's metrics files.
-    done = {s for s, state in stages.items() if state == "success"}
-    train_run = _read(ws / "models/train_run.json") if "train" in done else None
-    gate = _read(ws / "metrics/gate.json") if "gate" in done else None
-    evaluation = _read(ws / "metrics/evaluate.json") if "evaluate" in done else None
-    if gate:
-        out["gate"] = {k: gate.get(k) for k in ("decision", "reason", "challenger_version", "champion_version",
-                                                 "aliases")}
-    if evaluation:
-        out["metrics"] = {k: evaluation[k] for k in ("test_macro_f1", "test_accuracy", "test_mean_iou")
-                          if k in evaluation}
-    queue = _read(ws / "metrics/al_query.json") if "al_query" in done else None
-    if queue:
-        out["annotation_queue"] = {"size": queue["selected"], "round": queue["round"],
-                                   "strategy": queue["strategy"], "path": str(ws / "data/al/queue/queue.csv")}
+    layout = Layout(ws)
+    results = {name: stage(name).result(layout) for name in ALL_STAGES if stages[name] == "success"}
+    out["stage_summaries"] = {name: r.lines for name, r in results.items() if r is not None}
+    values = {name: r.values for name, r in results.items() if r is not None}
+    if "gate" in values:
+        out["gate"] = {k: values["gate"].get(k) for k in ("decision", "reason", "challenger_version",
+                                                          "champion_version", "aliases")}
+    if "evaluate" in values:
+        out["metrics"] = values["evaluate"]
+    if "al_query" in values:
+        q = values["al_query"]
+        out["annotation_queue"] = {"size": q["selected"], "round": q["round"], "strategy": q["strategy"],
+                                   "path": str(ws / "data/al/queue/queue.csv")}
+    train_run = values.get("train")
     if train_run:
         out["model"] = {k: train_run.get(k) for k in ("model_name", "version", "run_id", "epochs_trained",
                                                       "best_val_macro_f1")}
@@ -327,7 +321,8 @@ def summarise(workspace: Path, states: dict[str, str | None], mlflow_ui: str = "
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """The summary as the lines an operator reads in the task log."""
+    """The summary as the lines an operator reads in the task log: each finished stage's own
+    summary lines (the stage table's, as ``waferflow <stage>`` prints them)."""
     lines = ["waferflow retrain: " + ("completed" if summary["ok"] else
                                       f"STOPPED at {summary['stopped_at']}: {summary['reason']}")]
     if summary.get("reason_for_run"):
@@ -335,18 +330,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append("stages: " + ", ".join(f"{k}={v}" for k, v in summary["stages"].items()))
     for ch in summary.get("param_changes", []):
         lines.append(f"param {ch['param']}: {ch['from']!r} -> {ch['to']!r}")
-    if "gate" in summary:
-        g = summary["gate"]
-        before = (f"v{g['champion_version']}" if g.get("champion_version") not in (None, g["challenger_version"])
-                  else "none")
-        lines.append(f"gate: {g['decision']} (challenger v{g['challenger_version']}, champion before: {before})"
-                     f" - {g['reason']}")
-        lines.append(f"aliases now: {g['aliases']}")
-    if "metrics" in summary:
-        lines.append("test metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in summary["metrics"].items()))
-    if "annotation_queue" in summary:
-        q = summary["annotation_queue"]
-        lines.append(f"annotation queue (round {q['round']}, {q['strategy']}): {q['size']} wafers at {q['path']}")
+    for name, stage_lines in summary.get("stage_summaries", {}).items():
+        lines += [f"[{name}] {line}" for line in stage_lines]
     for name, url in summary.get("mlflow", {}).items():
         lines.append(f"mlflow {name}: {url}")
     lines.append(f"workspace: {summary['workspace']}")

@@ -26,13 +26,21 @@ from mlflow import MlflowClient
 
 from waferflow.registry.register import CHALLENGER, CHAMPION
 
-__all__ = ["PREVIOUS", "AliasMoved", "alias_lock", "move_champion", "lock_path"]
+__all__ = ["PREVIOUS", "AliasMoved", "alias_lock", "move_champion", "lock_path", "aliases_of"]
 
 PREVIOUS = "previous"
 
 
 class AliasMoved(RuntimeError):
     """``champion`` moved after the caller read it: its decision is about a stale pair."""
+
+
+def aliases_of(name: str) -> dict[str, str]:
+    """The registered model's aliases now, alias -> version (empty when it is not registered yet)."""
+    try:
+        return {k: str(v) for k, v in MlflowClient().get_registered_model(name).aliases.items()}
+    except Exception:  # noqa: BLE001 - MLflow raises its own type for an unknown model
+        return {}
 
 
 def lock_path(registry_uri: str | None = None) -> Path:

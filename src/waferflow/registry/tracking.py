@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["MlflowConfig", "configure_mlflow", "flatten", "git_commit", "data_version"]
+__all__ = ["MlflowConfig", "configure_mlflow", "flatten", "log_run", "log_params_record", "git_commit", "data_version"]
 
 
 class MlflowConfig(BaseModel):
@@ -76,13 +76,34 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def git_commit(root: Path = Path(".")) -> str:
-    """The checked-out commit (``-dirty`` when tracked files changed), or ``unknown``.
+def log_run(name: str, cfg: MlflowConfig, root: Path, metrics: dict[str, float], tags: dict[str, Any],
+            files: list[Path]) -> str:
+    """A finished MLflow run ``name`` in the configured experiment with ``metrics``, ``tags`` and
+    ``files`` as artifacts; returns its id."""
+    import mlflow
 
-    ``WAFERFLOW_GIT_COMMIT`` wins: an Airflow run works in a copy of the checkout and passes the
-    project's commit this way."""
-    if os.environ.get("WAFERFLOW_GIT_COMMIT"):
-        return os.environ["WAFERFLOW_GIT_COMMIT"]
+    experiment = configure_mlflow(cfg, root)
+    with mlflow.start_run(run_name=name, experiment_id=experiment) as run:
+        mlflow.log_metrics(metrics)
+        mlflow.set_tags({k: str(v)[:5000] for k, v in tags.items()})
+        for f in files:
+            mlflow.log_artifact(str(f))
+    return run.info.run_id
+
+
+def log_params_record(params: BaseModel) -> None:
+    """Log every parameter in force (``params.yaml`` with its defaults filled in) to the active
+    MLflow run, for the record."""
+    import mlflow
+
+    values = flatten(params.model_dump(mode="json", by_alias=True))
+    mlflow.log_params({k: str(v)[:6000] for k, v in values.items()})
+
+
+def git_commit(root: Path = Path(".")) -> str:
+    """The checked-out commit (``-dirty`` when tracked files changed), or ``unknown``. (A retrain
+    DAG run works in a copy of the checkout; its run record names the project's commit, which
+    :meth:`waferflow.layout.Layout.run_context` hands to the train stage.)"""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,

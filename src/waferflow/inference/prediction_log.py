@@ -5,7 +5,7 @@ Every call of :meth:`PredictionLog.append` writes one new file,
 concurrent servers cannot clobber each other and a day is one folder to copy or delete. Each row
 is one wafer: when, wafer and lot, model version and alias, predicted class and confidence, the
 engine's time per wafer of its batch, and
-the wafer features of :mod:`waferflow.monitoring.features` (what the drift check compares).
+the wafer features of :mod:`waferflow.data.features` (what the drift check compares).
 ``root`` is a folder or an ``s3://bucket/prefix`` URI (written and read with boto3; endpoint from
 ``AWS_ENDPOINT_URL`` for MinIO).
 
@@ -32,7 +32,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from waferflow.monitoring.features import FEATURES, wafer_features
+from waferflow.data.features import FEATURES, wafer_features
 
 __all__ = ["PredictionLog", "LOG_COLUMNS"]
 

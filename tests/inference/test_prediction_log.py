@@ -11,8 +11,8 @@ import pytest
 from moto import mock_aws
 
 from tests.conftest import PROJECT_ROOT, disc
-from waferflow.monitoring.features import FEATURES
-from waferflow.monitoring.prediction_log import LOG_COLUMNS, PredictionLog
+from waferflow.data.features import FEATURES
+from waferflow.inference.prediction_log import LOG_COLUMNS, PredictionLog
 
 T0 = datetime(2026, 11, 20, 8, 30, tzinfo=timezone.utc)
 
@@ -104,8 +104,8 @@ def test_unreadable_parts_are_skipped_counted_and_reported(tmp_path, caplog):
 KILLED_MID_WRITE = """
 import os, signal, sys
 from datetime import datetime, timezone
-from tests.monitoring.test_prediction_log import batch
-from waferflow.monitoring import prediction_log
+from tests.inference.test_prediction_log import batch
+from waferflow.inference import prediction_log
 
 class HalfWritten:  # the writer is killed -9 half-way through the bytes of its part
     def __init__(self, fh):
