@@ -26,6 +26,7 @@ pipeline: install  ## the whole pipeline on the embedded default data (dvc repro
 
 test: install  ## lint (ruff), then every test, the slow end-to-end ones included (what CI runs)
 	$(PY) -m ruff check src tests benchmarks dags pipelines
+	$(PY) -m ruff format --check src tests benchmarks dags pipelines
 	$(PY) -m pytest -m "slow or not slow"
 
 test-fast: install  ## unit tests only

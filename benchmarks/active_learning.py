@@ -43,10 +43,14 @@ from waferflow.quickfit import fit_quick  # noqa: E402
 from waferflow.synth.dataset import DatasetConfig, generate_dataset  # noqa: E402
 
 
-
 def load_data(args) -> dict[str, WaferArrays]:
-    cfg = DatasetConfig(seed=args.data_seed, labeled_per_class=args.seed_per_class * 3,
-                        unlabeled_count=args.pool, test_per_class=args.test_per_class, n_products=300)
+    cfg = DatasetConfig(
+        seed=args.data_seed,
+        labeled_per_class=args.seed_per_class * 3,
+        unlabeled_count=args.pool,
+        test_per_class=args.test_per_class,
+        n_products=300,
+    )
     sets = generate_dataset(cfg, progress=True)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,34 +66,55 @@ def load_data(args) -> dict[str, WaferArrays]:
 def run(strategy: str, seed: int, data: dict[str, WaferArrays], args) -> list[dict]:
     rng = np.random.default_rng(seed)
     lab = data["labeled"]
-    seed_idx = np.concatenate([rng.choice(np.flatnonzero(lab.labels == c), args.seed_per_class, replace=False)
-                               for c in range(len(CLASSES))])
+    seed_idx = np.concatenate(
+        [rng.choice(np.flatnonzero(lab.labels == c), args.seed_per_class, replace=False) for c in range(len(CLASSES))]
+    )
     pool = data["unlabeled"]
     taken = np.zeros(len(pool), bool)
     curve = []
     for rnd in range(args.rounds + 1):
         picked = np.flatnonzero(taken)
-        train = WaferArrays(np.concatenate([lab.grids[seed_idx], pool.grids[picked]]),
-                       np.concatenate([lab.targets[seed_idx], pool.targets[picked]]),
-                       np.concatenate([lab.labels[seed_idx], pool.labels[picked]]))
+        train = WaferArrays(
+            np.concatenate([lab.grids[seed_idx], pool.grids[picked]]),
+            np.concatenate([lab.targets[seed_idx], pool.targets[picked]]),
+            np.concatenate([lab.labels[seed_idx], pool.labels[picked]]),
+        )
         net = fit_quick(train, steps=args.steps, seed=seed, lr=args.lr, batch_size=args.batch_size)
         test = score_pool(net, data["test"].grids, batch_size=512)
-        f1 = f1_score(data["test"].labels, test.probs.argmax(1), average="macro", labels=range(len(CLASSES)),
-                      zero_division=0)
-        curve.append({"strategy": strategy, "seed": seed, "round": rnd, "labels": int(len(train)),
-                      "macro_f1": float(f1),
-                      "rare_in_queries": int(np.isin(pool.labels[picked],
-                                                     [CLASSES.index(c) for c in ("Near-full", "Donut", "Random",
-                                                                                  "Scratch")]).sum())})
+        f1 = f1_score(
+            data["test"].labels, test.probs.argmax(1), average="macro", labels=range(len(CLASSES)), zero_division=0
+        )
+        curve.append(
+            {
+                "strategy": strategy,
+                "seed": seed,
+                "round": rnd,
+                "labels": int(len(train)),
+                "macro_f1": float(f1),
+                "rare_in_queries": int(
+                    np.isin(
+                        pool.labels[picked], [CLASSES.index(c) for c in ("Near-full", "Donut", "Random", "Scratch")]
+                    ).sum()
+                ),
+            }
+        )
         if rnd == args.rounds:
             break
         free = np.flatnonzero(~taken)
-        s = score_pool(net, pool.grids[free], mc_samples=args.mc_samples if strategy == "bald" else 0,
-                       batch_size=512, seed=seed)
-        labeled_emb = (score_pool(net, train.grids, batch_size=512).emb if strategy in ("coreset", "hybrid")
-                       else None)
-        chosen, _ = select(strategy, args.budget, probs=s.probs, mc_probs=s.mc_probs, pool_emb=s.emb,
-                           labeled_emb=labeled_emb, rng=rng, prefilter=args.prefilter)
+        s = score_pool(
+            net, pool.grids[free], mc_samples=args.mc_samples if strategy == "bald" else 0, batch_size=512, seed=seed
+        )
+        labeled_emb = score_pool(net, train.grids, batch_size=512).emb if strategy in ("coreset", "hybrid") else None
+        chosen, _ = select(
+            strategy,
+            args.budget,
+            probs=s.probs,
+            mc_probs=s.mc_probs,
+            pool_emb=s.emb,
+            labeled_emb=labeled_emb,
+            rng=rng,
+            prefilter=args.prefilter,
+        )
         taken[free[chosen]] = True
     return curve
 
@@ -117,8 +142,15 @@ def summarise(rows: list[dict], out: Path) -> str:
         curves[s] = (xs, ys.mean(1), ys.min(1), ys.max(1), rare)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for s, (xs, mean, lo, hi, _) in curves.items():
-        ax.plot(xs, mean, marker="o", ms=3, label=s, lw=2.2 if s == "random" else 1.4,
-                color="black" if s == "random" else None)
+        ax.plot(
+            xs,
+            mean,
+            marker="o",
+            ms=3,
+            label=s,
+            lw=2.2 if s == "random" else 1.4,
+            color="black" if s == "random" else None,
+        )
         ax.fill_between(xs, lo, hi, alpha=0.12, color="black" if s == "random" else None)
     target = curves["random"][1][-1]
     ax.axhline(target, ls=":", color="grey", lw=1)
@@ -130,14 +162,20 @@ def summarise(rows: list[dict], out: Path) -> str:
     fig.savefig(out / "curve.png", dpi=120)
     plt.close(fig)
     random_labels = curves["random"][0][-1]
-    lines = [f"Random sampling's final mean macro-F1: {target:.3f} with {random_labels:.0f} labels.", "",
-             "| strategy | final macro-F1 (mean, min–max) | labels to reach random's final | share of random's labels "
-             "| rare-class wafers queried (mean) |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        f"Random sampling's final mean macro-F1: {target:.3f} with {random_labels:.0f} labels.",
+        "",
+        "| strategy | final macro-F1 (mean, min–max) | labels to reach random's final | share of random's labels "
+        "| rare-class wafers queried (mean) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for s, (xs, mean, lo, hi, rare) in curves.items():
         need = labels_to_reach(xs, mean, target)
-        lines.append(f"| {s} | {mean[-1]:.3f} ({lo[-1]:.3f}–{hi[-1]:.3f}) | "
-                     f"{'not reached' if need is None else f'{need:.0f}'} | "
-                     f"{'—' if need is None else f'{need / random_labels:.0%}'} | {rare:.1f} |")
+        lines.append(
+            f"| {s} | {mean[-1]:.3f} ({lo[-1]:.3f}–{hi[-1]:.3f}) | "
+            f"{'not reached' if need is None else f'{need:.0f}'} | "
+            f"{'—' if need is None else f'{need / random_labels:.0%}'} | {rare:.1f} |"
+        )
     table = "\n".join(lines)
     (out / "table.md").write_text(table + "\n")
     return table
@@ -180,8 +218,11 @@ def main() -> None:
     ap.add_argument("--prefilter", type=float, default=5.0)
     ap.add_argument("--data-seed", type=int, default=7)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/active_learning"))
-    ap.add_argument("--resume", action="store_true",
-                    help="keep the finished runs of an interrupted results.json made with the same arguments")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the finished runs of an interrupted results.json made with the same arguments",
+    )
     args = ap.parse_args()
     if "random" not in args.strategies:
         args.strategies.insert(0, "random")
@@ -189,8 +230,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     data = load_data(args)
     mix = {CLASSES[c]: int((data["unlabeled"].labels == c).sum()) for c in range(len(CLASSES))}
-    print(f"pool {len(data['unlabeled'])} wafers, class mix {mix}; test {len(data['test'])}; "
-          f"seed set {args.seed_per_class}/class")
+    print(
+        f"pool {len(data['unlabeled'])} wafers, class mix {mix}; test {len(data['test'])}; "
+        f"seed set {args.seed_per_class}/class"
+    )
     rows, started = resumed_rows(args), time.perf_counter()
     done = {(r["strategy"], r["seed"]) for r in rows}
     jobs = [(s, seed) for seed in range(args.seeds) for s in args.strategies]
@@ -198,8 +241,10 @@ def main() -> None:
         rows += run(strategy, seed, data, args)
         (args.out / "results.json").write_text(json.dumps({"args": arg_record(args), "rows": rows}, indent=1))
     print(summarise(rows, args.out))
-    print(f"{len(jobs)} runs x {args.rounds + 1} trainings in {time.perf_counter() - started:.0f} s; "
-          f"plot {args.out / 'curve.png'}")
+    print(
+        f"{len(jobs)} runs x {args.rounds + 1} trainings in {time.perf_counter() - started:.0f} s; "
+        f"plot {args.out / 'curve.png'}"
+    )
 
 
 if __name__ == "__main__":

@@ -47,30 +47,57 @@ def main() -> None:
             for scenario in SCENARIOS:
                 current = feature_frame(r.die_grid for r in stream(scenario, size, seed=seed))
                 s = check_drift(reference, current, cfg).summary
-                rows.append({"window": size, "scenario": scenario, "seed": seed,
-                             "retrain_recommended": s["retrain_recommended"], "drifted_share": s["drifted_share"],
-                             "reasons": s["reasons"]})
+                rows.append(
+                    {
+                        "window": size,
+                        "scenario": scenario,
+                        "seed": seed,
+                        "retrain_recommended": s["retrain_recommended"],
+                        "drifted_share": s["drifted_share"],
+                        "reasons": s["reasons"],
+                    }
+                )
     table = {}
     for size in sizes:
         for scenario in SCENARIOS:
             mine = [r for r in rows if r["scenario"] == scenario and r["window"] == size]
             table[f"{scenario}@{size}"] = {
-                "window": size, "scenario": scenario, "windows": len(mine),
+                "window": size,
+                "scenario": scenario,
+                "windows": len(mine),
                 "alarm_rate": float(np.mean([r["retrain_recommended"] for r in mine])),
-                "mean_drifted_share": round(float(np.mean([r["drifted_share"] for r in mine])), 3)}
+                "mean_drifted_share": round(float(np.mean([r["drifted_share"] for r in mine])), 3),
+            }
     print("| window | " + " | ".join(SCENARIOS) + " |")
     print("| --- |" + " --- |" * len(SCENARIOS))
     for size in sizes:
-        print(f"| {size} | " + " | ".join(f"{table[f'{sc}@{size}']['alarm_rate']:.0%} "
-                                          f"({table[f'{sc}@{size}']['mean_drifted_share']:.2f})" for sc in SCENARIOS)
-              + " |")
-    print("cells: share of windows that recommend retraining (false alarms for unshifted, detections otherwise) "
-          "and, in brackets, the mean share of drifted features")
+        print(
+            f"| {size} | "
+            + " | ".join(
+                f"{table[f'{sc}@{size}']['alarm_rate']:.0%} ({table[f'{sc}@{size}']['mean_drifted_share']:.2f})"
+                for sc in SCENARIOS
+            )
+            + " |"
+        )
+    print(
+        "cells: share of windows that recommend retraining (false alarms for unshifted, detections otherwise) "
+        "and, in brackets, the mean share of drifted features"
+    )
     seconds = time.perf_counter() - started
     print(f"{len(rows)} windows ({args.seeds} seeds) against {args.reference} reference wafers in {seconds:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "drift": cfg.model_dump(),
-                                    "summary": table, "rows": rows, "seconds": round(seconds, 1)}, indent=1))
+    args.out.write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "drift": cfg.model_dump(),
+                "summary": table,
+                "rows": rows,
+                "seconds": round(seconds, 1),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

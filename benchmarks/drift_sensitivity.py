@@ -37,13 +37,19 @@ def shifted_bases(base: DatasetConfig) -> dict[str, DatasetConfig]:
     """The dialled-down shifts, as generator/pool configurations an unshifted stream is drawn from."""
     lo, hi = base.generator.background_fail_range
     out = {"unshifted (control)": base}  # its rate is the false-alarm rate of each check
-    out |= {f"background x{m}": base.model_copy(update={"generator": base.generator.model_copy(
-        update={"background_fail_range": (lo * m, hi * m)})}) for m in (1.25, 1.5, 2.0, 3.0)}
+    out |= {
+        f"background x{m}": base.model_copy(
+            update={"generator": base.generator.model_copy(update={"background_fail_range": (lo * m, hi * m)})}
+        )
+        for m in (1.25, 1.5, 2.0, 3.0)
+    }
     default = base.unlabeled_class_weights
     for t in (0.1, 0.25, 0.5):
         total = sum(default.values()), sum(CLASS_MIX_WEIGHTS.values())
-        weights = {c: (1 - t) * default.get(c, 0) / total[0] + t * CLASS_MIX_WEIGHTS.get(c, 0) / total[1]
-                   for c in set(default) | set(CLASS_MIX_WEIGHTS)}
+        weights = {
+            c: (1 - t) * default.get(c, 0) / total[0] + t * CLASS_MIX_WEIGHTS.get(c, 0) / total[1]
+            for c in set(default) | set(CLASS_MIX_WEIGHTS)
+        }
         out[f"class mix {t:.0%}"] = base.model_copy(update={"unlabeled_class_weights": weights})
     return out
 
@@ -64,8 +70,9 @@ def main() -> None:
     def window(records):
         frame = feature_frame(r.die_grid for r in records)
         results = engine.predict(records)
-        return frame.assign(predicted_class=[r["class"] for r in results],
-                            confidence=[r["confidence"] for r in results])
+        return frame.assign(
+            predicted_class=[r["class"] for r in results], confidence=[r["confidence"] for r in results]
+        )
 
     reference = window(stream("unshifted", args.reference, seed=0))
     features_only = reference.drop(columns=["predicted_class", "confidence"])
@@ -76,22 +83,39 @@ def main() -> None:
             current = window(stream("unshifted", args.window, seed=seed, base=base))
             cells["features"].append(check_drift(features_only, current, cfg).summary)
             cells["with_predictions"].append(check_drift(reference, current, cfg).summary)
-        table[name] = {kind: {"detection_rate": float(np.mean([s["retrain_recommended"] for s in rows])),
-                              "mean_drifted_share": round(float(np.mean([s["drifted_share"] for s in rows])), 3),
-                              "class_mix_drifted": float(np.mean([bool(s["predictions"].get("predicted_class", {})
-                                                                      .get("drifted")) for s in rows]))}
-                       for kind, rows in cells.items()}
+        table[name] = {
+            kind: {
+                "detection_rate": float(np.mean([s["retrain_recommended"] for s in rows])),
+                "mean_drifted_share": round(float(np.mean([s["drifted_share"] for s in rows])), 3),
+                "class_mix_drifted": float(
+                    np.mean([bool(s["predictions"].get("predicted_class", {}).get("drifted")) for s in rows])
+                ),
+            }
+            for kind, rows in cells.items()
+        }
     print("| shift | windows | retrain recommended: features only | with the model's predictions |")
     print("| --- | --- | --- | --- |")
     for name, t in table.items():
-        print(f"| {name} | {args.seeds} | {t['features']['detection_rate']:.0%} | "
-              f"{t['with_predictions']['detection_rate']:.0%} (class mix drifted in "
-              f"{t['with_predictions']['class_mix_drifted']:.0%}) |")
+        print(
+            f"| {name} | {args.seeds} | {t['features']['detection_rate']:.0%} | "
+            f"{t['with_predictions']['detection_rate']:.0%} (class mix drifted in "
+            f"{t['with_predictions']['class_mix_drifted']:.0%}) |"
+        )
     seconds = time.perf_counter() - started
     print(f"windows of {args.window} wafers against {args.reference} reference wafers; {seconds:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "drift": cfg.model_dump(),
-                                    "summary": table, "seconds": round(seconds, 1)}, indent=1) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "drift": cfg.model_dump(),
+                "summary": table,
+                "seconds": round(seconds, 1),
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

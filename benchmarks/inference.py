@@ -41,8 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     grids = WaferArrays.from_parquet("data/processed/test.parquet").grids
-    singles = [encode_grids(grids[i:i + 1]) for i in range(min(len(grids), 200))]
-    batches = [encode_grids(grids[i:i + args.batch]) for i in range(0, len(grids) - args.batch + 1, args.batch)]
+    singles = [encode_grids(grids[i : i + 1]) for i in range(min(len(grids), 200))]
+    batches = [encode_grids(grids[i : i + args.batch]) for i in range(0, len(grids) - args.batch + 1, args.batch)]
 
     net = load_weights("models/weights.pt").eval()
     engines = {}
@@ -69,12 +69,16 @@ def main() -> None:
         bat = _time(fn, batches, max(10, args.repeats // 20))
         rows.append((name, *np.percentile(lat, [50, 95, 99]), args.batch / (np.median(bat) / 1000)))
     base_p95, base_tp = rows[0][2], rows[0][4]
-    print(f"\n{torch.get_num_threads()} threads, input {tuple(grids.shape[1:])}, {len(singles)} wafers at batch 1 "
-          f"x {args.repeats} runs, batch {args.batch}")
+    print(
+        f"\n{torch.get_num_threads()} threads, input {tuple(grids.shape[1:])}, {len(singles)} wafers at batch 1 "
+        f"x {args.repeats} runs, batch {args.batch}"
+    )
     print(f"| engine | p50 ms | p95 ms | p99 ms | wafers/s at batch {args.batch} | p95 speed-up | throughput ratio |")
     print("|---|---|---|---|---|---|---|")
     for name, p50, p95, p99, tp in rows:
-        print(f"| {name} | {p50:.2f} | {p95:.2f} | {p99:.2f} | {tp:.0f} | {base_p95 / p95:.2f}x | {tp / base_tp:.2f}x |")
+        print(
+            f"| {name} | {p50:.2f} | {p95:.2f} | {p99:.2f} | {tp:.0f} | {base_p95 / p95:.2f}x | {tp / base_tp:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,11 @@ def timed(engine, batches, gap_s: float = 0.0) -> list[float]:
 
 
 def summary(times: list[float]) -> dict:
-    return {"p50_ms": round(float(np.percentile(times, 50)), 2), "p95_ms": round(float(np.percentile(times, 95)), 2),
-            "mean_ms": round(float(np.mean(times)), 2)}
+    return {
+        "p50_ms": round(float(np.percentile(times, 50)), 2),
+        "p95_ms": round(float(np.percentile(times, 95)), 2),
+        "mean_ms": round(float(np.mean(times)), 2),
+    }
 
 
 def main() -> None:
@@ -63,7 +66,7 @@ def main() -> None:
         champion = InferenceEngine.from_path(args.model, prediction_log=plog, alias="champion")
         challenger = InferenceEngine.from_path(args.model, threads=1, prediction_log=plog, alias="challenger")
         for size in (int(b) for b in args.batch.split(",")):
-            batches = [records[(i * size) % len(records):][:size] for i in range(args.requests)]
+            batches = [records[(i * size) % len(records) :][:size] for i in range(args.requests)]
             service_s = float(np.median(timed(champion, batches[:30]))) / 1000  # warm-up, and the service time
             for load in (float(x) for x in args.load.split(",")):
                 gap = service_s * (1 / load - 1)
@@ -71,16 +74,25 @@ def main() -> None:
                 for nice in (None, 19):
                     with ShadowEngine(champion, challenger, max_pending=args.max_pending, nice=nice) as shadow:
                         beside = timed(shadow, batches, gap)
-                    row = {"batch": size, "load": load, "shadow_nice": nice, "alone": summary(alone),
-                           "with_shadow": summary(beside),
-                           "p50_ratio": round(float(np.percentile(beside, 50) / np.percentile(alone, 50)), 2),
-                           "p95_ratio": round(float(np.percentile(beside, 95) / np.percentile(alone, 95)), 2),
-                           "shadowed": shadow.shadowed, "dropped": shadow.dropped, "failed": shadow.failed}
+                    row = {
+                        "batch": size,
+                        "load": load,
+                        "shadow_nice": nice,
+                        "alone": summary(alone),
+                        "with_shadow": summary(beside),
+                        "p50_ratio": round(float(np.percentile(beside, 50) / np.percentile(alone, 50)), 2),
+                        "p95_ratio": round(float(np.percentile(beside, 95) / np.percentile(alone, 95)), 2),
+                        "shadowed": shadow.shadowed,
+                        "dropped": shadow.dropped,
+                        "failed": shadow.failed,
+                    }
                     result["rows"].append(row)
-                    print(f"batch {size:>2}, load {load:.0%}, shadow nice {str(nice):>4}: champion p50 "
-                          f"{row['alone']['p50_ms']} -> {row['with_shadow']['p50_ms']} ms ({row['p50_ratio']}x), p95 "
-                          f"{row['alone']['p95_ms']} -> {row['with_shadow']['p95_ms']} ms ({row['p95_ratio']}x); "
-                          f"shadow ran {row['shadowed']}, dropped {row['dropped']} of {args.requests}")
+                    print(
+                        f"batch {size:>2}, load {load:.0%}, shadow nice {str(nice):>4}: champion p50 "
+                        f"{row['alone']['p50_ms']} -> {row['with_shadow']['p50_ms']} ms ({row['p50_ratio']}x), p95 "
+                        f"{row['alone']['p95_ms']} -> {row['with_shadow']['p95_ms']} ms ({row['p95_ratio']}x); "
+                        f"shadow ran {row['shadowed']}, dropped {row['dropped']} of {args.requests}"
+                    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"{os.cpu_count()} CPU cores; written {args.out}")

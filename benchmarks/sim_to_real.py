@@ -52,26 +52,41 @@ def main() -> None:
         rows[f"real {part} lots ({len(sub)} maps, {sub['lot_id'].nunique()} lots)"] = results[f"real_{part}"]
     results["generated_test"] = _scores(net, WaferArrays.from_parquet("data/processed/test.parquet"))
     rows["generated test split"] = results["generated_test"]
-    table = pd.DataFrame({name: {"macro-F1": r["macro_f1"], **{f"recall {c}": r["per_class"][c]["recall"] for c in CLASSES},
-                                 "min recall": min(r["per_class"][c]["recall"] for c in CLASSES if r["per_class"][c]["support"])}
-                          for name, r in rows.items()})
+    table = pd.DataFrame(
+        {
+            name: {
+                "macro-F1": r["macro_f1"],
+                **{f"recall {c}": r["per_class"][c]["recall"] for c in CLASSES},
+                "min recall": min(r["per_class"][c]["recall"] for c in CLASSES if r["per_class"][c]["support"]),
+            }
+            for name, r in rows.items()
+        }
+    )
     pd.set_option("display.width", 200)
     print(table.round(3).to_string())
 
     generated = read_frame("data/generated/test.parquet")
     dev = frame[frame["part"] == "dev"]
-    gap = sim_to_real_gap([grid_from_row(r) for r in generated.to_dict("records")], generated["label"],
-                          [grid_from_row(r) for r in dev.to_dict("records")], dev["label"])
+    gap = sim_to_real_gap(
+        [grid_from_row(r) for r in generated.to_dict("records")],
+        generated["label"],
+        [grid_from_row(r) for r in dev.to_dict("records")],
+        dev["label"],
+    )
     results["sim_to_real"] = gap
-    print("\nsim-to-real distance per class (wafer features, real dev lots vs generated test maps; "
-          "normed Wasserstein, in generated-map std):")
+    print(
+        "\nsim-to-real distance per class (wafer features, real dev lots vs generated test maps; "
+        "normed Wasserstein, in generated-map std):"
+    )
     print(gap_table(gap).round(3).to_string(index=False))
     train = Path("metrics/train.json")
     if train.is_file():
         t = json.loads(train.read_text())
         results["train"] = {k: t.get(k) for k in ("train_seconds", "epochs_trained", "peak_rss_mb")}
-        print(f"\ntrain stage: {t.get('train_seconds')} s for {t.get('epochs_trained')} epochs "
-              f"(metrics/train.json; absolute times differ ~3x between machines of this kind)")
+        print(
+            f"\ntrain stage: {t.get('train_seconds')} s for {t.get('epochs_trained')} epochs "
+            f"(metrics/train.json; absolute times differ ~3x between machines of this kind)"
+        )
     results["seconds"] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -80,8 +80,11 @@ with DAG(
         """Go on to the retrain trigger only when the drift check recommends it."""
         drift = stage_values(ti.xcom_pull(task_ids="drift_check"))
         why = "; ".join(drift["reasons"])
-        log.info("decision: %s, because %s", "trigger waferflow_retrain" if drift["retrain_recommended"]
-                 else "no retrain", why)
+        log.info(
+            "decision: %s, because %s",
+            "trigger waferflow_retrain" if drift["retrain_recommended"] else "no retrain",
+            why,
+        )
         return drift["retrain_recommended"] and retrain_conf(drift, run_id)
 
     trigger = TriggerDagRunOperator(

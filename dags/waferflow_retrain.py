@@ -70,30 +70,49 @@ with DAG(
     tags=["waferflow", "training"],
     doc_md=__doc__,
     params={
-        "data_sources": Param(DEFAULTS["data_sources"], type="array", items={"type": "string"},
-                              title="Data sources",
-                              description="Files or folders to ingest (LSWMD.pkl, .npz, die-list CSV, PNG/TIFF, "
-                                          "canonical Parquet), one per line; absolute or relative to the project. "
-                                          "Default: params.yaml ingest.sources"),
-        "epochs": Param(DEFAULTS["epochs"], type="integer", minimum=1, title="Epochs",
-                        description="train.max_epochs (early stopping may end sooner)"),
-        "encoder": Param(DEFAULTS["encoder"], type="string", title="Encoder",
-                         enum=sorted(set(ENCODERS) | {DEFAULTS["encoder"]}),
-                         description="U-Net encoder (model.encoder_name)"),
-        "force_promote": Param(DEFAULTS["force_promote"], type="boolean", title="Force promote",
-                               description="Promote even if a gate rule fails (recorded as 'forced' on the "
-                                           "model version)"),
-        "reason": Param(DEFAULTS["reason"], type="string", title="Reason",
-                        description="Why this run (free text; the monitor DAG names the drift). Logged, and tagged "
-                                    "on the train run as retrain_reason; changes no parameter"),
+        "data_sources": Param(
+            DEFAULTS["data_sources"],
+            type="array",
+            items={"type": "string"},
+            title="Data sources",
+            description="Files or folders to ingest (LSWMD.pkl, .npz, die-list CSV, PNG/TIFF, "
+            "canonical Parquet), one per line; absolute or relative to the project. "
+            "Default: params.yaml ingest.sources",
+        ),
+        "epochs": Param(
+            DEFAULTS["epochs"],
+            type="integer",
+            minimum=1,
+            title="Epochs",
+            description="train.max_epochs (early stopping may end sooner)",
+        ),
+        "encoder": Param(
+            DEFAULTS["encoder"],
+            type="string",
+            title="Encoder",
+            enum=sorted(set(ENCODERS) | {DEFAULTS["encoder"]}),
+            description="U-Net encoder (model.encoder_name)",
+        ),
+        "force_promote": Param(
+            DEFAULTS["force_promote"],
+            type="boolean",
+            title="Force promote",
+            description="Promote even if a gate rule fails (recorded as 'forced' on the model version)",
+        ),
+        "reason": Param(
+            DEFAULTS["reason"],
+            type="string",
+            title="Reason",
+            description="Why this run (free text; the monitor DAG names the drift). Logged, and tagged "
+            "on the train run as retrain_reason; changes no parameter",
+        ),
     },
 ) as dag:
 
     @task(retries=1, execution_timeout=timedelta(minutes=15))
     def prepare(params=None, run_id=None) -> dict:
         """Copy the checkout into this run's workspace and apply the trigger form's parameters."""
-        record = prepare_workspace(PROJECT, run_id, dict(params),
-                                   keep=int(os.environ.get("WAFERFLOW_KEEP_RUNS", "5")))
+        record = prepare_workspace(PROJECT, run_id, dict(params), keep=int(os.environ.get("WAFERFLOW_KEEP_RUNS", "5")))
         log.info("project %s -> workspace %s (%d files)", record["project"], record["workspace"], record["files"])
         log.info("reason for this run: %s", record["reason"] or "(none given: schedule or manual trigger)")
         for ch in record["changes"]:
@@ -112,7 +131,7 @@ with DAG(
             retries=STAGE_POLICIES[stage].retries,
             execution_timeout=STAGE_POLICIES[stage].timeout,
             doc_md=f"`dvc repro --single-item {stage}`; retries {STAGE_POLICIES[stage].retries}: "
-                   f"{STAGE_POLICIES[stage].why}",
+            f"{STAGE_POLICIES[stage].why}",
         )
         for stage in ALL_STAGES
     }
@@ -123,11 +142,15 @@ with DAG(
         record = ti.xcom_pull(task_ids="prepare")
         if not record:
             raise RunFailed("prepare did not finish: see its log (invalid trigger parameters?)")
-        states = ti.get_task_states(dag_id=dag_run.dag_id, run_ids=[dag_run.run_id],
-                                    task_ids=list(ALL_STAGES)).get(dag_run.run_id, {})
-        result = summarise(Path(record["workspace"]), states,
-                           mlflow_ui=os.environ.get("WAFERFLOW_MLFLOW_UI", "http://127.0.0.1:5000"),
-                           experiment_id=experiment_id(Path(record["workspace"]), record["env"]["MLFLOW_TRACKING_URI"]))
+        states = ti.get_task_states(dag_id=dag_run.dag_id, run_ids=[dag_run.run_id], task_ids=list(ALL_STAGES)).get(
+            dag_run.run_id, {}
+        )
+        result = summarise(
+            Path(record["workspace"]),
+            states,
+            mlflow_ui=os.environ.get("WAFERFLOW_MLFLOW_UI", "http://127.0.0.1:5000"),
+            experiment_id=experiment_id(Path(record["workspace"]), record["env"]["MLFLOW_TRACKING_URI"]),
+        )
         for line in format_summary(result).splitlines():
             log.info(line)
         ti.xcom_push(key="summary", value=result)  # kept on failure too, unlike a return value

@@ -21,9 +21,15 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     from waferflow.registry.pyfunc import load_weights
 
     trained = layout.train_run()
-    summary = build_queue(load_weights(layout.root / trained["weights"]), layout.processed / "unlabeled.parquet",
-                          [layout.processed / "train.parquet", layout.processed / "val.parquet"], params.al,
-                          layout.al_queue, layout.resolve(params.al.labels_dir), progress=progress)
+    summary = build_queue(
+        load_weights(layout.root / trained["weights"]),
+        layout.processed / "unlabeled.parquet",
+        [layout.processed / "train.parquet", layout.processed / "val.parquet"],
+        params.al,
+        layout.al_queue,
+        layout.resolve(params.al.labels_dir),
+        progress=progress,
+    )
     summary["model_version"] = trained["version"]
     write_json(layout.metrics / "al_query.json", summary)
     return summary
@@ -34,10 +40,12 @@ def result(layout: Layout) -> dict:
 
 
 def summarise(q: dict) -> list[str]:
-    return [f"annotation queue, round {q['round']}: {q['selected']} of {q['pool_size']} unlabeled wafers by "
-            f"{q['strategy']} in {q['total_seconds']} s -> {q['queue']}",
-            f"predicted classes of the selection: {q['selected_predicted_classes']}",
-            "label them (fill `label` in a copy of queue.csv), then: waferflow label import FILE.csv"]
+    return [
+        f"annotation queue, round {q['round']}: {q['selected']} of {q['pool_size']} unlabeled wafers by "
+        f"{q['strategy']} in {q['total_seconds']} s -> {q['queue']}",
+        f"predicted classes of the selection: {q['selected_predicted_classes']}",
+        "label them (fill `label` in a copy of queue.csv), then: waferflow label import FILE.csv",
+    ]
 
 
 if __name__ == "__main__":

@@ -31,9 +31,14 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
         mlflow.log_params({f"augment.{k}": v for k, v in flatten(params.augment.model_dump()).items()})
         mlflow.log_metric("synthetic_kept_total", report["kept_total"])
         for cls, c in report["classes"].items():
-            mlflow.log_metrics({f"{cls}.generated": c["generated"], f"{cls}.kept": c["kept"],
-                                **{f"{cls}.dropped_{k}": v for k, v in c["dropped"].items()},
-                                **{f"{cls}.{k}": v for k, v in c["distances"].items() if v is not None}})
+            mlflow.log_metrics(
+                {
+                    f"{cls}.generated": c["generated"],
+                    f"{cls}.kept": c["kept"],
+                    **{f"{cls}.dropped_{k}": v for k, v in c["dropped"].items()},
+                    **{f"{cls}.{k}": v for k, v in c["distances"].items() if v is not None},
+                }
+            )
         mlflow.log_artifact(str(layout.metrics / "augment.json"))
         if (out / "gallery").is_dir():
             mlflow.log_artifacts(str(out / "gallery"), artifact_path="gallery")
@@ -49,10 +54,15 @@ def result(layout: Layout) -> dict:
 def summarise(r: dict) -> list[str]:
     lines = [f"{r['kept_total']} synthetic maps -> data/augmented/synthetic.parquet in {r['seconds']} s"]
     if not r["classes"]:
-        lines.append(f"no class has fewer than augment.min_count={r['min_count']} training maps "
-                     f"({r['train_counts']}): no synthetic maps needed")
-    lines += [f"{cls}: {c['train_count']} real, generated {c['generated']}, kept {c['kept']}, dropped {c['dropped']}, "
-              f"distances {c['distances']}" for cls, c in r["classes"].items()]
+        lines.append(
+            f"no class has fewer than augment.min_count={r['min_count']} training maps "
+            f"({r['train_counts']}): no synthetic maps needed"
+        )
+    lines += [
+        f"{cls}: {c['train_count']} real, generated {c['generated']}, kept {c['kept']}, dropped {c['dropped']}, "
+        f"distances {c['distances']}"
+        for cls, c in r["classes"].items()
+    ]
     return lines
 
 

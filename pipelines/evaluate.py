@@ -31,9 +31,19 @@ def sim_to_real(layout: Layout, real_dev: pd.DataFrame, plot_dir: Path) -> dict:
     gen_grids = [grid_from_row(r) for r in generated.to_dict("records")]
     real_grids = [grid_from_row(r) for r in real_dev.to_dict("records")]
     gap = sim_to_real_gap(gen_grids, generated["label"], real_grids, real_dev["label"])
-    gap["generated"], gap["real"] = "generated test set (data/generated/test.parquet)", f"real dev lots ({len(real_dev)} maps)"
-    gap["gallery"] = str(save_side_by_side(gen_grids, list(generated["label"]), real_grids, list(real_dev["label"]),
-                                           plot_dir / "sim_to_real_gallery.png").relative_to(layout.root))
+    gap["generated"], gap["real"] = (
+        "generated test set (data/generated/test.parquet)",
+        f"real dev lots ({len(real_dev)} maps)",
+    )
+    gap["gallery"] = str(
+        save_side_by_side(
+            gen_grids,
+            list(generated["label"]),
+            real_grids,
+            list(real_dev["label"]),
+            plot_dir / "sim_to_real_gallery.png",
+        ).relative_to(layout.root)
+    )
     return gap
 
 
@@ -51,8 +61,9 @@ def run(params: Params, layout: Layout) -> dict:
     trained = layout.train_run()
     net = load_weights(layout.root / trained["weights"])
     plot_dir = layout.reports / "evaluation"
-    report = evaluate_arrays(net, WaferArrays.from_parquet(layout.processed / "test.parquet"), plot_dir,
-                             n_worst=params.evaluate.worst_errors)
+    report = evaluate_arrays(
+        net, WaferArrays.from_parquet(layout.processed / "test.parquet"), plot_dir, n_worst=params.evaluate.worst_errors
+    )
     frame, info = load_real_frame(layout.resolve(params.evaluate.real_data_dir))
     if frame is None:
         real = info
@@ -61,18 +72,33 @@ def run(params: Params, layout: Layout) -> dict:
         real = evaluate_real_data(net, frame, info, params.preprocess.image_size, plot_dir)
         write_json(layout.metrics / "sim_to_real.json", sim_to_real(layout, frame[frame["part"] == "dev"], plot_dir))
     cls, mask = report["classification"], report["mask"]
-    headline = {"test_accuracy": cls["accuracy"], "test_macro_f1": cls["macro_f1"],
-                "test_mean_iou": mask["mean_iou"], "test_mean_dice": mask["mean_dice"],
-                "test_mean_iou_with_background": mask["mean_iou_with_background"]}
-    write_json(layout.metrics / "evaluate.json", {**headline, "model_version": trained["version"],
-                                                    "per_class": cls["per_class"], "mask_per_class": mask["per_class"],
-                                                    "roc_auc": cls["roc_auc"]})
+    headline = {
+        "test_accuracy": cls["accuracy"],
+        "test_macro_f1": cls["macro_f1"],
+        "test_mean_iou": mask["mean_iou"],
+        "test_mean_dice": mask["mean_dice"],
+        "test_mean_iou_with_background": mask["mean_iou_with_background"],
+    }
+    write_json(
+        layout.metrics / "evaluate.json",
+        {
+            **headline,
+            "model_version": trained["version"],
+            "per_class": cls["per_class"],
+            "mask_per_class": mask["per_class"],
+            "roc_auc": cls["roc_auc"],
+        },
+    )
     real_figures = real_summary(real, trained["version"])
     write_json(layout.metrics / "evaluate_real.json", real_figures)
     write_json(layout.reports / "evaluation" / "report.json", {"test": report, "real": real})
     # The real lots' headline first: the figures a fab cares about (tagged on the version too).
-    headline = {f"real_{part}_{k}": real_figures[part][k] for part in ("test", "dev")
-                for k in ("macro_f1", "min_recall") if k in real_figures.get(part, {})} | headline
+    headline = {
+        f"real_{part}_{k}": real_figures[part][k]
+        for part in ("test", "dev")
+        for k in ("macro_f1", "min_recall")
+        if k in real_figures.get(part, {})
+    } | headline
     configure_mlflow(params.mlflow, layout.root)
     with mlflow.start_run(run_id=trained["run_id"]):
         mlflow.log_metrics({k: v for k, v in headline.items() if v is not None})
@@ -84,7 +110,9 @@ def run(params: Params, layout: Layout) -> dict:
         for name in ("evaluate.json", "evaluate_real.json", "sim_to_real.json"):
             mlflow.log_artifact(str(layout.metrics / name), artifact_path="evaluation")
         mlflow.log_artifacts(str(plot_dir), artifact_path="evaluation")
-    tag_version(trained["model_name"], trained["version"], {k: f"{v:.4f}" for k, v in headline.items() if v is not None})
+    tag_version(
+        trained["model_name"], trained["version"], {k: f"{v:.4f}" for k, v in headline.items() if v is not None}
+    )
     return headline
 
 
@@ -92,14 +120,25 @@ def result(layout: Layout) -> dict:
     """The headline as the stage returned it: real lots first, then the generated test split."""
     real = json.loads((layout.metrics / "evaluate_real.json").read_text())
     test = json.loads((layout.metrics / "evaluate.json").read_text())
-    return {**{f"real_{part}_{k}": real[part][k] for part in ("test", "dev")
-               for k in ("macro_f1", "min_recall") if k in real.get(part, {})},
-            **{k: v for k, v in test.items() if k.startswith("test_")}}
+    return {
+        **{
+            f"real_{part}_{k}": real[part][k]
+            for part in ("test", "dev")
+            for k in ("macro_f1", "min_recall")
+            if k in real.get(part, {})
+        },
+        **{k: v for k, v in test.items() if k.startswith("test_")},
+    }
 
 
 def summarise(headline: dict) -> list[str]:
-    first = ("real test lots: macro-F1 {real_test_macro_f1:.4f}, min class recall {real_test_min_recall:.4f}; "
-             .format(**headline) if "real_test_macro_f1" in headline else "no real labeled maps; ")
+    first = (
+        "real test lots: macro-F1 {real_test_macro_f1:.4f}, min class recall {real_test_min_recall:.4f}; ".format(
+            **headline
+        )
+        if "real_test_macro_f1" in headline
+        else "no real labeled maps; "
+    )
     first += f"generated test split: macro-F1 {headline['test_macro_f1']:.4f}"
     return [first, *(f"{key}: {value}" for key, value in headline.items())]
 

@@ -32,17 +32,29 @@ def run(params: Params, layout: Layout) -> dict:
     cfg = params.export
     failure = None
     try:
-        report = export_onnx(load_weights(layout.root / trained["weights"]), layout.export, val.grids, test.grids,
-                             test.labels, cfg.tolerance, cfg.max_int8_f1_drop, cfg.calibration_size)
+        report = export_onnx(
+            load_weights(layout.root / trained["weights"]),
+            layout.export,
+            val.grids,
+            test.grids,
+            test.labels,
+            cfg.tolerance,
+            cfg.max_int8_f1_drop,
+            cfg.calibration_size,
+        )
     except ParityError as exc:
         failure = exc
         report = json.loads((layout.export / "export.json").read_text())
-    summary = {"parity_passed": report["parity"]["passed"],
-               "max_abs_diff_class_logits": report["parity"]["max_abs_diff_class_logits"],
-               "max_abs_diff_class_probs": report["parity"]["max_abs_diff_class_probs"],
-               "mask_die_mismatches": report["parity"]["mask_die_mismatches"],
-               "temperature": report["temperature"], "int8_kept": report["int8"]["kept"],
-               "int8_macro_f1_drop": report["int8"]["macro_f1_drop"], "model_version": trained["version"]}
+    summary = {
+        "parity_passed": report["parity"]["passed"],
+        "max_abs_diff_class_logits": report["parity"]["max_abs_diff_class_logits"],
+        "max_abs_diff_class_probs": report["parity"]["max_abs_diff_class_probs"],
+        "mask_die_mismatches": report["parity"]["mask_die_mismatches"],
+        "temperature": report["temperature"],
+        "int8_kept": report["int8"]["kept"],
+        "int8_macro_f1_drop": report["int8"]["macro_f1_drop"],
+        "model_version": trained["version"],
+    }
     write_json(layout.metrics / "export.json", summary)
     configure_mlflow(params.mlflow, layout.root)
     with mlflow.start_run(run_id=trained["run_id"]):
@@ -50,10 +62,17 @@ def run(params: Params, layout: Layout) -> dict:
             mlflow.log_artifacts(str(layout.export), artifact_path="onnx")
         else:  # a model that disagrees with its weights is not served: keep only the report
             mlflow.log_artifact(str(layout.export / "export.json"), artifact_path="onnx")
-        mlflow.log_metrics({"onnx_max_abs_diff_class_logits": summary["max_abs_diff_class_logits"],
-                            "int8_macro_f1_drop": summary["int8_macro_f1_drop"]})
-    tag_version(trained["model_name"], trained["version"],
-                {f"onnx_{key}": summary[key] for key in ("parity_passed", "int8_kept", "temperature")})
+        mlflow.log_metrics(
+            {
+                "onnx_max_abs_diff_class_logits": summary["max_abs_diff_class_logits"],
+                "int8_macro_f1_drop": summary["int8_macro_f1_drop"],
+            }
+        )
+    tag_version(
+        trained["model_name"],
+        trained["version"],
+        {f"onnx_{key}": summary[key] for key in ("parity_passed", "int8_kept", "temperature")},
+    )
     if failure is not None:
         raise RuntimeError(str(failure))
     return summary
@@ -64,10 +83,12 @@ def result(layout: Layout) -> dict:
 
 
 def summarise(s: dict) -> list[str]:
-    return [f"exported v{s['model_version']} to ONNX: parity {'passed' if s['parity_passed'] else 'FAILED'} "
-            f"(max |diff| of class probabilities {s['max_abs_diff_class_probs']:.2e}), INT8 "
-            + ("kept" if s["int8_kept"] else f"dropped (costs {s['int8_macro_f1_drop']:+.4f} macro-F1)"),
-            *(f"{key}: {value}" for key, value in s.items())]
+    return [
+        f"exported v{s['model_version']} to ONNX: parity {'passed' if s['parity_passed'] else 'FAILED'} "
+        f"(max |diff| of class probabilities {s['max_abs_diff_class_probs']:.2e}), INT8 "
+        + ("kept" if s["int8_kept"] else f"dropped (costs {s['int8_macro_f1_drop']:+.4f} macro-F1)"),
+        *(f"{key}: {value}" for key, value in s.items()),
+    ]
 
 
 if __name__ == "__main__":

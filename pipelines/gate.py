@@ -29,8 +29,14 @@ def judge(params: Params, layout: Layout, version: str) -> dict:
     shadow = json.loads(shadow_path.read_text()) if shadow_path.is_file() else None
     # The gate chooses between versions, so it looks at the real dev lots only: the test lots stay for reporting.
     real, _ = load_real_arrays(layout.resolve(params.evaluate.real_data_dir), params.preprocess.image_size, part="dev")
-    return run_gate(params.mlflow.registered_model, str(version),
-                    WaferArrays.from_parquet(layout.processed / "test.parquet"), params.gate, real, shadow)
+    return run_gate(
+        params.mlflow.registered_model,
+        str(version),
+        WaferArrays.from_parquet(layout.processed / "test.parquet"),
+        params.gate,
+        real,
+        shadow,
+    )
 
 
 def run(params: Params, layout: Layout) -> dict:
@@ -46,11 +52,16 @@ def result(layout: Layout) -> dict:
 
 def summarise(g: dict) -> list[str]:
     before = g.get("champion_version")
-    return [f"gate: version {g['challenger_version']} {g['decision']}: {g['reason']}",
-            f"champion before: {'v' + str(before) if before not in (None, g['challenger_version']) else 'none'}",
-            *(f"  {'PASS' if r['passed'] else 'FAIL'} {r['rule']}: challenger {r['challenger']} vs champion "
-              f"{r['champion']} ({r['limit']})" for r in g["rules"]),
-            f"aliases: {g['aliases']}"]
+    return [
+        f"gate: version {g['challenger_version']} {g['decision']}: {g['reason']}",
+        f"champion before: {'v' + str(before) if before not in (None, g['challenger_version']) else 'none'}",
+        *(
+            f"  {'PASS' if r['passed'] else 'FAIL'} {r['rule']}: challenger {r['challenger']} vs champion "
+            f"{r['champion']} ({r['limit']})"
+            for r in g["rules"]
+        ),
+        f"aliases: {g['aliases']}",
+    ]
 
 
 if __name__ == "__main__":

@@ -23,10 +23,16 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     counts = {}
     for name, records in sets.items():
         write_records(records, layout.generated / f"{name}.parquet")
-        counts[name] = {"total": len(records), **dict(sorted(Counter(
-            r.label or r.attrs.get("true_label", "unlabeled") for r in records).items()))}
-    save_gallery(sets["labeled"], layout.figures / "generated_gallery.png", per_class=params.synth.gallery_per_class,
-                 title="generated wafer maps (labeled pool) with defect masks")
+        counts[name] = {
+            "total": len(records),
+            **dict(sorted(Counter(r.label or r.attrs.get("true_label", "unlabeled") for r in records).items())),
+        }
+    save_gallery(
+        sets["labeled"],
+        layout.figures / "generated_gallery.png",
+        per_class=params.synth.gallery_per_class,
+        title="generated wafer maps (labeled pool) with defect masks",
+    )
     write_json(layout.metrics / "generate.json", counts)
     return counts
 
@@ -36,8 +42,10 @@ def result(layout: Layout) -> dict:
 
 
 def summarise(counts: dict) -> list[str]:
-    return [f"generated {sum(c['total'] for c in counts.values())} wafers: "
-            + ", ".join(f"{subset} {c['total']}" for subset, c in counts.items())]
+    return [
+        f"generated {sum(c['total'] for c in counts.values())} wafers: "
+        + ", ".join(f"{subset} {c['total']}" for subset, c in counts.items())
+    ]
 
 
 if __name__ == "__main__":

@@ -16,8 +16,14 @@ from waferflow.layout import Layout
 def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     """Ingest every source; rejects to quarantine. No wafer at all is a failure."""
     sources = [str(layout / s) for s in params.ingest.sources]
-    report = ingest(sources, layout.ingested, layout.quarantine / "ingest", layout.reports / "ingest.json",
-                    options=params.ingest.parser_options(), progress=progress)
+    report = ingest(
+        sources,
+        layout.ingested,
+        layout.quarantine / "ingest",
+        layout.reports / "ingest.json",
+        options=params.ingest.parser_options(),
+        progress=progress,
+    )
     if report.records == 0:
         raise RuntimeError(f"ingest produced no wafers from {sources}; see {layout.quarantine / 'ingest/rejects.csv'}")
     return report.as_dict()

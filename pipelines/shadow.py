@@ -19,8 +19,14 @@ from waferflow.fileio import write_json
 from waferflow.layout import Layout
 
 
-def report(params: Params, layout: Layout, out: Path, labels: dict[tuple[str, str], str] | None = None,
-           extra: dict | None = None, mlflow_run: bool = True) -> dict:
+def report(
+    params: Params,
+    layout: Layout,
+    out: Path,
+    labels: dict[tuple[str, str], str] | None = None,
+    extra: dict | None = None,
+    mlflow_run: bool = True,
+) -> dict:
     """Champion vs challenger over the log window; writes ``out`` and an MLflow run ``shadow``.
 
     Only rows of the versions the ``champion`` / ``challenger`` aliases name now are paired (older
@@ -34,28 +40,49 @@ def report(params: Params, layout: Layout, out: Path, labels: dict[tuple[str, st
     configure_mlflow(params.mlflow, layout.root)
     aliases = aliases_of(params.mlflow.registered_model)
     if "challenger" not in aliases or "champion" not in aliases:
-        raise ValueError(f"{params.mlflow.registered_model} has no champion and challenger to compare "
-                         f"(aliases: {aliases or 'none'})")
+        raise ValueError(
+            f"{params.mlflow.registered_model} has no champion and challenger to compare (aliases: {aliases or 'none'})"
+        )
     plog = prediction_log(params, layout.root)
     rows = plog.read(days=params.drift.window_days)
-    wanted = ((rows["alias"] == "champion") & (rows["model_version"].astype(str) == aliases["champion"])) | \
-             ((rows["alias"] == "challenger") & (rows["model_version"].astype(str) == aliases["challenger"]))
+    wanted = ((rows["alias"] == "champion") & (rows["model_version"].astype(str) == aliases["champion"])) | (
+        (rows["alias"] == "challenger") & (rows["model_version"].astype(str) == aliases["challenger"])
+    )
     merged = {**shadow_labels(params, layout.root), **(labels or {})}
-    result = {**shadow_report(rows[wanted], merged), "window_days": params.drift.window_days,
-              "skipped_log_parts": plog.skipped_parts,
-              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(extra or {})}
+    result = {
+        **shadow_report(rows[wanted], merged),
+        "window_days": params.drift.window_days,
+        "skipped_log_parts": plog.skipped_parts,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
     out = layout.resolve(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result, sort_keys=False)
     if mlflow_run:
         lab = result["labeled"] or {}
-        metrics = {"agreement": result["agreement"], "wafers": result["wafers"],
-                   **{f"{side}_{k}": result[side][k] for side in ("champion", "challenger")
-                      for k in ("mean_confidence", "latency_ms_p95") if result[side][k] is not None},
-                   **{f"labeled_{k}": v for k, v in lab.items()}}
-        result["mlflow_run_id"] = log_run("shadow", params.mlflow, layout.root, metrics,
-                                          {"champion_version": result["champion"]["model_version"],
-                                           "challenger_version": result["challenger"]["model_version"]}, [out])
+        metrics = {
+            "agreement": result["agreement"],
+            "wafers": result["wafers"],
+            **{
+                f"{side}_{k}": result[side][k]
+                for side in ("champion", "challenger")
+                for k in ("mean_confidence", "latency_ms_p95")
+                if result[side][k] is not None
+            },
+            **{f"labeled_{k}": v for k, v in lab.items()},
+        }
+        result["mlflow_run_id"] = log_run(
+            "shadow",
+            params.mlflow,
+            layout.root,
+            metrics,
+            {
+                "champion_version": result["champion"]["model_version"],
+                "challenger_version": result["challenger"]["model_version"],
+            },
+            [out],
+        )
         write_json(out, result, sort_keys=False)
     return result
 
@@ -69,8 +96,10 @@ def run(params: Params, layout: Layout) -> dict:
     configure_mlflow(params.mlflow, layout.root)
     aliases = aliases_of(params.mlflow.registered_model)
     if "challenger" not in aliases:
-        return {"ran": False, "why": f"no challenger in the registry (aliases: {aliases or 'none'}); "
-                                     "nothing to compare"}
+        return {
+            "ran": False,
+            "why": f"no challenger in the registry (aliases: {aliases or 'none'}); nothing to compare",
+        }
     try:
         shadow = report(params, layout, Path(params.gate.shadow_report))
     except ValueError as exc:  # the challenger has not served any wafer in the window yet
@@ -96,12 +125,18 @@ def summarise(v: dict) -> list[str]:
     if not v["ran"]:
         return [f"shadow: {v['why']}"]
     r, lab = v["report"], v["report"]["labeled"]
-    lines = [f"shadow: challenger v{r['challenger']['model_version']} vs champion v{r['champion']['model_version']} "
-             f"on {r['wafers']} live wafers: agreement {r['agreement']:.1%}"
-             + (f"; accuracy on {lab['wafers']} labeled {lab['champion_accuracy']:.3f} (champion) vs "
-                f"{lab['challenger_accuracy']:.3f}" if lab else ""),
-             f"shadow: p95 latency {r['champion']['latency_ms_p95']} vs {r['challenger']['latency_ms_p95']} ms/wafer; "
-             f"report {v['path']}"]
+    lines = [
+        f"shadow: challenger v{r['challenger']['model_version']} vs champion v{r['champion']['model_version']} "
+        f"on {r['wafers']} live wafers: agreement {r['agreement']:.1%}"
+        + (
+            f"; accuracy on {lab['wafers']} labeled {lab['champion_accuracy']:.3f} (champion) vs "
+            f"{lab['challenger_accuracy']:.3f}"
+            if lab
+            else ""
+        ),
+        f"shadow: p95 latency {r['champion']['latency_ms_p95']} vs {r['challenger']['latency_ms_p95']} ms/wafer; "
+        f"report {v['path']}",
+    ]
     if v.get("gate"):
         lines.append(f"gate (with the shadow rules): {v['gate']['decision']} - {v['gate']['reason']}")
     elif v.get("gate_waits"):

@@ -28,13 +28,19 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     frame = resize_frame(frame, cfg.image_size, progress=progress)
     parts = split_frame(frame, cfg)
     for name, part in parts.items():
-        write_records(pa.Table.from_pandas(part[SCHEMA.names], schema=SCHEMA, preserve_index=False),
-                      layout.processed / f"{name}.parquet")
+        write_records(
+            pa.Table.from_pandas(part[SCHEMA.names], schema=SCHEMA, preserve_index=False),
+            layout.processed / f"{name}.parquet",
+        )
     counts = {**split_counts(parts), "annotator_labels": al_counts}
     write_json(layout.metrics / "split.json", counts)
     train_sample = table_to_records(parts["train"].groupby("label", group_keys=False).head(6))
-    save_gallery(train_sample, layout.figures / "split_gallery.png", per_class=6,
-                 title=f"training split as the model sees it ({cfg.image_size[0]}x{cfg.image_size[1]})")
+    save_gallery(
+        train_sample,
+        layout.figures / "split_gallery.png",
+        per_class=6,
+        title=f"training split as the model sees it ({cfg.image_size[0]}x{cfg.image_size[1]})",
+    )
     return counts
 
 
@@ -44,9 +50,12 @@ def result(layout: Layout) -> dict:
 
 def summarise(counts: dict) -> list[str]:
     parts = {k: c for k, c in counts.items() if k != "annotator_labels"}
-    return ["split: " + ", ".join(f"{subset} {c['total']}" for subset, c in parts.items())
-            + f"; annotator labels applied: {counts.get('annotator_labels', {}).get('applied', 0)}",
-            *(f"{subset}: {c}" for subset, c in counts.items())]
+    return [
+        "split: "
+        + ", ".join(f"{subset} {c['total']}" for subset, c in parts.items())
+        + f"; annotator labels applied: {counts.get('annotator_labels', {}).get('applied', 0)}",
+        *(f"{subset}: {c}" for subset, c in counts.items()),
+    ]
 
 
 if __name__ == "__main__":

@@ -29,20 +29,36 @@ def run(params: Params, layout: Layout) -> dict:
     from waferflow.training.lightning_module import WaferLitModule
     from waferflow.training.trainer import fit
 
-    provenance = {"git_commit": git_commit(layout.root), "data_version": data_version(layout.processed, layout.root),
-                  **layout.run_context()}
+    provenance = {
+        "git_commit": git_commit(layout.root),
+        "data_version": data_version(layout.processed, layout.root),
+        **layout.run_context(),
+    }
     extra = []
     if params.train.use_synthetic:
         synthetic = layout.synthetic
         if not synthetic.is_file():
-            raise RuntimeError(f"train.use_synthetic is true but {synthetic} is missing: run the augment stage "
-                               "(dvc repro augment) or set train.use_synthetic: false")
+            raise RuntimeError(
+                f"train.use_synthetic is true but {synthetic} is missing: run the augment stage "
+                "(dvc repro augment) or set train.use_synthetic: false"
+            )
         extra = [synthetic]
         provenance["synthetic_maps"] = str(len(read_frame(synthetic)))
-        print(f"train: {provenance['synthetic_maps']} GAN maps from {synthetic} join the training split; they "
-              "carry no per-die mask, so only the class loss learns from them (mask loss ignored)", flush=True)
-    summary = fit(params.model, params.train, layout.processed, layout.models, params.mlflow, layout.root,
-                  run_tags=provenance, extra_train=extra)
+        print(
+            f"train: {provenance['synthetic_maps']} GAN maps from {synthetic} join the training split; they "
+            "carry no per-die mask, so only the class loss learns from them (mask loss ignored)",
+            flush=True,
+        )
+    summary = fit(
+        params.model,
+        params.train,
+        layout.processed,
+        layout.models,
+        params.mlflow,
+        layout.root,
+        run_tags=provenance,
+        extra_train=extra,
+    )
     if summary["run_id"] is None:  # not rank 0 of a distributed run: rank 0 does the bookkeeping
         return summary
     best = WaferLitModule.load_from_checkpoint(summary["checkpoint"], map_location="cpu")
@@ -52,17 +68,44 @@ def run(params: Params, layout: Layout) -> dict:
     weights = save_weights(predictor, layout.models / "weights.pt")
     with mlflow.start_run(run_id=summary["run_id"]):
         log_params_record(params)
-        mlflow.log_metrics({"best_val_macro_f1": summary["best_val_macro_f1"], "train_seconds": summary["train_seconds"],
-                            "peak_rss_mb": summary["peak_rss_mb"], "temperature": summary["temperature"]})
-    registered = log_and_register(predictor, params.mlflow.registered_model, summary["run_id"],
-                                  {**provenance, "run_id": summary["run_id"],
-                                   "best_val_macro_f1": f"{summary['best_val_macro_f1']:.4f}",
-                                   "temperature": str(summary["temperature"])}, val.grids)
+        mlflow.log_metrics(
+            {
+                "best_val_macro_f1": summary["best_val_macro_f1"],
+                "train_seconds": summary["train_seconds"],
+                "peak_rss_mb": summary["peak_rss_mb"],
+                "temperature": summary["temperature"],
+            }
+        )
+    registered = log_and_register(
+        predictor,
+        params.mlflow.registered_model,
+        summary["run_id"],
+        {
+            **provenance,
+            "run_id": summary["run_id"],
+            "best_val_macro_f1": f"{summary['best_val_macro_f1']:.4f}",
+            "temperature": str(summary["temperature"]),
+        },
+        val.grids,
+    )
     run_info = {**summary, **registered, **provenance, "weights": str(weights.relative_to(layout.root))}
     run_info["checkpoint"] = str(Path(summary["checkpoint"]).resolve().relative_to(layout.root.resolve()))
     write_json(layout.models / "train_run.json", run_info)
-    write_json(layout.metrics / "train.json", {k: run_info[k] for k in (
-        "best_val_macro_f1", "epochs_trained", "train_seconds", "peak_rss_mb", "temperature", "version", "alias")})
+    write_json(
+        layout.metrics / "train.json",
+        {
+            k: run_info[k]
+            for k in (
+                "best_val_macro_f1",
+                "epochs_trained",
+                "train_seconds",
+                "peak_rss_mb",
+                "temperature",
+                "version",
+                "alias",
+            )
+        },
+    )
     return run_info
 
 
@@ -73,9 +116,11 @@ def result(layout: Layout) -> dict:
 def summarise(info: dict) -> list[str]:
     if not info.get("run_id"):
         return [f"train: rank {info.get('global_rank')} of a distributed run done; rank 0 registers the model"]
-    return [f"trained {info['epochs_trained']} epochs in {info['train_seconds']} s, best val macro-F1 "
-            f"{info['best_val_macro_f1']:.4f}; registered {info['model_name']} v{info['version']} as @{info['alias']} "
-            f"(MLflow run {info['run_id']})"]
+    return [
+        f"trained {info['epochs_trained']} epochs in {info['train_seconds']} s, best val macro-F1 "
+        f"{info['best_val_macro_f1']:.4f}; registered {info['model_name']} v{info['version']} as @{info['alias']} "
+        f"(MLflow run {info['run_id']})"
+    ]
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ def run(params: Params, layout: Layout) -> dict:
     """Keep valid wafers, quarantine the rest; counts and the expectations' results."""
     cfg = params.validate_.config()
     outcome = validate_frame(read_frame(layout.ingested), cfg)
-    return write_validation_outputs(outcome, cfg, layout.validated, layout.quarantine / "validate",
-                                    layout.reports / "validation")
+    return write_validation_outputs(
+        outcome, cfg, layout.validated, layout.quarantine / "validate", layout.reports / "validation"
+    )
 
 
 def result(layout: Layout) -> dict:
@@ -28,8 +29,10 @@ def result(layout: Layout) -> dict:
 
 
 def summarise(s: dict) -> list[str]:
-    return [f"validation passed: {s['kept']} kept, {s['rejected']} rejected ({s['rejected_fraction']:.2%}); "
-            "report reports/validation/validation.html"]
+    return [
+        f"validation passed: {s['kept']} kept, {s['rejected']} rejected ({s['rejected_fraction']:.2%}); "
+        "report reports/validation/validation.html"
+    ]
 
 
 if __name__ == "__main__":

@@ -76,14 +76,36 @@ def tiny_project(tmp_path_factory):
 
 
 #: The small configuration the end-to-end tests train (the default one is measured by `make pipeline`).
-E2E_PARAMS = {"synth": {"labeled_per_class": {"Center": 60, "Donut": 20, "Edge-Loc": 60, "Edge-Ring": 60, "Loc": 60,
-                                               "Near-full": 60, "Random": 60, "Scratch": 60, "none": 60},
-                        "unlabeled_count": 100, "test_per_class": 20},
-              # Donut is starved (17 training maps): the GAN runs, briefly
-              "augment": {"min_count": 30, "target_count": 30, "gan_steps": 4, "reference_steps": 20,
-                          "batch_size": 16, "latent_dim": 16, "gen_width": 16, "critic_width": 8},
-              "model": {"encoder_depth": 3, "decoder_channels": [32, 16, 8]},
-              "train": {"max_epochs": 1, "batch_size": 32}}
+E2E_PARAMS = {
+    "synth": {
+        "labeled_per_class": {
+            "Center": 60,
+            "Donut": 20,
+            "Edge-Loc": 60,
+            "Edge-Ring": 60,
+            "Loc": 60,
+            "Near-full": 60,
+            "Random": 60,
+            "Scratch": 60,
+            "none": 60,
+        },
+        "unlabeled_count": 100,
+        "test_per_class": 20,
+    },
+    # Donut is starved (17 training maps): the GAN runs, briefly
+    "augment": {
+        "min_count": 30,
+        "target_count": 30,
+        "gan_steps": 4,
+        "reference_steps": 20,
+        "batch_size": 16,
+        "latent_dim": 16,
+        "gen_width": 16,
+        "critic_width": 8,
+    },
+    "model": {"encoder_depth": 3, "decoder_channels": [32, 16, 8]},
+    "train": {"max_epochs": 1, "batch_size": 32},
+}
 
 
 def run_ok(cmd, cwd, env: dict | None = None) -> str:
@@ -99,8 +121,16 @@ def run_ok(cmd, cwd, env: dict | None = None) -> str:
 def copy_project(dest: Path, updates: dict = E2E_PARAMS) -> Path:
     """The project's working tree copied to ``dest`` (a new git repo, no dvc.lock: from scratch),
     with ``updates`` merged into params.yaml sections."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                           cwd=PROJECT_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, files):
         src = PROJECT_ROOT / rel
         if src.is_file():
@@ -158,8 +188,11 @@ def monitored_project(tiny_project, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("monitored")
     params = yaml.safe_load(TINY_PARAMS)
-    params.update(mlflow={"experiment": "monitor-test", "registered_model": "monitor-test-model"},
-                  drift={"window_days": 2}, gate={"latency_runs": 20, "max_latency_ratio": 5.0})
+    params.update(
+        mlflow={"experiment": "monitor-test", "registered_model": "monitor-test-model"},
+        drift={"window_days": 2},
+        gate={"latency_runs": 20, "max_latency_ratio": 5.0},
+    )
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shutil.copytree(tiny_project / "data/processed", root / "data/processed")
     p = load_params(root / "params.yaml")

@@ -25,8 +25,18 @@ def test_ingest_files_to_a_table_then_info_and_gallery(tmp_path, small_records):
     lswmd_frame().to_pickle(tmp_path / "LSWMD.pkl")
     (tmp_path / "dies.csv").write_text(CSV)
     out = tmp_path / "t.parquet"
-    result = runner.invoke(app, ["ingest", str(tmp_path / "LSWMD.pkl"), str(tmp_path / "dies.csv"), "--out", str(out),
-                                 "--quarantine", str(tmp_path / "q")])
+    result = runner.invoke(
+        app,
+        [
+            "ingest",
+            str(tmp_path / "LSWMD.pkl"),
+            str(tmp_path / "dies.csv"),
+            "--out",
+            str(out),
+            "--quarantine",
+            str(tmp_path / "q"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "ingested 6 wafers from 2 file(s); rejected 2" in result.output
     assert len(read_records(out)) == 6
@@ -66,7 +76,11 @@ def dvc_repo(tmp_path, monkeypatch):
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
     (tmp_path / "params.yaml").write_text("storage: {dvc_s3_url: 's3://team-bucket/dvc'}\n")
     monkeypatch.chdir(tmp_path)
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("WAFERFLOW_DVC_S3_URL", raising=False)
     return tmp_path

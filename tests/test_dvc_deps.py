@@ -70,8 +70,12 @@ def _called_local(fn: ast.FunctionDef, local: dict[str, ast.FunctionDef]) -> set
     seen, todo = set(), [fn]
     while todo:
         for sub in ast.walk(todo.pop()):
-            if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and sub.func.id in local \
-                    and sub.func.id not in seen:
+            if (
+                isinstance(sub, ast.Call)
+                and isinstance(sub.func, ast.Name)
+                and sub.func.id in local
+                and sub.func.id not in seen
+            ):
                 seen.add(sub.func.id)
                 todo.append(local[sub.func.id])
     return seen
@@ -126,9 +130,11 @@ def stage_modules(stage: str) -> set[Path]:
 
 def _has_code(tree: ast.Module) -> bool:
     """More than a docstring, imports and dunder names (``__all__``, ``__version__``)."""
-    return any(not isinstance(n, (ast.Import, ast.ImportFrom, ast.Expr)) and not
-               (isinstance(n, ast.Assign) and all(ast.unparse(t).startswith("__") for t in n.targets))
-               for n in tree.body)
+    return any(
+        not isinstance(n, (ast.Import, ast.ImportFrom, ast.Expr))
+        and not (isinstance(n, ast.Assign) and all(ast.unparse(t).startswith("__") for t in n.targets))
+        for n in tree.body
+    )
 
 
 def _chains(fn: ast.FunctionDef, param: str, path: Path, seen: set) -> set[str]:
@@ -159,8 +165,11 @@ def _chains(fn: ast.FunctionDef, param: str, path: Path, seen: set) -> set[str]:
             if target_fn is None:
                 pytest.fail(f"{path.name}: params handed to {callee}, which this test cannot follow")
             position = next(i for i, a in enumerate(args) if isinstance(a, ast.Name) and a.id == param)
-            callee_param = target_fn.args.args[position].arg if position < len(sub.args) else \
-                sub.keywords[position - len(sub.args)].arg
+            callee_param = (
+                target_fn.args.args[position].arg
+                if position < len(sub.args)
+                else sub.keywords[position - len(sub.args)].arg
+            )
             if (target_path, target_fn.name, callee_param) not in seen:
                 seen.add((target_path, target_fn.name, callee_param))
                 _link_parents(target_fn)
@@ -201,10 +210,15 @@ def _dvc_stages() -> dict:
 @pytest.mark.parametrize("stage", DVC_STAGES)
 def test_dvc_deps_cover_every_module_the_stage_runs(stage):
     deps = [PROJECT_ROOT / d for d in _dvc_stages()[stage]["deps"]]
-    missing = sorted(str(p.relative_to(PROJECT_ROOT)) for p in stage_modules(stage)
-                     if not any(p == d or d in p.parents for d in deps))
-    assert not missing, (f"dvc.yaml stage {stage!r} runs code outside its deps: {missing}; "
-                         "`python -m tests.test_dvc_deps` rewrites the code deps")
+    missing = sorted(
+        str(p.relative_to(PROJECT_ROOT))
+        for p in stage_modules(stage)
+        if not any(p == d or d in p.parents for d in deps)
+    )
+    assert not missing, (
+        f"dvc.yaml stage {stage!r} runs code outside its deps: {missing}; "
+        "`python -m tests.test_dvc_deps` rewrites the code deps"
+    )
 
 
 @pytest.mark.parametrize("stage", DVC_STAGES)
@@ -223,19 +237,23 @@ def write_code_deps(dvc_yaml: Path = PROJECT_ROOT / "dvc.yaml") -> None:
     text = dvc_yaml.read_text()
     for stage in DVC_STAGES:
         files = {f for f in stage_modules(stage) if SRC in f.parents}  # pipelines/<stage>.py is kept as written
-        dirs = sorted({p for f in files for p in f.parents if SRC / "waferflow" in p.parents}, key=lambda d: len(d.parts))
+        dirs = sorted(
+            {p for f in files for p in f.parents if SRC / "waferflow" in p.parents}, key=lambda d: len(d.parts)
+        )
         whole: list[Path] = []
         for d in dirs:
             if not any(w == d or w in d.parents for w in whole) and all(
-                    p in files or (p.name == "__init__.py" and not _has_code(_tree(p)))
-                    for p in d.rglob("*.py") if "__pycache__" not in p.parts):
+                p in files or (p.name == "__init__.py" and not _has_code(_tree(p)))
+                for p in d.rglob("*.py")
+                if "__pycache__" not in p.parts
+            ):
                 whole.append(d)
         deps = sorted({str(next((w for w in whole if w in f.parents), f).relative_to(PROJECT_ROOT)) for f in files})
         match = re.search(rf"\n  {stage}:\n    cmd: [^\n]*\n    deps:\n((?:      - [^\n]*\n)+)", text)
         lines = match.group(1).splitlines(keepends=True)
         kept = [line for line in lines if not line.strip().startswith("- src/")]
         block = "".join(kept[:1] + [f"      - {d}\n" for d in deps] + kept[1:])  # pipelines/<stage>.py first
-        text = text[:match.start(1)] + block + text[match.end(1):]
+        text = text[: match.start(1)] + block + text[match.end(1) :]
     dvc_yaml.write_text(text)
 
 

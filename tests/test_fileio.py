@@ -35,8 +35,12 @@ def test_outputs_get_the_usual_file_mode_and_a_folder_is_refused(tmp_path):
 
 def _write_many(path, barrier, seed):
     rng = np.random.default_rng(seed)  # random fails: the tables differ in size and do not compress away
-    records = [WaferRecord(die_grid=(disc(40, 40) * rng.integers(1, 3, (40, 40))).astype(np.uint8),
-                           lot_id=f"W{seed}", wafer_id=str(i)) for i in range(200 * seed)]
+    records = [
+        WaferRecord(
+            die_grid=(disc(40, 40) * rng.integers(1, 3, (40, 40))).astype(np.uint8), lot_id=f"W{seed}", wafer_id=str(i)
+        )
+        for i in range(200 * seed)
+    ]
     barrier.wait()
     for _ in range(30):
         write_records(records, path)

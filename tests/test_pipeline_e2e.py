@@ -20,8 +20,18 @@ def project(tmp_path_factory):
 
 def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(project):
     out = _run(["dvc", "repro"], project)
-    for stage in ("generate", "ingest", "validate", "split", "augment", "train", "evaluate", "al_query", "export",
-                  "gate"):
+    for stage in (
+        "generate",
+        "ingest",
+        "validate",
+        "split",
+        "augment",
+        "train",
+        "evaluate",
+        "al_query",
+        "export",
+        "gate",
+    ):
         assert f"Running stage '{stage}'" in out
     split = json.loads((project / "metrics/split.json").read_text())
     assert split["test"]["total"] == 180 and split["unlabeled"]["total"] == 100
@@ -32,10 +42,19 @@ def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(project):
     gate = json.loads((project / "metrics/gate.json").read_text())
     assert gate["decision"] == "champion" and gate["aliases"] == {"champion": gate["challenger_version"]}
     assert 0 <= json.loads((project / "metrics/evaluate.json").read_text())["test_macro_f1"] <= 1
-    for rel in ("reports/figures/generated_gallery.png", "reports/figures/split_gallery.png",
-                "reports/validation/validation.html", "reports/ingest.json", "data/processed/train.parquet",
-                "models/weights.pt", "reports/evaluation/confusion_matrix.png", "mlflow.db", "export/model.onnx",
-                "data/al/queue/queue.csv", "data/al/queue/overview.png"):
+    for rel in (
+        "reports/figures/generated_gallery.png",
+        "reports/figures/split_gallery.png",
+        "reports/validation/validation.html",
+        "reports/ingest.json",
+        "data/processed/train.parquet",
+        "models/weights.pt",
+        "reports/evaluation/confusion_matrix.png",
+        "mlflow.db",
+        "export/model.onnx",
+        "data/al/queue/queue.csv",
+        "data/al/queue/overview.png",
+    ):
         assert (project / rel).stat().st_size > 0, rel
     again = _run(["dvc", "repro"], project)
     assert "Running stage" not in again
@@ -57,8 +76,10 @@ def test_annotator_labels_round_trip_into_the_next_training(project):
     queue = pd.read_csv(project / "data/al/queue/queue.csv", keep_default_na=False)
     assert len(queue) == 100 and json.loads((project / "metrics/al_query.json").read_text())["round"] == 1
     truth = pd.read_parquet(project / "data/processed/unlabeled.parquet")
-    true_label = {f"{lot}:{w}": json.loads(a)["true_label"]
-                  for lot, w, a in zip(truth["lot_id"], truth["wafer_id"], truth["attrs"])}
+    true_label = {
+        f"{lot}:{w}": json.loads(a)["true_label"]
+        for lot, w, a in zip(truth["lot_id"], truth["wafer_id"], truth["attrs"])
+    }
     filled = queue.head(6).assign(label=lambda q: q["wafer_id"].map(true_label), annotator="e2e")
     filled.loc[5, "label"] = "Bullseye"  # one bad row: quarantined, the rest goes in
     (project / "labels_round1.csv").write_text(filled[["wafer_id", "label", "annotator"]].to_csv(index=False))

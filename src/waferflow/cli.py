@@ -69,8 +69,11 @@ def _register_stage_command(name: str, help_text: str) -> None:
 def ingest_cmd(
     sources: Optional[list[Path]] = typer.Argument(None, help="Files or folders; default: ingest.sources in params."),
     out: Optional[Path] = typer.Option(None, help="Write the canonical table here instead of the pipeline's path."),
-    quarantine: Optional[Path] = typer.Option(None, help="Where rejected rows/files are listed (default: beside "
-                                              "--out as <name>.quarantine/, else data/quarantine/ingest)."),
+    quarantine: Optional[Path] = typer.Option(
+        None,
+        help="Where rejected rows/files are listed (default: beside "
+        "--out as <name>.quarantine/, else data/quarantine/ingest).",
+    ),
     params: Path = PARAMS,
 ) -> None:
     """Ingest wafer maps (LSWMD.pkl, .npz, CSV die lists, PNG/TIFF, Parquet) into the canonical table;
@@ -85,12 +88,19 @@ def ingest_cmd(
     if quarantine is None:  # an ad-hoc run never overwrites the pipeline's quarantine
         quarantine = target.with_name(f"{target.stem}.quarantine") if out else Path("data/quarantine/ingest")
     try:
-        report = ingest([str(s) for s in (sources or p.ingest.sources)], target, quarantine,
-                        target.with_suffix(".report.json"), options=p.ingest.parser_options())
+        report = ingest(
+            [str(s) for s in (sources or p.ingest.sources)],
+            target,
+            quarantine,
+            target.with_suffix(".report.json"),
+            options=p.ingest.parser_options(),
+        )
     except (FileNotFoundError, IsADirectoryError) as exc:
         _fail(str(exc))
     typer.echo(report.summary())
-    typer.echo(f"wrote {target}" + (f"; rejects listed in {Path(quarantine) / 'rejects.csv'}" if report.rejected else ""))
+    typer.echo(
+        f"wrote {target}" + (f"; rejects listed in {Path(quarantine) / 'rejects.csv'}" if report.rejected else "")
+    )
 
 
 # One command per entry of the stage table, in pipeline order (`waferflow --help` lists them as
@@ -107,8 +117,10 @@ for _stage in STAGES:
 @label_app.command("import")
 def label_import(
     file: Path = typer.Argument(..., help="CSV with wafer_id,label[,annotator] (e.g. a filled-in copy of queue.csv)."),
-    annotator: Optional[str] = typer.Option(None, help="Who labeled, when the file has no annotator column "
-                                                          "(default: $WAFERFLOW_ANNOTATOR or the user name)."),
+    annotator: Optional[str] = typer.Option(
+        None,
+        help="Who labeled, when the file has no annotator column (default: $WAFERFLOW_ANNOTATOR or the user name).",
+    ),
     queue: Path = typer.Option(Path("data/al/queue/queue.parquet"), help="The queue the labels answer."),
     params: Path = PARAMS,
 ) -> None:
@@ -144,11 +156,16 @@ def _parse_files(files: list[Path], p) -> tuple[list, list[str]]:
 
 @app.command()
 def drift(
-    files: Optional[list[Path]] = typer.Argument(None, help="The current window: wafer maps in any ingestible "
-                                                 "format. Default: the prediction log's last drift.window_days days."),
-    reference: Path = typer.Option(Path("data/interim/validated.parquet"),
-                                   help="Reference wafers (canonical Parquet); its unlabeled production maps "
-                                        "are used when it has any, else all of it."),
+    files: Optional[list[Path]] = typer.Argument(
+        None,
+        help="The current window: wafer maps in any ingestible "
+        "format. Default: the prediction log's last drift.window_days days.",
+    ),
+    reference: Path = typer.Option(
+        Path("data/interim/validated.parquet"),
+        help="Reference wafers (canonical Parquet); its unlabeled production maps "
+        "are used when it has any, else all of it.",
+    ),
     out: Path = typer.Option(Path("metrics"), help="Folder for drift.json and the evidently drift.html."),
     mlflow_run: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log the check as an MLflow run 'drift'."),
     params: Path = PARAMS,
@@ -169,8 +186,9 @@ def drift(
         current, source = current_window(p, layout.root)
     drift_stage = stage("drift")
     try:
-        summary = drift_stage.module().check(p, layout, current, source, out.resolve(), reference=reference.resolve(),
-                                             mlflow_run=mlflow_run)
+        summary = drift_stage.module().check(
+            p, layout, current, source, out.resolve(), reference=reference.resolve(), mlflow_run=mlflow_run
+        )
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     for line in drift_stage.summarise(summary):
@@ -201,9 +219,12 @@ def drift_stream(
 
 @app.command()
 def shadow(
-    files: Optional[list[Path]] = typer.Argument(None, help="Wafer maps to serve with the champion while the "
-                                                 "challenger runs in the shadow (any ingestible format). "
-                                                 "Default: only report on the log window."),
+    files: Optional[list[Path]] = typer.Argument(
+        None,
+        help="Wafer maps to serve with the champion while the "
+        "challenger runs in the shadow (any ingestible format). "
+        "Default: only report on the log window.",
+    ),
     out: Path = typer.Option(Path("metrics/shadow.json"), help="The shadow report."),
     params: Path = PARAMS,
 ) -> None:
@@ -224,7 +245,8 @@ def shadow(
         for alias in ("champion", "challenger"):
             try:
                 engines[alias] = InferenceEngine.from_registry(  # the shadow: one thread, lowest priority
-                    p.mlflow.registered_model, alias, prediction_log=plog, threads=1 if alias == "challenger" else None)
+                    p.mlflow.registered_model, alias, prediction_log=plog, threads=1 if alias == "challenger" else None
+                )
             except Exception as exc:  # no such alias, no ONNX export
                 _fail(f"cannot load {p.mlflow.registered_model}@{alias}: {exc}")
         records, problems = _parse_files(files, p)
@@ -234,7 +256,7 @@ def shadow(
             _fail("no wafer could be read")
         with ShadowEngine(engines["champion"], engines["challenger"], max_pending=len(records)) as engine:
             for start in range(0, len(records), 64):
-                engine.predict(records[start:start + 64])
+                engine.predict(records[start : start + 64])
         labels = {(r.lot_id, r.wafer_id): r.label for r in records if r.label}
         extra = {"shadow_failed_batches": engine.failed}
     shadow_stage = stage("shadow")
@@ -248,15 +270,20 @@ def shadow(
 
 @app.command()
 def predict(
-    files: list[Path] = typer.Argument(..., help="Wafer maps in any ingestible format (LSWMD.pkl, npz, CSV, PNG, Parquet)."),
+    files: list[Path] = typer.Argument(
+        ..., help="Wafer maps in any ingestible format (LSWMD.pkl, npz, CSV, PNG, Parquet)."
+    ),
     out: Path = typer.Option(Path("predictions"), help="Folder for predictions.jsonl, predictions.csv and overlays/."),
     model: Optional[Path] = typer.Option(None, help="An exported model.onnx (default: the registry alias)."),
     alias: str = typer.Option("champion", help="Registry alias to serve when --model is not given."),
     int8: bool = typer.Option(False, help="Serve the INT8 model (when the export kept one)."),
     overlay: bool = typer.Option(False, help="Also write a PNG per wafer: die map with the predicted mask."),
-    prediction_log: Optional[str] = typer.Option(None, help="Append every prediction to this log (folder or "
-                                                 "s3:// URI; default drift.prediction_log in params.yaml; "
-                                                 "'off' to skip)."),
+    prediction_log: Optional[str] = typer.Option(
+        None,
+        help="Append every prediction to this log (folder or "
+        "s3:// URI; default drift.prediction_log in params.yaml; "
+        "'off' to skip).",
+    ),
     params: Path = PARAMS,
 ) -> None:
     """Classify wafer maps and report their defects (class, confidence, mask, clusters, severity)."""
@@ -271,8 +298,9 @@ def predict(
     plog = None if prediction_log == "off" else PredictionLog(prediction_log) if prediction_log else project_log(p)
     try:
         if model is not None:
-            engine = InferenceEngine.from_path(model.with_name("model.int8.onnx") if int8 else model,
-                                               prediction_log=plog)
+            engine = InferenceEngine.from_path(
+                model.with_name("model.int8.onnx") if int8 else model, prediction_log=plog
+            )
         else:
             from waferflow.registry.tracking import configure_mlflow
 
@@ -286,9 +314,9 @@ def predict(
     results = []
     for start in tqdm(range(0, len(records), 256), desc="predict", unit="batch", disable=len(records) <= 256):
         try:
-            results.extend(engine.predict(records[start:start + 256]))
+            results.extend(engine.predict(records[start : start + 256]))
         except ValueError:  # one bad wafer in the batch: predict one by one, report the bad ones
-            for rec in records[start:start + 256]:
+            for rec in records[start : start + 256]:
                 try:
                     results.extend(engine.predict(rec))
                 except ValueError as one:
@@ -297,13 +325,18 @@ def predict(
         typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
     if not results:
         _fail("no wafer could be predicted")
-    paths = write_predictions(results, records_by_key={(r.lot_id, r.wafer_id): r for r in records}, out_dir=out,
-                              overlays=overlay)
-    typer.echo(f"{len(results)} wafers predicted with model version {engine.model_version or engine.path}; "
-               f"wrote {', '.join(str(p) for p in paths)}")
+    paths = write_predictions(
+        results, records_by_key={(r.lot_id, r.wafer_id): r for r in records}, out_dir=out, overlays=overlay
+    )
+    typer.echo(
+        f"{len(results)} wafers predicted with model version {engine.model_version or engine.path}; "
+        f"wrote {', '.join(str(p) for p in paths)}"
+    )
     if plog is not None:
-        typer.echo(f"prediction log {plog.root}: {plog.written} wafers logged"
-                   + (f", {plog.errors} batches could not be written (see the warnings)" if plog.errors else ""))
+        typer.echo(
+            f"prediction log {plog.root}: {plog.written} wafers logged"
+            + (f", {plog.errors} batches could not be written (see the warnings)" if plog.errors else "")
+        )
 
 
 @app.command()
@@ -337,8 +370,9 @@ def rollback(params: Path = PARAMS) -> None:
         moved = rollback_model(p.mlflow.registered_model)
     except ValueError as exc:
         _fail(str(exc))
-    typer.echo(f"{p.mlflow.registered_model}: champion = version {moved['champion']} "
-               f"(version {moved['demoted']} demoted)")
+    typer.echo(
+        f"{p.mlflow.registered_model}: champion = version {moved['champion']} (version {moved['demoted']} demoted)"
+    )
 
 
 @app.command("augment-ablation")
@@ -355,11 +389,14 @@ def augment_ablation(
     result = run_ablation(load_params(params), keep=keep, epochs=epochs)
     write_json(out, result, sort_keys=False, default=str)
     gan = result["gan"]
-    typer.echo(f"GAN: {gan['kept_total']} synthetic maps kept in {gan['seconds']} s: "
-               + ", ".join(f"{c} {v['kept']}/{v['generated']}" for c, v in gan["classes"].items()))
+    typer.echo(
+        f"GAN: {gan['kept_total']} synthetic maps kept in {gan['seconds']} s: "
+        + ", ".join(f"{c} {v['kept']}/{v['generated']}" for c, v in gan["classes"].items())
+    )
     typer.echo(ablation_table(result))
-    typer.echo(f"delta macro-F1 (with - without) {result['delta_macro_f1']:+.4f}; written {out} "
-               f"in {result['seconds']} s")
+    typer.echo(
+        f"delta macro-F1 (with - without) {result['delta_macro_f1']:+.4f}; written {out} in {result['seconds']} s"
+    )
 
 
 @app.command()
@@ -373,8 +410,10 @@ def info(path: Path = typer.Argument(..., help="A canonical Parquet table.")) ->
     typer.echo(f"{path}: {len(frame)} wafers, {frame['lot_id'].nunique()} lots")
     typer.echo("classes: " + json.dumps(dict(Counter(frame["label"].fillna("unlabeled")))))
     shapes = Counter(zip(frame["height"], frame["width"]))
-    typer.echo(f"grid shapes: {len(shapes)} distinct; most common: "
-               + ", ".join(f"{h}x{w} ({n})" for (h, w), n in shapes.most_common(5)))
+    typer.echo(
+        f"grid shapes: {len(shapes)} distinct; most common: "
+        + ", ".join(f"{h}x{w} ({n})" for (h, w), n in shapes.most_common(5))
+    )
     typer.echo("sources: " + json.dumps(dict(Counter(frame["source"]))))
 
 
@@ -395,8 +434,9 @@ def gallery(
 
 @remote_app.command("s3")
 def remote_s3(
-    url: Optional[str] = typer.Argument(None, help="s3://bucket/prefix; default: env WAFERFLOW_DVC_S3_URL, "
-                                        "then storage.dvc_s3_url in params."),
+    url: Optional[str] = typer.Argument(
+        None, help="s3://bucket/prefix; default: env WAFERFLOW_DVC_S3_URL, then storage.dvc_s3_url in params."
+    ),
     endpoint_url: Optional[str] = typer.Option(None, help="S3-compatible endpoint (MinIO ...)."),
     check: bool = typer.Option(True, help="Check with boto3 that the bucket is reachable first."),
     params: Path = PARAMS,

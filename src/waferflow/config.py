@@ -62,12 +62,23 @@ class IngestParams(_Section):
     def parser_options(self) -> ParserOptions:
         c = self.csv
         return ParserOptions(
-            csv=CsvOptions(delimiter=c.delimiter, columns=dict(c.columns), pass_bins=tuple(c.pass_bins),
-                           fail_bins=tuple(c.fail_bins), flip_y=c.flip_y),
-            npz=NpzOptions(maps_keys=tuple(self.npz.maps_keys), labels_keys=tuple(self.npz.labels_keys),
-                           label_names=tuple(self.npz.label_names)),
-            image=ImageOptions(grey_levels=self.image.grey_levels, palette=tuple(map(tuple, self.image.palette)),
-                               tolerance=self.image.tolerance),
+            csv=CsvOptions(
+                delimiter=c.delimiter,
+                columns=dict(c.columns),
+                pass_bins=tuple(c.pass_bins),
+                fail_bins=tuple(c.fail_bins),
+                flip_y=c.flip_y,
+            ),
+            npz=NpzOptions(
+                maps_keys=tuple(self.npz.maps_keys),
+                labels_keys=tuple(self.npz.labels_keys),
+                label_names=tuple(self.npz.label_names),
+            ),
+            image=ImageOptions(
+                grey_levels=self.image.grey_levels,
+                palette=tuple(map(tuple, self.image.palette)),
+                tolerance=self.image.tolerance,
+            ),
         )
 
 
@@ -99,14 +110,14 @@ class StorageParams(_Section):
 
 
 class EvaluateParams(_Section):
-    real_data_dir: str = "../shared/data"   # real labeled maps, evaluated apart when present
+    real_data_dir: str = "../shared/data"  # real labeled maps, evaluated apart when present
     worst_errors: int = 12
 
 
 class ExportParams(_Section):
-    tolerance: float = 1e-4          # max |logit difference| ONNX vs PyTorch on the test split
+    tolerance: float = 1e-4  # max |logit difference| ONNX vs PyTorch on the test split
     max_int8_f1_drop: float = 0.005  # INT8 model kept only if macro-F1 drops by at most this
-    calibration_size: int = 256      # validation wafers used to calibrate INT8 activations
+    calibration_size: int = 256  # validation wafers used to calibrate INT8 activations
 
 
 class Params(_Section):

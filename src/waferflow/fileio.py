@@ -65,8 +65,9 @@ def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     return Path(path)
 
 
-def write_json(path: str | Path, payload: Any, indent: int | None = 2, sort_keys: bool = True,
-               default: Any = None) -> Path:
+def write_json(
+    path: str | Path, payload: Any, indent: int | None = 2, sort_keys: bool = True, default: Any = None
+) -> Path:
     """``payload`` as JSON with a trailing newline (keys sorted unless told otherwise)."""
     return write_text(path, json.dumps(payload, indent=indent, sort_keys=sort_keys, default=default) + "\n")
 

@@ -30,33 +30,60 @@ class Layout:
         return self.root / rel
 
     @property
-    def generated(self) -> Path: return self / "data/generated"
+    def generated(self) -> Path:
+        return self / "data/generated"
+
     @property
-    def ingested(self) -> Path: return self / "data/interim/ingested.parquet"
+    def ingested(self) -> Path:
+        return self / "data/interim/ingested.parquet"
+
     @property
-    def validated(self) -> Path: return self / "data/interim/validated.parquet"
+    def validated(self) -> Path:
+        return self / "data/interim/validated.parquet"
+
     @property
-    def processed(self) -> Path: return self / "data/processed"
+    def processed(self) -> Path:
+        return self / "data/processed"
+
     @property
-    def quarantine(self) -> Path: return self / "data/quarantine"
+    def quarantine(self) -> Path:
+        return self / "data/quarantine"
+
     @property
-    def reports(self) -> Path: return self / "reports"
+    def reports(self) -> Path:
+        return self / "reports"
+
     @property
-    def figures(self) -> Path: return self / "reports/figures"
+    def figures(self) -> Path:
+        return self / "reports/figures"
+
     @property
-    def metrics(self) -> Path: return self / "metrics"
+    def metrics(self) -> Path:
+        return self / "metrics"
+
     @property
-    def models(self) -> Path: return self / "models"
+    def models(self) -> Path:
+        return self / "models"
+
     @property
-    def export(self) -> Path: return self / "export"
+    def export(self) -> Path:
+        return self / "export"
+
     @property
-    def augmented(self) -> Path: return self / "data/augmented"
+    def augmented(self) -> Path:
+        return self / "data/augmented"
+
     @property
-    def synthetic(self) -> Path: return self / "data/augmented/synthetic.parquet"
+    def synthetic(self) -> Path:
+        return self / "data/augmented/synthetic.parquet"
+
     @property
-    def al_queue(self) -> Path: return self / "data/al/queue"
+    def al_queue(self) -> Path:
+        return self / "data/al/queue"
+
     @property
-    def monitoring(self) -> Path: return self / "data/monitoring"
+    def monitoring(self) -> Path:
+        return self / "data/monitoring"
 
     def train_run(self) -> dict:
         """What the train stage recorded: run id, registered version, weights path ..."""
@@ -70,12 +97,13 @@ class Layout:
             record = json.loads((self / RUN_RECORD).read_text())
         except (OSError, ValueError):
             return {}
-        tags = {"airflow_run_id": record.get("run_id"), "retrain_reason": record.get("reason"),
-                "git_commit": record.get("git_commit")}
+        tags = {
+            "airflow_run_id": record.get("run_id"),
+            "retrain_reason": record.get("reason"),
+            "git_commit": record.get("git_commit"),
+        }
         return {k: str(v)[:5000] for k, v in tags.items() if v}
 
     def resolve(self, path: str | Path) -> Path:
         """A path from params.yaml: absolute as given, relative to the project root otherwise."""
         return Path(path) if Path(path).is_absolute() else self.root / path
-
-

@@ -27,18 +27,37 @@ __all__ = ["fit_quick", "SMALL_MODEL"]
 SMALL_MODEL = ModelConfig(encoder_depth=3, decoder_channels=(32, 16, 8), classifier_dropout=0.3)
 
 
-def fit_quick(data: WaferArrays, steps: int = 250, seed: int = 0, model: ModelConfig = SMALL_MODEL,
-              lr: float = 0.003, batch_size: int = 32) -> WaferUNet:
+def fit_quick(
+    data: WaferArrays,
+    steps: int = 250,
+    seed: int = 0,
+    model: ModelConfig = SMALL_MODEL,
+    lr: float = 0.003,
+    batch_size: int = 32,
+) -> WaferUNet:
     """Train ``model`` for ``steps`` optimiser steps on ``data``; returns the network in eval mode."""
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    cfg = TrainConfig(seed=seed, lr=lr, batch_size=batch_size, accelerator="cpu", channels_last=False,
-                      deterministic=False)
+    cfg = TrainConfig(
+        seed=seed, lr=lr, batch_size=batch_size, accelerator="cpu", channels_last=False, deterministic=False
+    )
     L.seed_everything(seed, workers=False, verbose=False)
     module = WaferLitModule(model, cfg, class_weights(data.labels))
-    loader = DataLoader(WaferDataset(data, build_augmentation(cfg.augment, seed)), batch_size=batch_size,
-                        shuffle=True, drop_last=len(data) > batch_size)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    loader = DataLoader(
+        WaferDataset(data, build_augmentation(cfg.augment, seed)),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=len(data) > batch_size,
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module="lightning")
         trainer.fit(module, train_dataloaders=loader)

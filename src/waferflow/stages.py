@@ -123,31 +123,70 @@ class Stage:
 
 _M = timedelta(minutes=1)
 STAGES: tuple[Stage, ...] = (
-    Stage("generate", "Generate the embedded default data set (labeled, unlabeled and test wafers + gallery).",
-          Retry(1, 20 * _M, "deterministic; a retry covers a lost worker")),
-    Stage("ingest", "Ingest wafer maps (LSWMD.pkl, .npz, CSV die lists, PNG/TIFF, Parquet) into the canonical table.",
-          Retry(2, 60 * _M, "reads user/network storage, which can hiccup")),
-    Stage("validate", "Validate the ingested table with the great-expectations suite; quarantine failing wafers.",
-          Retry(0, 30 * _M, "a data-quality failure is a verdict, not a glitch: no retry, the run stops here")),
-    Stage("split", "Resize to the model input size and split train/val/test/unlabeled (stratified, seeded).",
-          Retry(1, 20 * _M, "deterministic")),
-    Stage("augment", "GAN augmentation: WGAN-GP maps for classes below augment.min_count, through the quality gate.",
-          Retry(1, 120 * _M, "GAN training is seeded; one retry for a lost worker")),
-    Stage("train", "Train the U-Net (mask + class heads) with Lightning; log and register it in MLflow.",
-          Retry(1, 360 * _M, "long; one retry for a lost node or OOM-killed worker")),
-    Stage("evaluate", "Evaluate the trained model on the test split (and real data when present); metrics, plots.",
-          Retry(1, 30 * _M, "deterministic")),
-    Stage("al_query", "Active learning: pick the unlabeled wafers worth labeling (al.strategy, al.budget) "
-          "-> data/al/queue.", Retry(1, 30 * _M, "deterministic; publishes the queue's size and place"),
-          after="evaluate"),
-    Stage("export", "Export the trained model to ONNX, check parity with PyTorch, log it beside the model version.",
-          Retry(1, 30 * _M, "a parity failure fails again: see the task log")),
-    Stage("gate", "Promotion gate: the challenger becomes champion only if every rule in params.yaml passes.",
-          Retry(1, 30 * _M, "registry writes are idempotent; alias moves are compare-and-set")),
-    Stage("drift", "Drift check of the prediction log's last window against the reference (evidently).",
-          Retry(1, 30 * _M, "reads the log and the registry; a retry covers a lost worker"), dvc=False),
-    Stage("shadow", "Champion vs challenger on live traffic from the prediction log; the gate again when it "
-          "needs the shadow report.", Retry(1, 30 * _M, "alias moves are compare-and-set"), dvc=False),
+    Stage(
+        "generate",
+        "Generate the embedded default data set (labeled, unlabeled and test wafers + gallery).",
+        Retry(1, 20 * _M, "deterministic; a retry covers a lost worker"),
+    ),
+    Stage(
+        "ingest",
+        "Ingest wafer maps (LSWMD.pkl, .npz, CSV die lists, PNG/TIFF, Parquet) into the canonical table.",
+        Retry(2, 60 * _M, "reads user/network storage, which can hiccup"),
+    ),
+    Stage(
+        "validate",
+        "Validate the ingested table with the great-expectations suite; quarantine failing wafers.",
+        Retry(0, 30 * _M, "a data-quality failure is a verdict, not a glitch: no retry, the run stops here"),
+    ),
+    Stage(
+        "split",
+        "Resize to the model input size and split train/val/test/unlabeled (stratified, seeded).",
+        Retry(1, 20 * _M, "deterministic"),
+    ),
+    Stage(
+        "augment",
+        "GAN augmentation: WGAN-GP maps for classes below augment.min_count, through the quality gate.",
+        Retry(1, 120 * _M, "GAN training is seeded; one retry for a lost worker"),
+    ),
+    Stage(
+        "train",
+        "Train the U-Net (mask + class heads) with Lightning; log and register it in MLflow.",
+        Retry(1, 360 * _M, "long; one retry for a lost node or OOM-killed worker"),
+    ),
+    Stage(
+        "evaluate",
+        "Evaluate the trained model on the test split (and real data when present); metrics, plots.",
+        Retry(1, 30 * _M, "deterministic"),
+    ),
+    Stage(
+        "al_query",
+        "Active learning: pick the unlabeled wafers worth labeling (al.strategy, al.budget) -> data/al/queue.",
+        Retry(1, 30 * _M, "deterministic; publishes the queue's size and place"),
+        after="evaluate",
+    ),
+    Stage(
+        "export",
+        "Export the trained model to ONNX, check parity with PyTorch, log it beside the model version.",
+        Retry(1, 30 * _M, "a parity failure fails again: see the task log"),
+    ),
+    Stage(
+        "gate",
+        "Promotion gate: the challenger becomes champion only if every rule in params.yaml passes.",
+        Retry(1, 30 * _M, "registry writes are idempotent; alias moves are compare-and-set"),
+    ),
+    Stage(
+        "drift",
+        "Drift check of the prediction log's last window against the reference (evidently).",
+        Retry(1, 30 * _M, "reads the log and the registry; a retry covers a lost worker"),
+        dvc=False,
+    ),
+    Stage(
+        "shadow",
+        "Champion vs challenger on live traffic from the prediction log; the gate again when it "
+        "needs the shadow report.",
+        Retry(1, 30 * _M, "alias moves are compare-and-set"),
+        dvc=False,
+    ),
 )
 _BY_NAME = {s.name: s for s in STAGES}
 

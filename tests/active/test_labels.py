@@ -14,8 +14,14 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 
 @pytest.fixture
 def queue(tmp_path):
-    q = pd.DataFrame({"wafer_id": ["L1:1", "L1:2", "L2:7", "L3:4"], "lot_id": ["L1", "L1", "L2", "L3"],
-                      "slot": ["1", "2", "7", "4"], "round": [1, 1, 1, 1]})
+    q = pd.DataFrame(
+        {
+            "wafer_id": ["L1:1", "L1:2", "L2:7", "L3:4"],
+            "lot_id": ["L1", "L1", "L2", "L3"],
+            "slot": ["1", "2", "7", "4"],
+            "round": [1, 1, 1, 1],
+        }
+    )
     path = tmp_path / "queue.parquet"
     q.to_parquet(path)
     return path
@@ -34,21 +40,26 @@ def test_label_names_are_normalised():
 
 def test_import_merges_good_rows_and_quarantines_bad_ones_with_reasons(tmp_path, queue):
     labels, quarantine = tmp_path / "labels", tmp_path / "quarantine"
-    src = _csv(tmp_path, "round1.csv",
-               "wafer_id,label,annotator\n"
-               "L1:1,Center,alice\n"          # line 2 ok
-               "L1:2,edge ring,\n"            # line 3 ok, label normalised, default annotator
-               "L9:9,Loc,alice\n"             # line 4 not in the queue
-               "L2:7,Bullseye,bob\n"          # line 5 unknown class
-               "L3:4,Loc,bob\n"               # line 6 conflicts with line 7
-               "L3:4,Scratch,carol\n"         # line 7
-               "L1:1,Center,alice\n")         # line 8 same label repeated: harmless
+    src = _csv(
+        tmp_path,
+        "round1.csv",
+        "wafer_id,label,annotator\n"
+        "L1:1,Center,alice\n"  # line 2 ok
+        "L1:2,edge ring,\n"  # line 3 ok, label normalised, default annotator
+        "L9:9,Loc,alice\n"  # line 4 not in the queue
+        "L2:7,Bullseye,bob\n"  # line 5 unknown class
+        "L3:4,Loc,bob\n"  # line 6 conflicts with line 7
+        "L3:4,Scratch,carol\n"  # line 7
+        "L1:1,Center,alice\n",
+    )  # line 8 same label repeated: harmless
     before = src.read_bytes()
     report = import_labels(src, queue, labels, quarantine, annotator="dave", now=NOW)
     assert (report.accepted, report.unchanged, len(report.rejects)) == (2, 1, 4)
     store = read_store(labels)
     assert store[["lot_id", "wafer_id", "label", "annotator", "round"]].values.tolist() == [
-        ["L1", "1", "Center", "alice", 1], ["L1", "2", "Edge-Ring", "dave", 1]]
+        ["L1", "1", "Center", "alice", 1],
+        ["L1", "2", "Edge-Ring", "dave", 1],
+    ]
     assert store["source_line"].tolist() == [2, 3] and store["imported_at"].iloc[0] == "2026-11-23T12:00:00+00:00"
     rejects = pd.read_csv(report.quarantine)
     by_line = {int(r.row): (r.field, r.reason) for r in rejects.itertuples()}
@@ -80,16 +91,29 @@ def test_unusable_files_fail_with_the_file_and_column(tmp_path, queue):
     with pytest.raises(ValueError, match=r"bad.csv: missing column\(s\) \['label'\]"):
         import_labels(_csv(tmp_path, "bad.csv", "wafer_id,class\nL1:1,Center\n"), queue, tmp_path / "l", tmp_path / "q")
     with pytest.raises(FileNotFoundError, match="no annotation queue"):
-        import_labels(_csv(tmp_path, "ok.csv", "wafer_id,label\n"), tmp_path / "none.parquet", tmp_path / "l",
-                      tmp_path / "q")
+        import_labels(
+            _csv(tmp_path, "ok.csv", "wafer_id,label\n"), tmp_path / "none.parquet", tmp_path / "l", tmp_path / "q"
+        )
 
 
 def test_split_overlay_labels_unlabeled_wafers_with_provenance(tmp_path, queue):
     labels = tmp_path / "labels"
-    import_labels(_csv(tmp_path, "a.csv", "wafer_id,label\nL1:1,Scratch\nL1:2,Loc\nL2:7,Donut\n"), queue, labels,
-                  tmp_path / "q", annotator="alice", now=NOW)
-    frame = pd.DataFrame({"lot_id": ["L1", "L1", "L5"], "wafer_id": ["1", "2", "1"], "label": [None, "Center", None],
-                          "attrs": ['{"true_label": "Scratch"}', "{}", None]})
+    import_labels(
+        _csv(tmp_path, "a.csv", "wafer_id,label\nL1:1,Scratch\nL1:2,Loc\nL2:7,Donut\n"),
+        queue,
+        labels,
+        tmp_path / "q",
+        annotator="alice",
+        now=NOW,
+    )
+    frame = pd.DataFrame(
+        {
+            "lot_id": ["L1", "L1", "L5"],
+            "wafer_id": ["1", "2", "1"],
+            "label": [None, "Center", None],
+            "attrs": ['{"true_label": "Scratch"}', "{}", None],
+        }
+    )
     out, counts = apply_labels(frame, labels)
     assert out["label"].tolist() == ["Scratch", "Center", None]
     assert counts == {"stored": 3, "applied": 1, "source_already_labeled": 1, "not_found": 1}
@@ -100,20 +124,27 @@ def test_split_overlay_labels_unlabeled_wafers_with_provenance(tmp_path, queue):
     assert same is frame and none["applied"] == 0
 
 
-@pytest.mark.parametrize("encoding, text", [
-    ("utf-8-sig", "wafer_id;label;annotator\r\nL1:1;Center;José\r\nL1:2;Loc;bob\r\n"),  # Excel "CSV UTF-8"
-    ("utf-16", "wafer_id\tlabel\tannotator\r\nL1:1\tCenter\tJosé\r\nL1:2\tLoc\tbob\r\n"),  # Excel "Unicode text"
-], ids=["csv-utf-8", "utf-16"])
+@pytest.mark.parametrize(
+    "encoding, text",
+    [
+        ("utf-8-sig", "wafer_id;label;annotator\r\nL1:1;Center;José\r\nL1:2;Loc;bob\r\n"),  # Excel "CSV UTF-8"
+        ("utf-16", "wafer_id\tlabel\tannotator\r\nL1:1\tCenter\tJosé\r\nL1:2\tLoc\tbob\r\n"),  # Excel "Unicode text"
+    ],
+    ids=["csv-utf-8", "utf-16"],
+)
 def test_files_with_a_byte_order_mark_are_read(tmp_path, queue, encoding, text):
     report = import_labels(_csv(tmp_path, "excel.csv", text, encoding), queue, tmp_path / "l", tmp_path / "q", now=NOW)
     assert (report.accepted, report.rejects) == (2, [])
     assert read_store(tmp_path / "l")[["label", "annotator"]].values.tolist() == [["Center", "José"], ["Loc", "bob"]]
 
 
-@pytest.mark.parametrize("encoding, message", [
-    ("latin-1", r"latin-1\.csv: not UTF-8 \(byte 0xe9 at offset \d+, line 3\); save it as \"CSV UTF-8\""),
-    ("utf-16-le", r"utf-16-le\.csv: not a text CSV \(NUL characters: UTF-16 without a byte-order mark"),
-])
+@pytest.mark.parametrize(
+    "encoding, message",
+    [
+        ("latin-1", r"latin-1\.csv: not UTF-8 \(byte 0xe9 at offset \d+, line 3\); save it as \"CSV UTF-8\""),
+        ("utf-16-le", r"utf-16-le\.csv: not a text CSV \(NUL characters: UTF-16 without a byte-order mark"),
+    ],
+)
 def test_a_file_that_is_not_utf8_is_refused_with_how_to_fix_it(tmp_path, queue, encoding, message):
     src = _csv(tmp_path, f"{encoding}.csv", "wafer_id,label,annotator\nL1:1,Center,alice\nL1:2,Loc,José\n", encoding)
     with pytest.raises(ValueError, match=message):
@@ -129,12 +160,15 @@ def test_missing_trailing_fields_are_empty(tmp_path, queue):
 
 
 def test_a_malformed_line_is_quarantined_and_the_rest_of_the_file_kept(tmp_path, queue):
-    src = _csv(tmp_path, "broken.csv",
-               "wafer_id,label,annotator\n"
-               "L1:1,Center,alice\n"           # line 2 ok
-               'L1:2,"Loc,bob\n'               # line 3 quote never closed
-               "L2:7,Donut,bob,extra\n"        # line 4 one field too many
-               '"L3:4",Scratch,"carol"\n')     # line 5 ok, quoted fields
+    src = _csv(
+        tmp_path,
+        "broken.csv",
+        "wafer_id,label,annotator\n"
+        "L1:1,Center,alice\n"  # line 2 ok
+        'L1:2,"Loc,bob\n'  # line 3 quote never closed
+        "L2:7,Donut,bob,extra\n"  # line 4 one field too many
+        '"L3:4",Scratch,"carol"\n',
+    )  # line 5 ok, quoted fields
     report = import_labels(src, queue, tmp_path / "l", tmp_path / "q", now=NOW)
     assert report.accepted == 2 and read_store(tmp_path / "l")["wafer_id"].tolist() == ["1", "4"]
     rejects = pd.read_csv(report.quarantine, keep_default_na=False)

@@ -20,6 +20,7 @@ SIDES = {"alice": "wafer_id,label\nL1:1,Center\nL1:2,Loc\n", "bob": "wafer_id,la
 
 def _read_store_then_meet(read_store, both_read, met):
     """``read_store`` that, having read, waits up to a second for the other child to have read too."""
+
     def read_then_wait_for_the_other(labels_dir):
         store = read_store(labels_dir)
         try:
@@ -28,6 +29,7 @@ def _read_store_then_meet(read_store, both_read, met):
         except threading.BrokenBarrierError:  # the other is held back by the lock
             met.append(False)
         return store
+
     return read_then_wait_for_the_other
 
 
@@ -39,8 +41,13 @@ def _import_each_round(annotator, queue, label_dirs, starts, both_read, results)
         labels.read_store = _read_store_then_meet(original, both_read[round_], met)
         starts[round_].wait()
         try:
-            report = import_labels(labels_dir.parent / f"{annotator}.csv", queue, labels_dir,
-                                   labels_dir.parent / "quarantine", annotator=annotator)
+            report = import_labels(
+                labels_dir.parent / f"{annotator}.csv",
+                queue,
+                labels_dir,
+                labels_dir.parent / "quarantine",
+                annotator=annotator,
+            )
             results.put((round_, annotator, report.accepted, len(report.rejects), met, None))
         except Exception as exc:  # reported to the parent, which fails the test with it
             results.put((round_, annotator, 0, 0, met, repr(exc)))
@@ -48,8 +55,14 @@ def _import_each_round(annotator, queue, label_dirs, starts, both_read, results)
 
 def test_concurrent_imports_into_one_store_keep_both_sides_labels(tmp_path):
     queue = tmp_path / "queue.parquet"
-    pd.DataFrame({"wafer_id": ["L1:1", "L1:2", "L2:7", "L3:4"], "lot_id": ["L1", "L1", "L2", "L3"],
-                  "slot": ["1", "2", "7", "4"], "round": [1, 1, 1, 1]}).to_parquet(queue)
+    pd.DataFrame(
+        {
+            "wafer_id": ["L1:1", "L1:2", "L2:7", "L3:4"],
+            "lot_id": ["L1", "L1", "L2", "L3"],
+            "slot": ["1", "2", "7", "4"],
+            "round": [1, 1, 1, 1],
+        }
+    ).to_parquet(queue)
     label_dirs = []
     for round_ in range(ROUNDS):
         (tmp_path / f"round{round_}").mkdir()
@@ -59,8 +72,10 @@ def test_concurrent_imports_into_one_store_keep_both_sides_labels(tmp_path):
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that already runs pyarrow threads
     starts, both_read = [ctx.Barrier(2) for _ in label_dirs], [ctx.Barrier(2) for _ in label_dirs]
     results = ctx.Queue()
-    children = [ctx.Process(target=_import_each_round, args=(a, queue, label_dirs, starts, both_read, results),
-                            daemon=True) for a in SIDES]  # daemon: a stuck child dies with the test run
+    children = [
+        ctx.Process(target=_import_each_round, args=(a, queue, label_dirs, starts, both_read, results), daemon=True)
+        for a in SIDES
+    ]  # daemon: a stuck child dies with the test run
     for child in children:
         child.start()
     try:
@@ -72,7 +87,13 @@ def test_concurrent_imports_into_one_store_keep_both_sides_labels(tmp_path):
     for round_, labels_dir in enumerate(label_dirs):
         store = read_store(labels_dir)
         assert sorted(zip(store["wafer_id"], store["annotator"])) == [
-            ("1", "alice"), ("2", "alice"), ("4", "bob"), ("7", "bob")], f"round {round_}"
+            ("1", "alice"),
+            ("2", "alice"),
+            ("4", "bob"),
+            ("7", "bob"),
+        ], f"round {round_}"
         # (side, accepted, rejected, met the other between read and write, error)
         assert [o[1:] for o in outcomes if o[0] == round_] == [
-            ("alice", 2, 0, [False], None), ("bob", 2, 0, [False], None)], f"round {round_}"
+            ("alice", 2, 0, [False], None),
+            ("bob", 2, 0, [False], None),
+        ], f"round {round_}"

@@ -12,12 +12,14 @@ from waferflow.models.config import ModelConfig
 from waferflow.models.predictor import WaferPredictor
 from waferflow.models.wafer_unet import WaferUNet
 
-PROBS = np.array([
-    [0.98, 0.01, 0.01],   # 0 confident
-    [0.36, 0.33, 0.31],   # 1 flattest
-    [0.50, 0.49, 0.01],   # 2 two-way tie: smallest margin
-    [0.70, 0.20, 0.10],   # 3
-])
+PROBS = np.array(
+    [
+        [0.98, 0.01, 0.01],  # 0 confident
+        [0.36, 0.33, 0.31],  # 1 flattest
+        [0.50, 0.49, 0.01],  # 2 two-way tie: smallest margin
+        [0.70, 0.20, 0.10],  # 3
+    ]
+)
 
 
 def test_entropy_picks_the_flattest_and_margin_the_closest_call():
@@ -29,8 +31,7 @@ def test_entropy_picks_the_flattest_and_margin_the_closest_call():
 
 def test_bald_prefers_disagreeing_passes_over_agreed_uncertainty():
     # wafer 0: every pass says 50/50 (aleatoric; BALD ~0); wafer 1: passes disagree confidently
-    mc = np.array([[[0.5, 0.5], [0.99, 0.01]],
-                   [[0.5, 0.5], [0.01, 0.99]]])
+    mc = np.array([[[0.5, 0.5], [0.99, 0.01]], [[0.5, 0.5], [0.01, 0.99]]])
     scores = bald(mc)
     assert scores[0] == pytest.approx(0.0, abs=1e-9) and scores[1] > 0.5
     assert select("bald", 1, mc_probs=mc, probs=mc.mean(0))[0].tolist() == [1]
@@ -60,8 +61,9 @@ def test_random_is_seeded_and_every_strategy_returns_budget_unique_rows():
     mc = rng.dirichlet(np.ones(9), size=(4, 50))
     emb = rng.normal(size=(50, 8))
     for name in STRATEGIES:
-        picked, scores = select(name, 7, probs=probs, mc_probs=mc, pool_emb=emb, labeled_emb=emb[:5],
-                                rng=np.random.default_rng(1))
+        picked, scores = select(
+            name, 7, probs=probs, mc_probs=mc, pool_emb=emb, labeled_emb=emb[:5], rng=np.random.default_rng(1)
+        )
         assert len(set(picked.tolist())) == 7 and len(scores) == 7, name
     a = select("random", 5, probs=probs, rng=np.random.default_rng(9))[0]
     b = select("random", 5, probs=probs, rng=np.random.default_rng(9))[0]
@@ -92,9 +94,15 @@ def test_queue_lists_pool_wafers_with_scores_images_and_empty_label_columns(tiny
     torch.manual_seed(0)
     net = WaferUNet(ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8))).eval()
     processed = tiny_project / "data/processed"
-    summary = build_queue(WaferPredictor(net), processed / "unlabeled.parquet", [processed / "train.parquet"],
-                          ALConfig(strategy="hybrid", budget=4, mc_samples=3), tmp_path / "queue",
-                          tmp_path / "labels", progress=False)
+    summary = build_queue(
+        WaferPredictor(net),
+        processed / "unlabeled.parquet",
+        [processed / "train.parquet"],
+        ALConfig(strategy="hybrid", budget=4, mc_samples=3),
+        tmp_path / "queue",
+        tmp_path / "labels",
+        progress=False,
+    )
     queue = pd.read_csv(tmp_path / "queue/queue.csv", keep_default_na=False)
     pool = read_frame(processed / "unlabeled.parquet")
     assert len(queue) == 4 == summary["selected"] and queue["wafer_id"].is_unique

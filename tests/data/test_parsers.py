@@ -19,14 +19,21 @@ from waferflow.data.parsers.npz import NpzOptions, parse_npz
 def lswmd_frame() -> pd.DataFrame:
     """A DataFrame laid out exactly like WM-811K's LSWMD.pkl (nested labels, empty arrays)."""
     empty = np.zeros((0, 0))
-    return pd.DataFrame({
-        "waferMap": [disc(26, 26, [(13, 13)]), disc(30, 34), disc(45, 48, [(2, 20)]), disc(26, 26)],
-        "dieSize": [1683.0, 1683.0, 2460.0, 1683.0],
-        "lotName": ["lot1", "lot1", "lot2", "lot3"],
-        "waferIndex": [1.0, 2.0, 1.0, 25.0],
-        "trianTestLabel": [np.array([["Training"]], dtype=object), np.array([["Test"]], dtype=object), empty, empty],
-        "failureType": [np.array([["none"]], dtype=object), np.array([["Edge-Ring"]], dtype=object), empty, empty],
-    })
+    return pd.DataFrame(
+        {
+            "waferMap": [disc(26, 26, [(13, 13)]), disc(30, 34), disc(45, 48, [(2, 20)]), disc(26, 26)],
+            "dieSize": [1683.0, 1683.0, 2460.0, 1683.0],
+            "lotName": ["lot1", "lot1", "lot2", "lot3"],
+            "waferIndex": [1.0, 2.0, 1.0, 25.0],
+            "trianTestLabel": [
+                np.array([["Training"]], dtype=object),
+                np.array([["Test"]], dtype=object),
+                empty,
+                empty,
+            ],
+            "failureType": [np.array([["none"]], dtype=object), np.array([["Edge-Ring"]], dtype=object), empty, empty],
+        }
+    )
 
 
 def test_lswmd_pickle_as_distributed(tmp_path):
@@ -36,7 +43,11 @@ def test_lswmd_pickle_as_distributed(tmp_path):
     assert not result.rejects
     recs = result.records
     assert [(r.lot_id, r.wafer_id, r.label, r.split_hint) for r in recs] == [
-        ("lot1", "1", "none", "train"), ("lot1", "2", "Edge-Ring", "test"), ("lot2", "1", None, None), ("lot3", "25", None, None)]
+        ("lot1", "1", "none", "train"),
+        ("lot1", "2", "Edge-Ring", "test"),
+        ("lot2", "1", None, None),
+        ("lot3", "25", None, None),
+    ]
     assert recs[1].shape == (30, 34) and recs[2].die_size == 2460.0
     assert np.array_equal(recs[0].die_grid, disc(26, 26, [(13, 13)]))
     assert recs[0].source == "lswmd" and recs[0].source_ref.endswith("LSWMD.pkl#0")
@@ -45,10 +56,12 @@ def test_lswmd_pickle_as_distributed(tmp_path):
 def test_lswmd_written_by_old_pandas_module_paths(tmp_path):
     """The original file names pandas.indexes.* (pandas < 0.20); read_pickle's compat layer maps it."""
     blob = pickle.dumps(lswmd_frame(), protocol=2)
-    for new, old in [(b"pandas.core.indexes.base", b"pandas.indexes.base"),
-                     (b"pandas.core.indexes.range", b"pandas.indexes.range"),
-                     (b"pandas.core.internals.managers", b"pandas.core.internals"),
-                     (b"numpy._core.multiarray", b"numpy.core.multiarray")]:  # numpy 1's path
+    for new, old in [
+        (b"pandas.core.indexes.base", b"pandas.indexes.base"),
+        (b"pandas.core.indexes.range", b"pandas.indexes.range"),
+        (b"pandas.core.internals.managers", b"pandas.core.internals"),
+        (b"numpy._core.multiarray", b"numpy.core.multiarray"),
+    ]:  # numpy 1's path
         blob = blob.replace(new, old)
     assert b"pandas.indexes.base" in blob and b"c__builtin__" in blob  # Python 2 names for builtins too
     path = tmp_path / "LSWMD_legacy.pkl"
@@ -88,7 +101,7 @@ def test_lswmd_pickle_that_runs_code_is_refused_without_running_it(tmp_path, whe
 
 def test_lswmd_pickle_reaching_a_method_through_an_allowed_class_is_refused(tmp_path):
     """Protocol 4 resolves dotted names (DataFrame.eval): only exact allowed names pass."""
-    blob = (b"\x80\x04\x8c\x11pandas.core.frame\x94\x8c\x0eDataFrame.eval\x94\x93\x94.")
+    blob = b"\x80\x04\x8c\x11pandas.core.frame\x94\x8c\x0eDataFrame.eval\x94\x93\x94."
     path = tmp_path / "dotted.pkl"
     path.write_bytes(blob)
     with pytest.raises(FileRejected, match="DataFrame.eval"):
@@ -132,8 +145,8 @@ def test_truncated_pickle_and_wrong_columns_are_file_rejects(tmp_path):
 def test_npz_mixedwm38_layout(tmp_path):
     maps = np.stack([disc(52, 52, [(26, 26)]), disc(52, 52), disc(52, 52)])
     labels = np.zeros((3, 8), np.int32)
-    labels[0, 0] = 1          # Center
-    labels[2, [3, 6]] = 1     # Edge-Ring + Scratch: mixed
+    labels[0, 0] = 1  # Center
+    labels[2, [3, 6]] = 1  # Edge-Ring + Scratch: mixed
     path = tmp_path / "Wafer_Map_Datas.npz"
     np.savez(path, maps, labels)
     result = parse_file(path)
@@ -228,13 +241,15 @@ def test_csv_wrong_header_and_empty_file(tmp_path):
 
 def test_csv_malformed_lines_are_rejected_one_by_one_and_the_rest_kept(tmp_path):
     path = tmp_path / "dies.csv"
-    path.write_bytes(b"\xef\xbb\xbflot,wafer,x,y,bin\n"       # Excel's UTF-8 BOM
-                     b"L1,1,0,0,1\n"
-                     b'L1,1,1,0,"2\n'                          # unbalanced quote
-                     b"L1,1,0,1,2,extra\n"                     # one field too many
-                     b"L1;1;1;1;1\n"                           # another delimiter
-                     b"L1,1,\xe9,1,1\n"                        # latin-1, not UTF-8
-                     b"L1,1,1,1,2\n")
+    path.write_bytes(
+        b"\xef\xbb\xbflot,wafer,x,y,bin\n"  # Excel's UTF-8 BOM
+        b"L1,1,0,0,1\n"
+        b'L1,1,1,0,"2\n'  # unbalanced quote
+        b"L1,1,0,1,2,extra\n"  # one field too many
+        b"L1;1;1;1;1\n"  # another delimiter
+        b"L1,1,\xe9,1,1\n"  # latin-1, not UTF-8
+        b"L1,1,1,1,2\n"
+    )
     result = parse_file(path)
     assert [r.die_grid.tolist() for r in result.records] == [[[1, 0], [0, 2]]]
     reasons = {r.row: r.reason for r in result.rejects}

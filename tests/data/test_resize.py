@@ -10,7 +10,8 @@ from waferflow.data.resize import resize_grid
 @settings(max_examples=50, deadline=None)
 @given(
     grid=st.tuples(st.integers(2, 120), st.integers(2, 120)).flatmap(
-        lambda s: arrays(np.uint8, s, elements=st.integers(0, 2))),
+        lambda s: arrays(np.uint8, s, elements=st.integers(0, 2))
+    ),
     size=st.tuples(st.integers(8, 96), st.integers(8, 96)),
 )
 def test_resize_keeps_die_codes_exact(grid, size):

@@ -35,7 +35,8 @@ def test_corrupted_wafers_are_rejected_with_the_expectation_that_failed():
         _good(0),
         WaferRecord(die_grid=to_die_grid(wrong_code), lot_id="L", wafer_id="1"),
         WaferRecord(die_grid=to_die_grid(nan_grid), lot_id="L", wafer_id="2"),
-        _good(3), _good(3),  # duplicate id
+        _good(3),
+        _good(3),  # duplicate id
         WaferRecord(die_grid=disc(20, 22), lot_id="L", wafer_id="5", label="Blob"),
         WaferRecord(die_grid=np.zeros((20, 22), np.uint8), lot_id="L", wafer_id="6"),
         WaferRecord(die_grid=disc(2, 2000), lot_id="L", wafer_id="7"),
@@ -43,8 +44,12 @@ def test_corrupted_wafers_are_rejected_with_the_expectation_that_failed():
         _good(9),
     ]
     outcome = validate_frame(_frame(records), ValidationConfig(max_side=1024))
-    reasons = dict(zip(outcome.rejected["wafer_id"] + "#" + outcome.rejected.index.astype(str),
-                       outcome.rejected["failed_expectations"]))
+    reasons = dict(
+        zip(
+            outcome.rejected["wafer_id"] + "#" + outcome.rejected.index.astype(str),
+            outcome.rejected["failed_expectations"],
+        )
+    )
     by_wafer = {}
     for key, why in reasons.items():
         by_wafer.setdefault(key.split("#")[0], []).append(why)

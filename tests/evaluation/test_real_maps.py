@@ -33,7 +33,9 @@ def test_gap_is_small_between_draws_of_one_generator_and_large_across_a_shift(tm
     same = sim_to_real_gap(*_maps(base, 0), *_maps(base, 1))
     heavy = sim_to_real_gap(*_maps(base, 0), *_maps(base.model_copy(update={"background_fail_range": (0.3, 0.5)}), 1))
     for name in ("none", "Loc", "all"):
-        assert heavy["per_class"][name]["features"]["fail_ratio"] > max(0.5, 4 * same["per_class"][name]["features"]["fail_ratio"])
+        assert heavy["per_class"][name]["features"]["fail_ratio"] > max(
+            0.5, 4 * same["per_class"][name]["features"]["fail_ratio"]
+        )
         assert heavy["per_class"][name]["mean_distance"] > 2 * same["per_class"][name]["mean_distance"]
     table = gap_table(heavy)
     assert list(table["class"]) == [*CLASSES, "all"]

@@ -20,9 +20,25 @@ def test_ablation_trains_both_arms_on_the_same_split(tiny_project, tmp_path, mon
     # MLflow exports the tracking URI it is given to the environment: keep this test's store to this test
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'ablation.db'}")
     params = load_params(tiny_project / "params.yaml")
-    params = params.model_copy(update={"augment": params.augment.model_copy(update={
-        "min_count": 6, "target_count": 8, "gan_steps": 2, "batch_size": 8, "latent_dim": 8, "gen_width": 16,
-        "critic_width": 4, "n_critic": 2, "reference_steps": 3, "min_confidence": 0.0, "min_novelty": 0.0})})
+    params = params.model_copy(
+        update={
+            "augment": params.augment.model_copy(
+                update={
+                    "min_count": 6,
+                    "target_count": 8,
+                    "gan_steps": 2,
+                    "batch_size": 8,
+                    "latent_dim": 8,
+                    "gen_width": 16,
+                    "critic_width": 4,
+                    "n_critic": 2,
+                    "reference_steps": 3,
+                    "min_confidence": 0.0,
+                    "min_novelty": 0.0,
+                }
+            )
+        }
+    )
     result = run_ablation(params, keep=4, epochs=1, root=tiny_project, progress=False)
     assert all(result["starved_train_counts"][c] == 4 for c in RARE)
     assert result["starved_train_counts"]["Center"] > 4

@@ -64,8 +64,14 @@ def test_one_epoch_updates_the_critic_every_batch_and_the_generator_every_n_crit
     data = [{"grid": torch.from_numpy(disc(16, 16)), "label": torch.tensor(i % 9)} for i in range(16)]
     before_c = [p.clone() for p in m.critic.parameters()]
     before_g = [p.clone() for p in m.generator.parameters()]
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu")
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
     trainer.fit(m, DataLoader(data, batch_size=4))  # 4 batches: 4 critic steps, 2 generator steps
     assert any(not torch.equal(a, b) for a, b in zip(before_c, m.critic.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(before_g, m.generator.parameters()))
@@ -74,8 +80,8 @@ def test_one_epoch_updates_the_critic_every_batch_and_the_generator_every_n_crit
 
 def test_outline_repair_keeps_the_wafer_and_fills_holes():
     grid = disc(20, 20)
-    grid[10, 10] = 0        # a hole inside the wafer
-    grid[0, 0] = 2          # a stray speck outside it
+    grid[10, 10] = 0  # a hole inside the wafer
+    grid[0, 0] = 2  # a stray speck outside it
     fixed = repair_outline(grid)
     assert fixed[10, 10] == 1 and fixed[0, 0] == 0
     assert (fixed[grid != 0] != 0).sum() == (grid != 0).sum() - 1  # only the speck went
@@ -119,9 +125,20 @@ def test_run_augment_fills_rare_classes_through_the_gate_and_reports(tiny_projec
     keep = np.ones(len(train), bool)
     keep[np.flatnonzero(train.labels == 1)[3:]] = False  # Donut starved to 3 maps
     grids, labels = train.grids[keep], train.labels[keep]
-    cfg = GanAugmentConfig(min_count=10, target_count=12, oversample=2.0, gan_steps=2, batch_size=8, latent_dim=8,
-                           gen_width=16, critic_width=4, n_critic=2, reference_steps=3, min_confidence=0.0,
-                           min_novelty=0.0)
+    cfg = GanAugmentConfig(
+        min_count=10,
+        target_count=12,
+        oversample=2.0,
+        gan_steps=2,
+        batch_size=8,
+        latent_dim=8,
+        gen_width=16,
+        critic_width=4,
+        n_critic=2,
+        reference_steps=3,
+        min_confidence=0.0,
+        min_novelty=0.0,
+    )
     report = run_augment(grids, labels, cfg, tmp_path / "aug", progress=False)
     donut = report["classes"]["Donut"]
     assert list(report["classes"]) == ["Donut"] and donut["needed"] == 9 and donut["generated"] == 18
@@ -134,7 +151,6 @@ def test_run_augment_fills_rare_classes_through_the_gate_and_reports(tiny_projec
         assert synth["defect_mask"].isna().all()
     assert (tmp_path / "aug/generator.pt").is_file() and (tmp_path / "aug/gallery/Donut.png").is_file()
     assert report["generator"]["version"] and "critic_loss" in report["generator"]["train_metrics"]
-    none_needed = run_augment(grids, labels, cfg.model_copy(update={"min_count": 2}), tmp_path / "none",
-                              progress=False)
+    none_needed = run_augment(grids, labels, cfg.model_copy(update={"min_count": 2}), tmp_path / "none", progress=False)
     assert none_needed["classes"] == {} and none_needed["generator"] is None
     assert len(read_frame(tmp_path / "none/synthetic.parquet")) == 0

@@ -25,14 +25,21 @@ def test_clusters_counts_areas_centroids_exact():
     block = clusters[("Loc", 9)]
     assert block["bbox"] == [4, 9, 6, 11] and block["centroid"] == [5.0, 10.0]
     assert clusters[("Loc", 1)]["centroid"] == [15.0, 4.0] and clusters[("Loc", 1)]["compactness"] == 1.0
-    assert clusters[("Scratch", 4)]["centroid"] == [11.5, 13.5] and clusters[("Scratch", 4)]["compactness"] < block["compactness"]
+    assert (
+        clusters[("Scratch", 4)]["centroid"] == [11.5, 13.5]
+        and clusters[("Scratch", 4)]["compactness"] < block["compactness"]
+    )
     assert m["fail_dies"] == 15 and m["affected_dies"] == 14 and m["dies"] == int((grid > 0).sum())
     assert m["fail_density"] == round(15 / m["dies"], 6)
     assert m["severity"] == round(100 * (1 - math.exp(-5 * 15 / m["dies"])), 1)
     assert sum(m["quadrants"].values()) == pytest.approx(1.0, abs=1e-3)
     # centre of the die area is (10, 10): block cols 9 | 10-11, the lone die lower left, scratch + (18, 10) lower right
-    assert m["quadrants"] == {"upper_left": 0.2, "upper_right": 0.4, "lower_left": round(1 / 15, 4),
-                              "lower_right": round(5 / 15, 4)}
+    assert m["quadrants"] == {
+        "upper_left": 0.2,
+        "upper_right": 0.4,
+        "lower_left": round(1 / 15, 4),
+        "lower_right": round(5 / 15, 4),
+    }
 
 
 def test_edge_ratio_and_empty_cases():

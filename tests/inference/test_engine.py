@@ -36,7 +36,9 @@ def test_onnx_parity_report_and_files(exported):
     net, out, report, test = exported
     assert report["parity"]["passed"] and report["parity"]["wafers"] == len(test)
     assert report["parity"]["max_abs_diff_class_logits"] < 1e-4 and report["parity"]["class_mismatches"] == 0
-    assert report["temperature"] == pytest.approx(1.7) and report["int8"]["kept"] and (out / "model.int8.onnx").is_file()
+    assert (
+        report["temperature"] == pytest.approx(1.7) and report["int8"]["kept"] and (out / "model.int8.onnx").is_file()
+    )
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["input_size"] == [32, 32] and meta["classes"][-1] == "none"
 
@@ -73,12 +75,15 @@ def test_engine_is_thread_safe(exported):
     assert all(run == expected for run in runs)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((0, 5), np.uint8), "empty die grid"),
-    (np.array([1, 2, 1], np.uint8), "2-D"),
-    (np.full((5, 5), 3, np.uint8), "die codes must be"),
-    (np.zeros((5, 5), np.uint8), "no die"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((0, 5), np.uint8), "empty die grid"),
+        (np.array([1, 2, 1], np.uint8), "2-D"),
+        (np.full((5, 5), 3, np.uint8), "die codes must be"),
+        (np.zeros((5, 5), np.uint8), "no die"),
+    ],
+)
 def test_bad_input_is_a_clear_error(exported, bad, message):
     engine = InferenceEngine.from_path(exported[1] / "model.onnx")
     with pytest.raises(ValueError, match=message):
@@ -90,9 +95,20 @@ def test_predict_cli_writes_json_csv_and_overlays(exported, tmp_path):
     frame = lswmd_frame()
     frame.at[3, "waferMap"] = np.full((6, 6), 7, np.uint8)  # not die codes: reported, not predicted
     frame.to_pickle(tmp_path / "LSWMD.pkl")
-    result = CliRunner().invoke(app, ["predict", str(tmp_path / "LSWMD.pkl"), "--model", str(out / "model.onnx"),
-                                      "--out", str(tmp_path / "pred"), "--overlay",
-                                      "--prediction-log", str(tmp_path / "log")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(tmp_path / "LSWMD.pkl"),
+            "--model",
+            str(out / "model.onnx"),
+            "--out",
+            str(tmp_path / "pred"),
+            "--overlay",
+            "--prediction-log",
+            str(tmp_path / "log"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "3 wafers predicted" in result.output and "die codes must be" in result.output
     lines = (tmp_path / "pred" / "predictions.jsonl").read_text().splitlines()
@@ -114,11 +130,19 @@ def test_engine_serves_an_export_from_before_the_predictor_held_its_post_process
     from waferflow.classes import CLASSES
 
     predictor, out, _, test = exported
-    torch.onnx.export(predictor.net, (torch.zeros(1, 2, 32, 32),), str(tmp_path / "model.onnx"), input_names=["input"],
-                      output_names=["mask_logits", "class_logits"], opset_version=17, dynamo=False,
-                      dynamic_axes={"input": {0: "batch"}, "mask_logits": {0: "batch"}, "class_logits": {0: "batch"}})
-    (tmp_path / "metadata.json").write_text(json.dumps({"classes": list(CLASSES), "input_size": [32, 32],
-                                                        "temperature": 1.7}))
+    torch.onnx.export(
+        predictor.net,
+        (torch.zeros(1, 2, 32, 32),),
+        str(tmp_path / "model.onnx"),
+        input_names=["input"],
+        output_names=["mask_logits", "class_logits"],
+        opset_version=17,
+        dynamo=False,
+        dynamic_axes={"input": {0: "batch"}, "mask_logits": {0: "batch"}, "class_logits": {0: "batch"}},
+    )
+    (tmp_path / "metadata.json").write_text(
+        json.dumps({"classes": list(CLASSES), "input_size": [32, 32], "temperature": 1.7})
+    )
     legacy = InferenceEngine.from_path(tmp_path / "model.onnx").predict_arrays(test.grids[:8])
     current = InferenceEngine.from_path(out / "model.onnx").predict_arrays(test.grids[:8])
     np.testing.assert_allclose(legacy[0], current[0], atol=1e-5)

@@ -19,8 +19,9 @@ T0 = datetime(2026, 11, 20, 8, 30, tzinfo=timezone.utc)
 
 def batch(n, cls="Center"):
     grids = [disc(12 + i, 15, fails=[(6, 7)]) for i in range(n)]
-    results = [{"lot_id": "L1", "wafer_id": str(i), "model_version": "7", "class": cls, "confidence": 0.9}
-               for i in range(n)]
+    results = [
+        {"lot_id": "L1", "wafer_id": str(i), "model_version": "7", "class": cls, "confidence": 0.9} for i in range(n)
+    ]
     return results, grids
 
 
@@ -51,8 +52,11 @@ def test_a_failed_write_is_counted_and_reported_not_raised(tmp_path, caplog):
 
 
 def test_s3_log_round_trip(monkeypatch):
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
@@ -127,8 +131,12 @@ prediction_log.PredictionLog(sys.argv[1]).append(*batch(2), when=datetime(2026, 
 def test_a_writer_killed_mid_write_leaves_no_part_and_the_log_stays_readable(tmp_path):
     plog = PredictionLog(tmp_path / "log")
     plog.append(*batch(3), when=T0)
-    killed = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(tmp_path / "log")], cwd=PROJECT_ROOT,
-                            capture_output=True, text=True)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_WRITE, str(tmp_path / "log")],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     day = tmp_path / "log" / "date=2026-11-20"
     assert len(list(day.glob("*.parquet"))) == 1  # the killed writer's bytes are in a temp file only
@@ -147,14 +155,27 @@ def test_drift_reports_the_log_parts_it_skipped(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     write_records(stream("unshifted", 100, seed=0), tmp_path / "reference.parquet")
     wafers = stream("unshifted", 60, seed=1)
-    results = [{"lot_id": r.lot_id, "wafer_id": r.wafer_id, "model_version": "3", "class": "none",
-                "confidence": 0.6} for r in wafers]
+    results = [
+        {"lot_id": r.lot_id, "wafer_id": r.wafer_id, "model_version": "3", "class": "none", "confidence": 0.6}
+        for r in wafers
+    ]
     good = Path(PredictionLog(tmp_path / "log").append(results, [r.die_grid for r in wafers], alias="champion"))
     torn = good.with_name("part-torn.parquet")
     torn.write_bytes(good.read_bytes()[:10])
     (tmp_path / "params.yaml").write_text(f"drift: {{prediction_log: '{tmp_path / 'log'}', min_wafers: 50}}\n")
-    done = CliRunner().invoke(app, ["drift", "--reference", str(tmp_path / "reference.parquet"), "--no-mlflow",
-                                    "--out", str(tmp_path / "report"), "--params", str(tmp_path / "params.yaml")])
+    done = CliRunner().invoke(
+        app,
+        [
+            "drift",
+            "--reference",
+            str(tmp_path / "reference.parquet"),
+            "--no-mlflow",
+            "--out",
+            str(tmp_path / "report"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+        ],
+    )
     assert done.exit_code == 0, done.output
     summary = json.loads((tmp_path / "report/drift.json").read_text())
     assert summary["n_current"] == 60 and summary["skipped_log_parts"] == [str(torn)]

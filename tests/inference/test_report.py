@@ -17,12 +17,25 @@ def predicted(ids: list[tuple[str, str]]) -> tuple[list[dict], dict]:
     results, records = [], {}
     for lot, wafer in ids:
         grid = disc(12, 14, fails=[(6, 7)])
-        results.append({"lot_id": lot, "wafer_id": wafer, "class": "Center", "confidence": 0.91,
-                        "top_k": [{"class": "Center", "probability": 0.91}, {"class": "Donut", "probability": 0.05}],
-                        "shape": list(grid.shape), "mask": (grid == 2).astype(np.uint8),
-                        "defects": {"severity": 0.2, "fail_density": 0.01, "affected_dies": 1, "clusters": [{}],
-                                    "edge_ratio": 0.0},
-                        "model_version": "7"})
+        results.append(
+            {
+                "lot_id": lot,
+                "wafer_id": wafer,
+                "class": "Center",
+                "confidence": 0.91,
+                "top_k": [{"class": "Center", "probability": 0.91}, {"class": "Donut", "probability": 0.05}],
+                "shape": list(grid.shape),
+                "mask": (grid == 2).astype(np.uint8),
+                "defects": {
+                    "severity": 0.2,
+                    "fail_density": 0.01,
+                    "affected_dies": 1,
+                    "clusters": [{}],
+                    "edge_ratio": 0.0,
+                },
+                "model_version": "7",
+            }
+        )
         records[(lot, wafer)] = WaferRecord(die_grid=grid, lot_id=lot, wafer_id=wafer)
     return results, records
 

@@ -63,8 +63,10 @@ def test_check_recommends_retraining_on_shifted_streams_only(reference, scenario
 
 def test_prediction_drift_and_html_report(reference, tmp_path):
     rng = np.random.default_rng(0)
-    ref = reference.assign(predicted_class=rng.choice(["none", "Center"], len(reference), p=[0.8, 0.2]),
-                           confidence=rng.uniform(0.7, 1, len(reference)))
+    ref = reference.assign(
+        predicted_class=rng.choice(["none", "Center"], len(reference), p=[0.8, 0.2]),
+        confidence=rng.uniform(0.7, 1, len(reference)),
+    )
     cur = ref.sample(300, random_state=1).assign(predicted_class="Center")  # same wafers, other predictions
     result = check_drift(ref, cur, DriftConfig())
     assert result.summary["predictions"]["predicted_class"]["drifted"]
@@ -111,13 +113,34 @@ def test_cli_replays_a_stream_and_writes_the_report(tmp_path):  # the project's 
 
     run = CliRunner()
     for scenario, n, seed in (("unshifted", 300, 0), ("background", 300, 5)):
-        done = run.invoke(app, ["drift-stream", scenario, "--n", str(n), "--seed", str(seed),
-                                "--out", str(tmp_path / f"{scenario}.parquet")])
+        done = run.invoke(
+            app,
+            [
+                "drift-stream",
+                scenario,
+                "--n",
+                str(n),
+                "--seed",
+                str(seed),
+                "--out",
+                str(tmp_path / f"{scenario}.parquet"),
+            ],
+        )
         assert done.exit_code == 0, done.output
     again = run.invoke(app, ["drift-stream", "unshifted", "--out", str(tmp_path / "unshifted.parquet")])
     assert again.exit_code != 0 and "not overwritten" in again.output
-    done = run.invoke(app, ["drift", str(tmp_path / "background.parquet"), "--reference",
-                            str(tmp_path / "unshifted.parquet"), "--out", str(tmp_path / "report"), "--no-mlflow"])
+    done = run.invoke(
+        app,
+        [
+            "drift",
+            str(tmp_path / "background.parquet"),
+            "--reference",
+            str(tmp_path / "unshifted.parquet"),
+            "--out",
+            str(tmp_path / "report"),
+            "--no-mlflow",
+        ],
+    )
     assert done.exit_code == 0, done.output
     assert "RETRAIN RECOMMENDED" in done.output
     summary = json.loads((tmp_path / "report/drift.json").read_text())
@@ -135,16 +158,32 @@ def test_cli_checks_the_prediction_log_window_by_default(tmp_path, monkeypatch):
     from waferflow.data.records import write_records
     from waferflow.inference.prediction_log import PredictionLog
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")  # no champion there; artifacts beside it
+    monkeypatch.setenv(
+        "MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    )  # no champion there; artifacts beside it
     write_records(stream("unshifted", 300, seed=0), tmp_path / "reference.parquet")
     plog = PredictionLog(tmp_path / "log")
     shifted = stream("novel_pattern", 80, seed=2)
-    results = [{"lot_id": r.lot_id, "wafer_id": r.wafer_id, "model_version": "3", "class": "none",
-                "confidence": 0.6} for r in shifted]
+    results = [
+        {"lot_id": r.lot_id, "wafer_id": r.wafer_id, "model_version": "3", "class": "none", "confidence": 0.6}
+        for r in shifted
+    ]
     plog.append(results, [r.die_grid for r in shifted], alias="champion", when=datetime.now(timezone.utc))
-    (tmp_path / "params.yaml").write_text(f"drift: {{prediction_log: '{tmp_path / 'log'}', window_days: 2, min_wafers: 50}}\n")
-    done = CliRunner().invoke(app, ["drift", "--reference", str(tmp_path / "reference.parquet"),
-                                    "--out", str(tmp_path / "report"), "--params", str(tmp_path / "params.yaml")])
+    (tmp_path / "params.yaml").write_text(
+        f"drift: {{prediction_log: '{tmp_path / 'log'}', window_days: 2, min_wafers: 50}}\n"
+    )
+    done = CliRunner().invoke(
+        app,
+        [
+            "drift",
+            "--reference",
+            str(tmp_path / "reference.parquet"),
+            "--out",
+            str(tmp_path / "report"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+        ],
+    )
     assert done.exit_code == 0, done.output
     summary = json.loads((tmp_path / "report/drift.json").read_text())
     assert summary["n_current"] == 80 and summary["retrain_recommended"] and "last 2 days" in summary["current"]

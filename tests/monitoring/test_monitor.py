@@ -40,7 +40,7 @@ def serve(root: Path, scenario: str, n: int, seed: int, shadow: bool = False) ->
     challenger = InferenceEngine.from_registry(p.mlflow.registered_model, "challenger", prediction_log=plog)
     with ShadowEngine(champion, challenger, max_pending=n) as engine:
         for start in range(0, n, 50):
-            engine.predict(records[start:start + 50])
+            engine.predict(records[start : start + 50])
 
 
 def drift_step(root: Path) -> dict:
@@ -103,7 +103,9 @@ def test_drift_step_judges_the_champions_window_and_recommends_retraining_only_o
     assert any(line.startswith("drift: RETRAIN RECOMMENDED") for line in shifted["log"])
     conf = retrain_conf(shifted, "scheduled__2026-11-24")
     assert conf["reason"].startswith("drift: ") and "fail_ratio" in conf["reason"]
-    assert "waferflow_monitor run scheduled__2026-11-24" in conf["reason"] and shifted["mlflow_run_id"] in conf["reason"]
+    assert (
+        "waferflow_monitor run scheduled__2026-11-24" in conf["reason"] and shifted["mlflow_run_id"] in conf["reason"]
+    )
 
 
 def test_shadow_step_reports_live_agreement_and_the_gate_uses_it(project, tmp_path):

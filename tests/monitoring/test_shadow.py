@@ -20,8 +20,16 @@ class FakeEngine:
             assert self.gate.wait(10), "the test never released the challenger"
         if self.classes == "boom":
             raise RuntimeError("challenger crashed")
-        results = [{"lot_id": "L", "wafer_id": str(i), "model_version": self.version, "class": self.classes[i],
-                    "confidence": 0.9} for i in range(len(wafers))]
+        results = [
+            {
+                "lot_id": "L",
+                "wafer_id": str(i),
+                "model_version": self.version,
+                "class": self.classes[i],
+                "confidence": 0.9,
+            }
+            for i in range(len(wafers))
+        ]
         self.plog.append(results, list(wafers), alias=self.alias, latency_ms=2.0)
         return results
 
@@ -50,8 +58,9 @@ def test_the_caller_gets_the_champion_without_waiting_for_the_challenger(tmp_pat
 
 def test_a_failing_challenger_never_reaches_the_caller(tmp_path):
     plog = PredictionLog(tmp_path / "log")
-    with ShadowEngine(FakeEngine("3", "champion", ["none"], plog),
-                      FakeEngine("4", "challenger", "boom", plog)) as shadow:
+    with ShadowEngine(
+        FakeEngine("3", "champion", ["none"], plog), FakeEngine("4", "challenger", "boom", plog)
+    ) as shadow:
         assert shadow.predict([disc(10, 10)])[0]["class"] == "none"
     assert shadow.failed == 1
     with pytest.raises(ValueError, match="both the champion and the challenger"):
@@ -68,6 +77,15 @@ def test_shadow_cli_names_the_missing_alias(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
     write_records(stream("unshifted", 5, seed=1), tmp_path / "w.parquet")
     (tmp_path / "params.yaml").write_text(f"drift: {{prediction_log: '{tmp_path / 'log'}'}}\n")
-    done = CliRunner().invoke(app, ["shadow", str(tmp_path / "w.parquet"), "--params", str(tmp_path / "params.yaml"),
-                                    "--out", str(tmp_path / "shadow.json")])
+    done = CliRunner().invoke(
+        app,
+        [
+            "shadow",
+            str(tmp_path / "w.parquet"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--out",
+            str(tmp_path / "shadow.json"),
+        ],
+    )
     assert done.exit_code == 1 and "@champion" in done.output and not (tmp_path / "shadow.json").exists()

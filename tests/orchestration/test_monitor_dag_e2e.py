@@ -20,8 +20,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def airflow_env(monitored_project, tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow_monitor")
-    env = {"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "WAFERFLOW_PROJECT_DIR": str(monitored_project)}
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "WAFERFLOW_PROJECT_DIR": str(monitored_project),
+    }
     run_ok(["airflow", "db", "migrate"], home, env)
     run_ok(["airflow", "dags", "reserialize"], home, env)  # the trigger's target must be known to Airflow
     return env
@@ -42,8 +46,9 @@ def _retrain_runs(env: dict) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("scenario, triggers", [("unshifted", False), ("background", True)])
-def test_monitor_triggers_a_retrain_on_a_shifted_stream_only(monitored_project, airflow_env, tmp_path,
-                                                            monkeypatch, scenario, triggers):
+def test_monitor_triggers_a_retrain_on_a_shifted_stream_only(
+    monitored_project, airflow_env, tmp_path, monkeypatch, scenario, triggers
+):
     own_mlflow_store(monkeypatch)
     _set(monitored_project, "drift", prediction_log=str(tmp_path / "log"))
     _set(monitored_project, "gate", shadow_report=str(tmp_path / "shadow.json"), require_shadow=False)

@@ -37,8 +37,10 @@ def user_project(tmp_path):
     """A small checkout: git repo, params.yaml, a user file in data/raw, an ignored file."""
     root = tmp_path / "checkout"
     (root / "data/raw").mkdir(parents=True)
-    (root / "params.yaml").write_text("# the user's comments\ntrain: {max_epochs: 7}\nmodel: {encoder_name: resnet18}\n"
-                                      "mlflow: {experiment: wf-test}\n")
+    (root / "params.yaml").write_text(
+        "# the user's comments\ntrain: {max_epochs: 7}\nmodel: {encoder_name: resnet18}\n"
+        "mlflow: {experiment: wf-test}\n"
+    )
     (root / "dvc.yaml").write_text("stages: {}\n")
     (root / "dvc.lock").write_text("schema: '2.0'\n")
     (root / ".dvc").mkdir()
@@ -51,15 +53,22 @@ def user_project(tmp_path):
 
 
 def test_trigger_defaults_are_what_params_yaml_says(user_project):
-    assert trigger_defaults(user_project) == {"data_sources": ["data/generated", "data/raw"], "epochs": 7,
-                                              "encoder": "resnet18", "force_promote": False,
-                                              "reason": ""}
+    assert trigger_defaults(user_project) == {
+        "data_sources": ["data/generated", "data/raw"],
+        "epochs": 7,
+        "encoder": "resnet18",
+        "force_promote": False,
+        "reason": "",
+    }
 
 
 def test_overrides_resolve_paths_convert_values_and_list_changes(tmp_path):
     params = {"ingest": {"sources": ["data/generated", "data/raw"]}, "train": {"max_epochs": 7}}
-    changes = apply_overrides(params, {"data_sources": ["data/raw/", "../fab/exports", "/abs/LSWMD.pkl"],
-                                       "epochs": "3", "force_promote": "false"}, tmp_path / "proj")
+    changes = apply_overrides(
+        params,
+        {"data_sources": ["data/raw/", "../fab/exports", "/abs/LSWMD.pkl"], "epochs": "3", "force_promote": "false"},
+        tmp_path / "proj",
+    )
     assert params["ingest"]["sources"] == ["data/raw", str((tmp_path / "fab/exports").resolve()), "/abs/LSWMD.pkl"]
     assert params["train"]["max_epochs"] == 3 and params["gate"]["force_promote"] is False
     assert {c["param"] for c in changes} == {"ingest.sources", "train.max_epochs", "gate.force_promote"}
@@ -74,8 +83,11 @@ def test_overrides_resolve_paths_convert_values_and_list_changes(tmp_path):
 
 def test_prepare_copies_the_checkout_applies_overrides_and_never_touches_the_users_files(user_project):
     before = {p: p.read_bytes() for p in (user_project / "params.yaml", user_project / "dvc.lock")}
-    record = prepare_workspace(user_project, "manual__2026-11-23T10:00:00+00:00",
-                               {"epochs": 2, "encoder": "resnet34", "reason": "drift: fail_ratio moved"})
+    record = prepare_workspace(
+        user_project,
+        "manual__2026-11-23T10:00:00+00:00",
+        {"epochs": 2, "encoder": "resnet34", "reason": "drift: fail_ratio moved"},
+    )
     ws = runs_dir(user_project) / "manual__2026-11-23T10_00_00_00_00"
     assert record["workspace"] == str(ws)
     params = yaml.safe_load((ws / "params.yaml").read_text())
@@ -113,36 +125,70 @@ def _workspace(tmp_path, validation=None, gate=None):
     (ws / "metrics").mkdir(parents=True)
     (ws / "models").mkdir()
     (ws / "reports/validation").mkdir(parents=True)
-    (ws / "airflow_run.json").write_text(json.dumps({"changes": [{"param": "train.max_epochs", "from": 26, "to": 2}],
-                                                     "reason": "drift: fail_ratio moved"}))
+    (ws / "airflow_run.json").write_text(
+        json.dumps(
+            {"changes": [{"param": "train.max_epochs", "from": 26, "to": 2}], "reason": "drift: fail_ratio moved"}
+        )
+    )
     if validation:
         (ws / "reports/validation/validation.json").write_text(json.dumps(validation))
     if gate:
         (ws / "metrics/gate.json").write_text(json.dumps(gate))
-        (ws / "metrics/evaluate.json").write_text(json.dumps({"test_macro_f1": 0.91, "test_accuracy": 0.93,
-                                                              "test_mean_iou": 0.8, "per_class": {}}))
+        (ws / "metrics/evaluate.json").write_text(
+            json.dumps({"test_macro_f1": 0.91, "test_accuracy": 0.93, "test_mean_iou": 0.8, "per_class": {}})
+        )
         (ws / "metrics/evaluate_real.json").write_text(json.dumps({"available": False}))
-        (ws / "models/train_run.json").write_text(json.dumps({"model_name": "wf", "version": "4", "run_id": "abc",
-                                                              "epochs_trained": 2, "best_val_macro_f1": 0.9}))
+        (ws / "models/train_run.json").write_text(
+            json.dumps(
+                {"model_name": "wf", "version": "4", "run_id": "abc", "epochs_trained": 2, "best_val_macro_f1": 0.9}
+            )
+        )
     return ws
 
 
 def test_summary_of_a_completed_run_has_the_gate_decision_metrics_and_links(tmp_path):
-    gate = {"decision": "refused", "reason": "test_macro_f1 0.91 < champion 0.95 - 0.005", "challenger_version": "4",
-            "champion_version": "3", "aliases": {"champion": "3"},
-            "rules": [{"rule": "test_macro_f1", "passed": False, "challenger": 0.91, "champion": 0.95,
-                       "limit": ">= champion - 0.005"}]}
+    gate = {
+        "decision": "refused",
+        "reason": "test_macro_f1 0.91 < champion 0.95 - 0.005",
+        "challenger_version": "4",
+        "champion_version": "3",
+        "aliases": {"champion": "3"},
+        "rules": [
+            {
+                "rule": "test_macro_f1",
+                "passed": False,
+                "challenger": 0.91,
+                "champion": 0.95,
+                "limit": ">= champion - 0.005",
+            }
+        ],
+    }
     ws = _workspace(tmp_path, gate=gate)
-    (ws / "metrics/al_query.json").write_text(json.dumps({"selected": 100, "round": 2, "strategy": "hybrid",
-                                                          "pool_size": 900, "total_seconds": 3.2,
-                                                          "queue": "data/al/queue/queue.csv",
-                                                          "selected_predicted_classes": {"Loc": 100}}))
+    (ws / "metrics/al_query.json").write_text(
+        json.dumps(
+            {
+                "selected": 100,
+                "round": 2,
+                "strategy": "hybrid",
+                "pool_size": 900,
+                "total_seconds": 3.2,
+                "queue": "data/al/queue/queue.csv",
+                "selected_predicted_classes": {"Loc": 100},
+            }
+        )
+    )
     out = summarise(ws, {s: "success" for s in ALL_STAGES}, "http://mlflow:5000/", experiment_id="7")
-    assert out["annotation_queue"] == {"size": 100, "round": 2, "strategy": "hybrid",
-                                       "path": str(ws / "data/al/queue/queue.csv")}
+    assert out["annotation_queue"] == {
+        "size": 100,
+        "round": 2,
+        "strategy": "hybrid",
+        "path": str(ws / "data/al/queue/queue.csv"),
+    }
     assert out["ok"] and out["gate"]["decision"] == "refused" and out["metrics"]["test_macro_f1"] == 0.91
-    assert out["mlflow"] == {"train_run": "http://mlflow:5000/#/experiments/7/runs/abc",
-                             "model_version": "http://mlflow:5000/#/models/wf/versions/4"}
+    assert out["mlflow"] == {
+        "train_run": "http://mlflow:5000/#/experiments/7/runs/abc",
+        "model_version": "http://mlflow:5000/#/models/wf/versions/4",
+    }
     text = format_summary(out)
     assert "[gate] gate: version 4 refused: test_macro_f1 0.91 < champion" in text  # as `waferflow gate` says it
     assert "[gate] champion before: v3" in text and "[gate]   FAIL test_macro_f1: challenger 0.91" in text
@@ -152,11 +198,21 @@ def test_summary_of_a_completed_run_has_the_gate_decision_metrics_and_links(tmp_
 
 
 def test_summary_of_a_run_stopped_by_data_quality_says_where_and_why(tmp_path):
-    stale = {"decision": "promoted", "reason": "an earlier run", "challenger_version": "9", "champion_version": "8",
-             "aliases": {"champion": "9"}}  # the checkout's committed metrics, copied into the workspace
+    stale = {
+        "decision": "promoted",
+        "reason": "an earlier run",
+        "challenger_version": "9",
+        "champion_version": "8",
+        "aliases": {"champion": "9"},
+    }  # the checkout's committed metrics, copied into the workspace
     ws = _workspace(tmp_path, validation={"checked": 40, "rejected": 40, "max_reject_fraction": 0.05}, gate=stale)
-    states = {"generate": "success", "ingest": "success", "validate": "failed", "split": "upstream_failed",
-              "al_query": "upstream_failed"}
+    states = {
+        "generate": "success",
+        "ingest": "success",
+        "validate": "failed",
+        "split": "upstream_failed",
+        "al_query": "upstream_failed",
+    }
     out = summarise(ws, states)
     assert not out["ok"] and out["stopped_at"] == "validate"
     assert out["reason"].startswith("data-quality gate failed: 40 of 40 records rejected (limit 0.05)")
@@ -193,10 +249,18 @@ print(json.dumps({
 @pytest.fixture(scope="module")
 def dag_info(tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow_home")
-    env = {"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags")}
-    out = subprocess.run([sys.executable, "-c", DAG_PROBE], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                         env={**__import__("os").environ, **env})
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", DAG_PROBE],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, **env},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -209,8 +273,12 @@ def test_dag_files_import_without_errors(dag_info):
 def test_monitor_dag_is_daily_and_triggers_the_retrain_only_after_the_drift_decision(dag_info):
     mon = dag_info["monitor"]
     assert mon["schedule"] == "@daily" and mon["catchup"] is False and mon["max_active_runs"] == 1
-    assert mon["upstream"] == {"drift_check": [], "retrain_needed": ["drift_check"],
-                               "trigger_retrain": ["retrain_needed"], "shadow_report": []}
+    assert mon["upstream"] == {
+        "drift_check": [],
+        "retrain_needed": ["drift_check"],
+        "trigger_retrain": ["retrain_needed"],
+        "shadow_report": [],
+    }
     assert mon["triggers"]["trigger_retrain"] == "waferflow_retrain"
     assert mon["types"]["trigger_retrain"] == "TriggerDagRunOperator"
     assert mon["types"]["retrain_needed"] == "_ShortCircuitDecoratedOperator"
@@ -228,8 +296,10 @@ def test_retrain_dag_schedule_order_and_policies(dag_info):
     expected.update({"al_query": ["evaluate"], "summary": ["al_query", "gate"]})
     assert dag_info["upstream"] == expected
     for stage in ALL_STAGES:  # each task publishes what its stage wrote as its XCom
-        assert f"dvc repro --single-item {stage}\npython -m waferflow.stages {stage} --result\n" \
+        assert (
+            f"dvc repro --single-item {stage}\npython -m waferflow.stages {stage} --result\n"
             in dag_info["commands"][stage]
+        )
         assert dag_info["timeouts"][stage] > 0
     assert dag_info["retries"]["validate"] == 0 and dag_info["retries"]["train"] >= 1
     assert dag_info["trigger_rules"]["summary"] == "all_done"

@@ -22,8 +22,12 @@ pytestmark = pytest.mark.slow
 def airflow_project(tmp_path_factory):
     base = tmp_path_factory.mktemp("airflow")
     project = copy_project(base / "project")
-    env = {"AIRFLOW_HOME": str(base / "home"), "AIRFLOW__CORE__DAGS_FOLDER": str(project / "dags"),
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "WAFERFLOW_PROJECT_DIR": str(project)}
+    env = {
+        "AIRFLOW_HOME": str(base / "home"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(project / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "WAFERFLOW_PROJECT_DIR": str(project),
+    }
     run_ok(["airflow", "db", "migrate"], base, env)
     return project, env
 
@@ -31,8 +35,13 @@ def airflow_project(tmp_path_factory):
 def _dags_test(env: dict, conf: dict, cwd: Path) -> tuple[int, str]:
     full = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **env}
     full["PATH"] = f"{Path(sys.executable).parent}:{full['PATH']}"
-    done = subprocess.run(["airflow", "dags", "test", "waferflow_retrain", "-c", json.dumps(conf)], cwd=cwd,
-                          env=full, capture_output=True, text=True)
+    done = subprocess.run(
+        ["airflow", "dags", "test", "waferflow_retrain", "-c", json.dumps(conf)],
+        cwd=cwd,
+        env=full,
+        capture_output=True,
+        text=True,
+    )
     return done.returncode, done.stdout + done.stderr
 
 

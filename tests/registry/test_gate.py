@@ -27,22 +27,29 @@ def test_rules_on_measured_values():
     cfg = GateConfig()
     ok, rules = decide(champion, _measured(0.897, {"Center": 0.88, "Scratch": 0.85}, 4.5), True, cfg)
     assert ok and {r["rule"] for r in rules} >= {"test_macro_f1", "test_class_recall", "onnx_parity", "latency_p95_ms"}
-    assert not decide(champion, _measured(0.894, {"Center": 0.9, "Scratch": 0.8}, 4.0), True, cfg)[0]   # F1 -0.006
+    assert not decide(champion, _measured(0.894, {"Center": 0.9, "Scratch": 0.8}, 4.0), True, cfg)[0]  # F1 -0.006
     bad_recall = decide(champion, _measured(0.95, {"Center": 0.99, "Scratch": 0.76}, 4.0), True, cfg)[1]
     assert [r["rule"] for r in bad_recall if not r["passed"]] == ["test_class_recall"]
     assert "Scratch" in str(next(r for r in bad_recall if r["rule"] == "test_class_recall")["limit"])
     assert not decide(champion, _measured(0.95, {"Center": 0.9, "Scratch": 0.8}, 4.9), True, cfg)[0]  # 1.225x slower
     assert not decide(champion, _measured(0.95, {"Center": 0.9, "Scratch": 0.8}, 4.0), False, cfg)[0]  # parity failed
     with_real = {**champion, "real": {"macro_f1": 0.7, "recall": {"Loc": 0.7}, "mask_iou": None}}
-    challenger = {**_measured(0.95, {"Center": 0.9, "Scratch": 0.8}, 4.0),
-                  "real": {"macro_f1": 0.6, "recall": {"Loc": 0.7}, "mask_iou": None}}
+    challenger = {
+        **_measured(0.95, {"Center": 0.9, "Scratch": 0.8}, 4.0),
+        "real": {"macro_f1": 0.6, "recall": {"Loc": 0.7}, "mask_iou": None},
+    }
     ok, rules = decide(with_real, challenger, True, cfg)
     assert not ok and [r["rule"] for r in rules if not r["passed"]] == ["real_macro_f1"]
 
 
 def _shadow(challenger="8", champion="7", wafers=300, agreement=0.95, labeled=None):
-    return {"wafers": wafers, "agreement": agreement, "labeled": labeled,
-            "champion": {"model_version": champion}, "challenger": {"model_version": challenger}}
+    return {
+        "wafers": wafers,
+        "agreement": agreement,
+        "labeled": labeled,
+        "champion": {"model_version": champion},
+        "challenger": {"model_version": challenger},
+    }
 
 
 def test_shadow_rules_apply_to_this_pair_only_and_can_be_required():
@@ -65,8 +72,11 @@ def test_shadow_rules_apply_to_this_pair_only_and_can_be_required():
     assert "shadow_agreement" not in failed(_shadow(challenger="6", agreement=0.1))[2]
     assert failed(_shadow(wafers=50, agreement=0.1))[0]
     required = GateConfig(require_shadow=True, min_shadow_wafers=200)
-    for shadow, says in ((None, "no shadow report"), (_shadow(wafers=50), "50 wafers"),
-                         (_shadow(champion="5"), "the report pairs v8 with v5")):
+    for shadow, says in (
+        (None, "no shadow report"),
+        (_shadow(wafers=50), "50 wafers"),
+        (_shadow(champion="5"), "the report pairs v8 with v5"),
+    ):
         ok, rules = decide(champion, challenger, True, required, shadow)
         rule = next(r for r in rules if r["rule"] == "shadow")
         assert not ok and not rule["passed"] and rule["challenger"] == says and "v8 beside champion v7" in rule["limit"]
@@ -76,8 +86,12 @@ def test_shadow_rules_apply_to_this_pair_only_and_can_be_required():
 @pytest.fixture(scope="module")
 def registry(tiny_project, tmp_path_factory):
     root = tmp_path_factory.mktemp("gate")
-    cfg = MlflowConfig(tracking_uri=f"sqlite:///{root / 'gate.db'}", artifact_root=str(root / "artifacts"),
-                       experiment="gate-test", registered_model=NAME)
+    cfg = MlflowConfig(
+        tracking_uri=f"sqlite:///{root / 'gate.db'}",
+        artifact_root=str(root / "artifacts"),
+        experiment="gate-test",
+        registered_model=NAME,
+    )
     mp = pytest.MonkeyPatch()
     own_mlflow_store(mp)
     configure_mlflow(cfg, root)
@@ -90,8 +104,9 @@ def registry(tiny_project, tmp_path_factory):
     degraded = WaferUNet(ModelConfig.model_validate(params.model.model_dump())).eval()  # 0 epochs
 
     def register(net, tag):
-        return register_exported(net, NAME, mlflow.get_experiment_by_name("gate-test").experiment_id, root, val,
-                                 test, tag)
+        return register_exported(
+            net, NAME, mlflow.get_experiment_by_name("gate-test").experiment_id, root, val, test, tag
+        )
 
     yield {"good": good, "degraded": degraded, "register": register, "test": test}
     mp.undo()
@@ -119,7 +134,10 @@ def test_gate_refuses_a_degraded_challenger_promotes_a_good_one_and_rollback_res
     v3 = register(registry["good"], "trained-again")
     promoted = run_gate(NAME, v3, test, cfg)
     assert promoted["decision"] == "promoted", promoted["reason"]
-    assert aliases() == {"champion": v3, "previous": v1}  # registering v3 moved "challenger" to it; promotion cleared it
+    assert aliases() == {
+        "champion": v3,
+        "previous": v1,
+    }  # registering v3 moved "challenger" to it; promotion cleared it
     assert MlflowClient().get_model_version(NAME, v3).tags["gate.decision"] == "promoted"
     again = run_gate(NAME, v3, test, cfg)  # a re-run keeps the recorded decision and its reason
     assert again["decision"] == "promoted" and again["already_decided"] and promoted["reason"] in again["reason"]
@@ -157,7 +175,9 @@ def test_a_gate_that_loses_the_race_moves_nothing_and_alias_writers_take_turns(r
 
     monkeypatch.setattr(gate_module, "measure_version", measure_while_someone_promotes)
     result = run_gate(NAME, challenger, test, GateConfig())
-    assert result["decision"] == "refused" and f"champion is version {other} now, not version {before}" in result["reason"]
+    assert (
+        result["decision"] == "refused" and f"champion is version {other} now, not version {before}" in result["reason"]
+    )
     assert aliases()["champion"] == other  # the winner's move stands; the stale decision moved nothing
 
     with alias_lock():  # a writer holding the lock makes the next one wait

@@ -47,14 +47,23 @@ def build_corpus(folder: Path, marker: Path) -> tuple[set[tuple[str, str]], set[
     good |= {(lot, str(int(w))) for lot, w in zip(frame["lotName"], frame["waferIndex"])}
 
     long_lot = "L" * 300  # overlay file name too long
-    lines = ["lot,wafer,x,y,bin", *_die_list("a/b", "1", disc(12, 12, [(6, 6)])),
-             *_die_list("a_b", "1", disc(12, 12, [(3, 6)])), *_die_list(long_lot, "2", disc(10, 14, [(5, 5)])),
-             *_die_list("..hidden", "3", disc(11, 11, [(5, 4)])),
-             'a/b,9,0,0,"1', "a/b,9,0,0,1,extra", "a/b;9;1;1;1"]  # unbalanced quote, extra field, delimiter
+    lines = [
+        "lot,wafer,x,y,bin",
+        *_die_list("a/b", "1", disc(12, 12, [(6, 6)])),
+        *_die_list("a_b", "1", disc(12, 12, [(3, 6)])),
+        *_die_list(long_lot, "2", disc(10, 14, [(5, 5)])),
+        *_die_list("..hidden", "3", disc(11, 11, [(5, 4)])),
+        'a/b,9,0,0,"1',
+        "a/b,9,0,0,1,extra",
+        "a/b;9;1;1;1",
+    ]  # unbalanced quote, extra field, delimiter
     (folder / "dies.csv").write_text("\n".join(lines) + "\n")
     good |= {("a/b", "1"), ("a_b", "1"), (long_lot, "2"), ("..hidden", "3")}
-    (folder / "huge.csv").write_text("lot,wafer,x,y,bin\nH1,1,0,0,1\nH1,1,10000000,0,1\n"
-                                     + "\n".join(_die_list("H2", "1", disc(9, 9, [(4, 4)]))) + "\n")
+    (folder / "huge.csv").write_text(
+        "lot,wafer,x,y,bin\nH1,1,0,0,1\nH1,1,10000000,0,1\n"
+        + "\n".join(_die_list("H2", "1", disc(9, 9, [(4, 4)])))
+        + "\n"
+    )
     good.add(("H2", "1"))
 
     Image.fromarray(grid_to_grey(disc(21, 23, [(10, 10), (10, 11)]))).save(folder / "img_1.png")
@@ -105,8 +114,20 @@ def test_ingest_and_predict_survive_the_hostile_corpus(exported, tmp_path):  # n
     assert set(row_rejects["file"].map(lambda f: Path(f).name)) == {"dies.csv", "huge.csv", "rows.parquet"}
 
     model = exported[1] / "model.onnx"
-    predicted = runner.invoke(app, ["predict", *map(str, files), "--model", str(model), "--out",
-                                    str(tmp_path / "pred"), "--overlay", "--prediction-log", "off"])
+    predicted = runner.invoke(
+        app,
+        [
+            "predict",
+            *map(str, files),
+            "--model",
+            str(model),
+            "--out",
+            str(tmp_path / "pred"),
+            "--overlay",
+            "--prediction-log",
+            "off",
+        ],
+    )
     assert predicted.exit_code == 0, predicted.output
     assert predicted.exception is None and "Traceback" not in predicted.output
     jsonl = pd.read_json(tmp_path / "pred" / "predictions.jsonl", lines=True, dtype={"wafer_id": str})
@@ -128,11 +149,17 @@ def test_label_import_survives_hostile_label_files(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     queue = tmp_path / "queue.parquet"
-    pd.DataFrame({"wafer_id": ["L1:1", "L1:2", "L2:7", "L3:4"], "lot_id": ["L1", "L1", "L2", "L3"],
-                  "slot": ["1", "2", "7", "4"], "round": [1] * 4}).to_parquet(queue)
+    pd.DataFrame(
+        {
+            "wafer_id": ["L1:1", "L1:2", "L2:7", "L3:4"],
+            "lot_id": ["L1", "L1", "L2", "L3"],
+            "slot": ["1", "2", "7", "4"],
+            "round": [1] * 4,
+        }
+    ).to_parquet(queue)
     files = {
         "excel.csv": "\ufeffwafer_id,label,annotator\r\nL1:1,Center,ann\r\nL1:2,Donut\r\n"  # short row: no annotator
-                     'L2:7,"Loc,ann\r\nL3:4,Scratch,ann,extra\r\n'.encode("utf-8"),
+        'L2:7,"Loc,ann\r\nL3:4,Scratch,ann,extra\r\n'.encode("utf-8"),
         "latin1.csv": "wafer_id,label,annotator\nL2:7,Loc,José\n".encode("latin-1"),
         "binary.csv": bytes(range(256)),
     }
@@ -143,8 +170,10 @@ def test_label_import_survives_hostile_label_files(tmp_path, monkeypatch):
     assert excel.exit_code == 0, excel.output
     assert "2 label(s) accepted" in excel.output and "2 rejected" in excel.output
     store = pd.read_parquet(tmp_path / "data/labels/al_labels.parquet")
-    assert sorted(zip(store["lot_id"], store["wafer_id"], store["label"])) == [("L1", "1", "Center"),
-                                                                              ("L1", "2", "Donut")]
+    assert sorted(zip(store["lot_id"], store["wafer_id"], store["label"])) == [
+        ("L1", "1", "Center"),
+        ("L1", "2", "Donut"),
+    ]
     (quarantined,) = (tmp_path / "data/quarantine/labels").iterdir()
     assert sorted(pd.read_csv(quarantined)["row"]) == [4, 5]
     for name in ("latin1.csv", "binary.csv"):
@@ -152,4 +181,3 @@ def test_label_import_survives_hostile_label_files(tmp_path, monkeypatch):
         assert refused.exit_code == 1 and name in refused.output and isinstance(refused.exception, SystemExit)
     assert len(pd.read_parquet(tmp_path / "data/labels/al_labels.parquet")) == 2
     assert {name: (tmp_path / name).read_bytes() for name in files} == files
-

@@ -10,13 +10,21 @@ from waferflow.synth.generator import WaferLayout
 
 
 # An even 5 % background with no rim boost, patches or clusters: only the clumping differs.
-FLAT_BACKGROUND = dict(background_fail_range=(0.05, 0.05), background_edge_boost_range=(0.0, 0.0),
-                       background_patchiness_range=(0.0, 0.0), background_cluster_probability=0.0)
+FLAT_BACKGROUND = dict(
+    background_fail_range=(0.05, 0.05),
+    background_edge_boost_range=(0.0, 0.0),
+    background_patchiness_range=(0.0, 0.0),
+    background_cluster_probability=0.0,
+)
 
 
 @settings(max_examples=150, deadline=None)
-@given(label=st.sampled_from(CLASSES), seed=st.integers(0, 10_000), index=st.integers(0, 10_000),
-       mixed=st.sampled_from([0.0, 1.0]))
+@given(
+    label=st.sampled_from(CLASSES),
+    seed=st.integers(0, 10_000),
+    index=st.integers(0, 10_000),
+    mixed=st.sampled_from([0.0, 1.0]),
+)
 def test_every_map_stays_inside_the_wafer_and_the_mask_covers_only_its_fails(label, seed, index, mixed):
     gen = WaferGenerator(seed, GeneratorConfig(mixed_probability=mixed))
     rec = gen.make(label, index)
@@ -38,14 +46,19 @@ def test_every_map_stays_inside_the_wafer_and_the_mask_covers_only_its_fails(lab
     if label == NONE_CLASS:
         assert not mask.any() and patterns == []
     else:
-        assert (mask == mask_index(label)).sum() >= max(gen.config.min_pattern_dies,
-                                                       gen.config.min_pattern_fraction * (grid != DIE_NONE).sum())
+        assert (mask == mask_index(label)).sum() >= max(
+            gen.config.min_pattern_dies, gen.config.min_pattern_fraction * (grid != DIE_NONE).sum()
+        )
         if mixed == 0.0:
             assert patterns == [label]
 
 
 def test_generator_is_deterministic_per_seed():
-    a, b, c = WaferGenerator(5).make("Scratch", 9), WaferGenerator(5).make("Scratch", 9), WaferGenerator(6).make("Scratch", 9)
+    a, b, c = (
+        WaferGenerator(5).make("Scratch", 9),
+        WaferGenerator(5).make("Scratch", 9),
+        WaferGenerator(6).make("Scratch", 9),
+    )
     assert np.array_equal(a.die_grid, b.die_grid) and np.array_equal(a.defect_mask, b.defect_mask)
     assert a.die_grid.shape != c.die_grid.shape or not np.array_equal(a.die_grid, c.die_grid)
 
@@ -68,17 +81,31 @@ def test_layout_shared_by_a_product_gives_the_same_die_area():
 
 def test_random_class_fails_well_above_background_and_near_full_mostly_fails():
     gen = WaferGenerator(3)
+
     def ratio(rec):
         return (rec.die_grid == 2).sum() / (rec.die_grid != 0).sum()
-    assert np.mean([ratio(gen.make("Random", i)) for i in range(40)]) > 3 * np.mean([ratio(gen.make("none", i)) for i in range(40)])
+
+    assert np.mean([ratio(gen.make("Random", i)) for i in range(40)]) > 3 * np.mean(
+        [ratio(gen.make("none", i)) for i in range(40)]
+    )
     assert min(ratio(gen.make("Near-full", i)) for i in range(20)) > 0.5
 
 
 def test_dataset_sets_counts_ids_and_oracle_labels():
-    sets = generate_dataset(DatasetConfig(seed=1, labeled_per_class={"Donut": 3, "none": 2}, unlabeled_count=10,
-                                          test_per_class=2, n_products=5, wafers_per_lot=4))
+    sets = generate_dataset(
+        DatasetConfig(
+            seed=1,
+            labeled_per_class={"Donut": 3, "none": 2},
+            unlabeled_count=10,
+            test_per_class=2,
+            n_products=5,
+            wafers_per_lot=4,
+        )
+    )
     assert [r.label for r in sets["labeled"]].count("Donut") == 3 and len(sets["labeled"]) == 5
-    assert all(r.label is None and r.defect_mask is None and r.attrs["true_label"] in CLASSES for r in sets["unlabeled"])
+    assert all(
+        r.label is None and r.defect_mask is None and r.attrs["true_label"] in CLASSES for r in sets["unlabeled"]
+    )
     assert all(r.split_hint == "test" for r in sets["test"]) and len(sets["test"]) == 18
     keys = [r.key for recs in sets.values() for r in recs]
     assert len(keys) == len(set(keys))
@@ -97,7 +124,9 @@ def test_background_is_heavy_uneven_and_edge_weighted_like_real_wafers():
     assert np.quantile(ratios, 0.1) < 0.035 and np.quantile(ratios, 0.9) > 0.14
     # edge_ratio of an even background is ~0.36 (the outer 20 % of the radius holds 36 % of the area)
     assert np.median([f["edge_ratio"] for f in feats]) > 0.42
-    flat = WaferGenerator(4, GeneratorConfig(background_edge_boost_range=(0.0, 0.0), background_patchiness_range=(0.0, 0.0)))
+    flat = WaferGenerator(
+        4, GeneratorConfig(background_edge_boost_range=(0.0, 0.0), background_patchiness_range=(0.0, 0.0))
+    )
     assert np.median([wafer_features(flat.make("none", i).die_grid)["edge_ratio"] for i in range(150)]) < 0.40
 
 
@@ -110,6 +139,7 @@ def test_background_fails_clump_into_pairs_and_blocks():
             touching = pad[:-2, 1:-1] | pad[2:, 1:-1] | pad[1:-1, :-2] | pad[1:-1, 2:]
             shares.append((fail & touching).sum() / max(fail.sum(), 1))
         return np.mean(shares)
+
     single = neighbour_share(GeneratorConfig(**FLAT_BACKGROUND, background_clump_probability=(0.0, 0.0)))
     clumped = neighbour_share(GeneratorConfig(**FLAT_BACKGROUND, background_clump_probability=(0.8, 0.8)))
     assert single < 0.3 and clumped > single + 0.2  # even fails at 5 %: ~19 % have a failing 4-neighbour
@@ -125,13 +155,14 @@ def test_background_fails_come_as_short_bars_along_rows_and_columns():
             for axis in (0, 1):
                 f = np.moveaxis(fail, axis, 0)
                 n = len(f) - 3
-                run = f[:n] & f[1:n + 1] & f[2:n + 2] & f[3:n + 3]
+                run = f[:n] & f[1 : n + 1] & f[2 : n + 2] & f[3 : n + 3]
                 b = np.zeros_like(f)
                 for k in range(4):
-                    b[k:n + k] |= run
+                    b[k : n + k] |= run
                 in_bar |= np.moveaxis(b, 0, axis)
             shares.append(in_bar.sum() / max(fail.sum(), 1))
         return np.mean(shares)
+
     single = bar_share(GeneratorConfig(**FLAT_BACKGROUND, background_clump_probability=(0.0, 0.0)))
     clumped = bar_share(GeneratorConfig(**FLAT_BACKGROUND, background_clump_probability=(0.8, 0.8)))
     # Independent fails at 5 %: ~0.1 % sit in a 4-die run (isotropic spreading alone: ~2 %);

@@ -16,9 +16,9 @@ def test_augmented_pairs_stay_valid_wafers_with_masks_on_fail_dies():
         out = aug(image=rec.die_grid, mask=target)
         grid, mask = out["image"], out["mask"]
         assert set(np.unique(grid)) <= {0, 1, 2}
-        assert ((grid == 0) == (mask == IGNORE_INDEX)).all()        # outline moved with the mask
+        assert ((grid == 0) == (mask == IGNORE_INDEX)).all()  # outline moved with the mask
         assert not ((mask > 0) & (mask != IGNORE_INDEX) & (grid != 2)).any()  # mask only on fail dies
-        assert (grid != 0).sum() == (rec.die_grid != 0).sum()      # no die created or lost
+        assert (grid != 0).sum() == (rec.die_grid != 0).sum()  # no die created or lost
 
 
 def test_die_noise_changes_fails_only_inside_the_wafer():

@@ -22,8 +22,14 @@ def test_ddp_two_cpu_processes_train_and_checkpoint(tiny_project, tmp_path):
     params_path.write_text(yaml.safe_dump(params))
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    done = subprocess.run([sys.executable, "-m", "waferflow.cli", "train", "--params", str(params_path)],
-                          cwd=tiny_project, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "waferflow.cli", "train", "--params", str(params_path)],
+        cwd=tiny_project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     info = json.loads((tiny_project / "models" / "train_run.json").read_text())
     assert info["world_size"] == 2 and info["global_rank"] == 0

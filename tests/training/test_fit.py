@@ -64,8 +64,17 @@ def test_evaluate_stage_writes_metrics_plots_and_tags(trained):
     headline = stage("evaluate").run(params, layout).values
     saved = json.loads((layout.metrics / "evaluate.json").read_text())
     assert saved["test_macro_f1"] == headline["test_macro_f1"] and 0 <= saved["test_mean_iou"] <= 1
-    assert set(saved["per_class"]) == {"Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full", "Random",
-                                       "Scratch", "none"}
+    assert set(saved["per_class"]) == {
+        "Center",
+        "Donut",
+        "Edge-Loc",
+        "Edge-Ring",
+        "Loc",
+        "Near-full",
+        "Random",
+        "Scratch",
+        "none",
+    }
     for png in ("confusion_matrix.png", "roc.png", "worst_errors.png"):
         assert (layout.reports / "evaluation" / png).stat().st_size > 5_000
     assert json.loads((layout.metrics / "evaluate_real.json").read_text())["available"] is False

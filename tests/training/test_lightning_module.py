@@ -49,9 +49,16 @@ def test_epoch_log_prints_one_line_per_epoch_for_logs_without_a_terminal(capsys)
 
     log = EpochLog()
     log.on_train_start(None, None)
-    trainer = SimpleNamespace(is_global_zero=True, current_epoch=1, max_epochs=4,
-                              callback_metrics={"train_loss_epoch": torch.tensor(0.5), "val_macro_f1": torch.tensor(0.75),
-                                                "lr-AdamW": torch.tensor(0.001)})
+    trainer = SimpleNamespace(
+        is_global_zero=True,
+        current_epoch=1,
+        max_epochs=4,
+        callback_metrics={
+            "train_loss_epoch": torch.tensor(0.5),
+            "val_macro_f1": torch.tensor(0.75),
+            "lr-AdamW": torch.tensor(0.001),
+        },
+    )
     log.on_train_epoch_end(trainer, None)
     line = capsys.readouterr().out.strip()
     assert line.startswith("epoch 2/4: train_loss_epoch 0.5000, val_macro_f1 0.7500 (") and "min left)" in line

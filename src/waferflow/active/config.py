@@ -11,14 +11,14 @@ __all__ = ["ALConfig"]
 
 class ALConfig(BaseModel):
     """Args:
-        strategy: random | entropy | margin | bald | coreset | hybrid (see ``strategies``).
-        budget: wafers per query (what the annotators can label this round).
-        mc_samples: MC-dropout passes of the class head for ``bald``.
-        prefilter: ``hybrid`` keeps the ``prefilter x budget`` most uncertain, then picks diverse ones.
-        batch_size: wafers per scoring batch.
-        seed: for ``random`` and the MC-dropout masks.
-        labels_dir: where ``waferflow label import`` keeps the labels it accepted (user data,
-            read by the split stage; never a pipeline output).
+    strategy: random | entropy | margin | bald | coreset | hybrid (see ``strategies``).
+    budget: wafers per query (what the annotators can label this round).
+    mc_samples: MC-dropout passes of the class head for ``bald``.
+    prefilter: ``hybrid`` keeps the ``prefilter x budget`` most uncertain, then picks diverse ones.
+    batch_size: wafers per scoring batch.
+    seed: for ``random`` and the MC-dropout masks.
+    labels_dir: where ``waferflow label import`` keeps the labels it accepted (user data,
+        read by the split stage; never a pipeline output).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -50,16 +50,29 @@ from waferflow.data.parsers.base import DELIMITERS, Reject, field_count_reason, 
 from waferflow.data.quarantine import write_rejects
 from waferflow.fileio import atomic_path
 
-__all__ = ["STORE_NAME", "LABEL_COLUMNS", "normalise_label", "queue_key", "read_store", "import_labels",
-           "apply_labels", "ImportReport"]
+__all__ = [
+    "STORE_NAME",
+    "LABEL_COLUMNS",
+    "normalise_label",
+    "queue_key",
+    "read_store",
+    "import_labels",
+    "apply_labels",
+    "ImportReport",
+]
 
 STORE_NAME = "al_labels.parquet"
 LOCK_NAME = ".al_labels.lock"
 LABEL_COLUMNS = ["lot_id", "wafer_id", "label", "annotator", "round", "imported_at", "source_file", "source_line"]
 _CANON = {re.sub(r"[^a-z0-9]", "", c.lower()): c for c in CLASSES}
 # Byte-order marks: UTF-32 LE before UTF-16 LE, which starts the same way.
-_BOMS = [(codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]
+_BOMS = [
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+]
 _HOW_TO_FIX = 'save it as "CSV UTF-8" (Excel: Save As > CSV UTF-8) and import it again'
 
 
@@ -75,8 +88,9 @@ def queue_key(lot_id: str, wafer_id: str) -> str:
 def read_store(labels_dir: str | Path) -> pd.DataFrame:
     path = Path(labels_dir) / STORE_NAME
     if not path.is_file():
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("round", "source_line") else "object")
-                             for c in LABEL_COLUMNS})
+        return pd.DataFrame(
+            {c: pd.Series(dtype="int64" if c in ("round", "source_line") else "object") for c in LABEL_COLUMNS}
+        )
     return pd.read_parquet(path)
 
 
@@ -92,9 +106,11 @@ class ImportReport:
     quarantine: str | None = None
 
     def summary(self) -> str:
-        lines = [f"{self.file}: {self.accepted} label(s) accepted into {self.store} (round {self.round}), "
-                 f"{self.unchanged} already known, {self.skipped_empty} without a label, "
-                 f"{len(self.rejects)} rejected"]
+        lines = [
+            f"{self.file}: {self.accepted} label(s) accepted into {self.store} (round {self.round}), "
+            f"{self.unchanged} already known, {self.skipped_empty} without a label, "
+            f"{len(self.rejects)} rejected"
+        ]
         lines += [f"  REJECTED {r}" for r in self.rejects[:20]]
         if len(self.rejects) > 20:
             lines.append(f"  ... {len(self.rejects) - 20} more")
@@ -115,14 +131,18 @@ def _decode(path: Path) -> str:
         raise ValueError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
     encoding = next((name for bom, name in _BOMS if data.startswith(bom)), "utf-8")
     if encoding == "utf-8" and b"\x00" in data:
-        raise ValueError(f"{path}: not a text CSV (NUL characters: UTF-16 without a byte-order mark, or a "
-                         f"spreadsheet); {_HOW_TO_FIX}")
+        raise ValueError(
+            f"{path}: not a text CSV (NUL characters: UTF-16 without a byte-order mark, or a "
+            f"spreadsheet); {_HOW_TO_FIX}"
+        )
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].decode(encoding, errors="replace").count("\n") + 1
-        raise ValueError(f"{path}: not {encoding.upper().replace('-SIG', '')} (byte 0x{data[exc.start]:02x} at "
-                         f"offset {exc.start}, line {line}); {_HOW_TO_FIX}") from None
+        line = data[: exc.start].decode(encoding, errors="replace").count("\n") + 1
+        raise ValueError(
+            f"{path}: not {encoding.upper().replace('-SIG', '')} (byte 0x{data[exc.start]:02x} at "
+            f"offset {exc.start}, line {line}); {_HOW_TO_FIX}"
+        ) from None
 
 
 def _read_rows(path: Path) -> tuple[list[tuple[int, dict[str, str]]], list[Reject]]:
@@ -135,26 +155,37 @@ def _read_rows(path: Path) -> tuple[list[tuple[int, dict[str, str]]], list[Rejec
         raise ValueError(f"{path}: unreadable header line ({exc})") from None
     missing = {"wafer_id", "label"} - set(header)
     if missing:
-        raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected wafer_id,label[,annotator] "
-                         f"(found {header})")
+        raise ValueError(
+            f"{path}: missing column(s) {sorted(missing)}; expected wafer_id,label[,annotator] (found {header})"
+        )
     rows, malformed = [], []
     for number, line in enumerate(lines[1:], start=2):
         try:
             values = split_line(line, delimiter) if line.strip() else []
         except csv.Error as exc:
-            malformed.append(_reject(path, number, None, f"unbalanced quote ({exc}); a quoted field ends on its "
-                                                         f'own line and a quote inside it is doubled ("")', line))
+            malformed.append(
+                _reject(
+                    path,
+                    number,
+                    None,
+                    f"unbalanced quote ({exc}); a quoted field ends on its "
+                    f'own line and a quote inside it is doubled ("")',
+                    line,
+                )
+            )
             continue
         if len(values) > len(header) or (len(values) < len(header) and other_delimiter(line, len(header), delimiter)):
-            malformed.append(_reject(path, number, None, field_count_reason(len(values), line, len(header), delimiter),
-                                     line))
+            malformed.append(
+                _reject(path, number, None, field_count_reason(len(values), line, len(header), delimiter), line)
+            )
         elif values:
             rows.append((number, dict(zip(header, values + [""] * (len(header) - len(values))))))
     return rows, malformed
 
 
-def _check_rows(rows: list[tuple[int, dict[str, str]]], in_queue: set[str], default_annotator: str,
-                report: ImportReport) -> dict[str, list[tuple[int, str, str, dict]]]:
+def _check_rows(
+    rows: list[tuple[int, dict[str, str]]], in_queue: set[str], default_annotator: str, report: ImportReport
+) -> dict[str, list[tuple[int, str, str, dict]]]:
     """(line, label, annotator, row) of each row naming a queued wafer and a class, by wafer; others rejected."""
     candidates: dict[str, list[tuple[int, str, str, dict]]] = {}
     for line, row in rows:
@@ -165,22 +196,35 @@ def _check_rows(rows: list[tuple[int, dict[str, str]]], in_queue: set[str], defa
         if not row["label"].strip():
             report.skipped_empty += 1
         elif key not in in_queue:
-            report.rejects.append(_reject(report.file, line, "wafer_id",
-                                          f"{key!r} is not in the annotation queue (round {report.round})", row))
+            report.rejects.append(
+                _reject(
+                    report.file, line, "wafer_id", f"{key!r} is not in the annotation queue (round {report.round})", row
+                )
+            )
         elif label is None:
-            report.rejects.append(_reject(report.file, line, "label",
-                                          f"unknown class {row['label']!r}; known: {', '.join(CLASSES)}", row))
+            report.rejects.append(
+                _reject(report.file, line, "label", f"unknown class {row['label']!r}; known: {', '.join(CLASSES)}", row)
+            )
         else:
             who = row.get("annotator", "").strip() or default_annotator
             candidates.setdefault(key, []).append((line, label, who, row))
     return candidates
 
 
-def _new_labels(candidates: dict[str, list[tuple[int, str, str, dict]]], store: pd.DataFrame,
-                queue: pd.DataFrame, when: str, report: ImportReport) -> list[dict]:
+def _new_labels(
+    candidates: dict[str, list[tuple[int, str, str, dict]]],
+    store: pd.DataFrame,
+    queue: pd.DataFrame,
+    when: str,
+    report: ImportReport,
+) -> list[dict]:
     """Store rows for the candidates that agree within the file and with the store; the others rejected."""
-    stored = {queue_key(lot, w): (lab, rnd, ann) for lot, w, lab, rnd, ann in
-              zip(store["lot_id"], store["wafer_id"], store["label"], store["round"], store["annotator"])}
+    stored = {
+        queue_key(lot, w): (lab, rnd, ann)
+        for lot, w, lab, rnd, ann in zip(
+            store["lot_id"], store["wafer_id"], store["label"], store["round"], store["annotator"]
+        )
+    }
     lot_of = dict(zip(queue["wafer_id"], queue["lot_id"]))
     slot_of = dict(zip(queue["wafer_id"], queue["slot"]))
     new = []
@@ -189,8 +233,15 @@ def _new_labels(candidates: dict[str, list[tuple[int, str, str, dict]]], store: 
         if len(labels) > 1:
             lines = ", ".join(str(line) for line, *_ in found)
             for line, _, _, row in found:
-                report.rejects.append(_reject(report.file, line, "label", f"conflicting labels {sorted(labels)} "
-                                              f"for {key} in this file (lines {lines})", row))
+                report.rejects.append(
+                    _reject(
+                        report.file,
+                        line,
+                        "label",
+                        f"conflicting labels {sorted(labels)} for {key} in this file (lines {lines})",
+                        row,
+                    )
+                )
             continue
         line, label, who, row = found[0]
         report.unchanged += len(found) - 1  # the same label repeated
@@ -199,18 +250,39 @@ def _new_labels(candidates: dict[str, list[tuple[int, str, str, dict]]], store: 
             if old_label == label:
                 report.unchanged += 1
             else:
-                report.rejects.append(_reject(report.file, line, "label", f"{key} already labeled {old_label!r} "
-                                              f"(round {old_round}, by {old_who}); not overwritten", row))
+                report.rejects.append(
+                    _reject(
+                        report.file,
+                        line,
+                        "label",
+                        f"{key} already labeled {old_label!r} (round {old_round}, by {old_who}); not overwritten",
+                        row,
+                    )
+                )
             continue
-        new.append({"lot_id": lot_of[key], "wafer_id": slot_of[key], "label": label, "annotator": who,
-                    "round": report.round, "imported_at": when, "source_file": str(Path(report.file).resolve()),
-                    "source_line": line})
+        new.append(
+            {
+                "lot_id": lot_of[key],
+                "wafer_id": slot_of[key],
+                "label": label,
+                "annotator": who,
+                "round": report.round,
+                "imported_at": when,
+                "source_file": str(Path(report.file).resolve()),
+                "source_line": line,
+            }
+        )
     return new
 
 
-def import_labels(csv_path: str | Path, queue_path: str | Path, labels_dir: str | Path,
-                  quarantine_dir: str | Path, annotator: str | None = None,
-                  now: datetime | None = None) -> ImportReport:
+def import_labels(
+    csv_path: str | Path,
+    queue_path: str | Path,
+    labels_dir: str | Path,
+    quarantine_dir: str | Path,
+    annotator: str | None = None,
+    now: datetime | None = None,
+) -> ImportReport:
     """Check and merge one annotator file (see the module doc). Returns what happened."""
     csv_path, labels_dir = Path(csv_path), Path(labels_dir)
     if not Path(queue_path).is_file():
@@ -259,8 +331,12 @@ def apply_labels(frame: pd.DataFrame, labels_dir: str | Path) -> tuple[pd.DataFr
         else:
             labels[i] = rec["label"]
             extra = json.loads(attrs[i]) if isinstance(attrs[i], str) and attrs[i] else {}
-            extra["label_provenance"] = {"source": "al", "round": int(rec["round"]), "annotator": rec["annotator"],
-                                         "imported_at": rec["imported_at"]}
+            extra["label_provenance"] = {
+                "source": "al",
+                "round": int(rec["round"]),
+                "annotator": rec["annotator"],
+                "imported_at": rec["imported_at"],
+            }
             attrs[i] = json.dumps(extra)
             counts["applied"] += 1
     frame["label"], frame["attrs"] = labels, attrs

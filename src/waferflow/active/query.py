@@ -54,25 +54,47 @@ def _true_label(attrs: str | None) -> str | None:
         return None
 
 
-def build_queue(predictor: WaferPredictor, pool_path: Path, labeled_paths: list[Path], cfg: ALConfig, out_dir: Path,
-                labels_dir: Path, progress: bool = True) -> dict:
+def build_queue(
+    predictor: WaferPredictor,
+    pool_path: Path,
+    labeled_paths: list[Path],
+    cfg: ALConfig,
+    out_dir: Path,
+    labels_dir: Path,
+    progress: bool = True,
+) -> dict:
     """Score, select, write the queue; returns the summary for ``metrics/al_query.json``."""
     t0 = time.perf_counter()
     pool = read_frame(pool_path).reset_index(drop=True)
     if pool.empty:
         raise RuntimeError(f"{pool_path} has no unlabeled wafers: nothing to query")
     grids = grids_of(pool)
-    scores = score_pool(predictor, grids, mc_samples=cfg.mc_samples, batch_size=cfg.batch_size, seed=cfg.seed,
-                        progress=progress, desc="scoring pool")
+    scores = score_pool(
+        predictor,
+        grids,
+        mc_samples=cfg.mc_samples,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        progress=progress,
+        desc="scoring pool",
+    )
     labeled_emb = None
     if cfg.strategy in ("coreset", "hybrid"):
         labeled = pd.concat([read_frame(p) for p in labeled_paths], ignore_index=True)
-        labeled_emb = score_pool(predictor, grids_of(labeled), batch_size=cfg.batch_size, progress=progress,
-                                 desc="embedding labeled").emb
+        labeled_emb = score_pool(
+            predictor, grids_of(labeled), batch_size=cfg.batch_size, progress=progress, desc="embedding labeled"
+        ).emb
     t_score = time.perf_counter() - t0
-    picked, strat_score = select(cfg.strategy, cfg.budget, probs=scores.probs, mc_probs=scores.mc_probs,
-                                 pool_emb=scores.emb, labeled_emb=labeled_emb,
-                                 rng=np.random.default_rng(cfg.seed), prefilter=cfg.prefilter)
+    picked, strat_score = select(
+        cfg.strategy,
+        cfg.budget,
+        probs=scores.probs,
+        mc_probs=scores.mc_probs,
+        pool_emb=scores.emb,
+        labeled_emb=labeled_emb,
+        rng=np.random.default_rng(cfg.seed),
+        prefilter=cfg.prefilter,
+    )
     ent, mar, bal = entropy(scores.probs), margin(scores.probs), bald(scores.mc_probs)
     chosen = pool.iloc[picked].reset_index(drop=True)
     probs, masks = predictor.predict(grids[picked], batch_size=cfg.batch_size)
@@ -82,23 +104,42 @@ def build_queue(predictor: WaferPredictor, pool_path: Path, labeled_paths: list[
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "images").mkdir(exist_ok=True)
     rows = []
-    for rank, (i, rec) in enumerate(tqdm(list(zip(picked, chosen.to_dict("records"))), desc="queue images",
-                                         disable=not progress, unit="wafer")):
+    for rank, (i, rec) in enumerate(
+        tqdm(list(zip(picked, chosen.to_dict("records"))), desc="queue images", disable=not progress, unit="wafer")
+    ):
         p = probs[rank]
         top = np.argsort(-p)[:3]
         image = f"images/{rank + 1:03d}_{wafer_file_name(rec['lot_id'], rec['wafer_id'])}"
         fig, ax = plt.subplots(figsize=(3.2, 3.5))
-        plot_wafer(ax, grids[i], masks[rank], f"#{rank + 1} {rec['lot_id']}:{rec['wafer_id']}\n"
-                   + ", ".join(f"{CLASSES[k]} {p[k]:.2f}" for k in top))
+        plot_wafer(
+            ax,
+            grids[i],
+            masks[rank],
+            f"#{rank + 1} {rec['lot_id']}:{rec['wafer_id']}\n" + ", ".join(f"{CLASSES[k]} {p[k]:.2f}" for k in top),
+        )
         fig.tight_layout()
         save_figure(fig, out_dir / image, dpi=100)
         plt.close(fig)
-        rows.append({"query_rank": rank + 1, "wafer_id": queue_key(rec["lot_id"], rec["wafer_id"]),
-                     "lot_id": rec["lot_id"], "slot": rec["wafer_id"], "strategy": cfg.strategy,
-                     "score": float(strat_score[rank]), "entropy": float(ent[i]), "margin": float(mar[i]),
-                     "bald": float(bal[i]), "predicted": CLASSES[top[0]], "confidence": float(p[top[0]]),
-                     "top3": "; ".join(f"{CLASSES[k]} {p[k]:.3f}" for k in top), "image": image,
-                     "round": round_, "label": "", "annotator": ""})
+        rows.append(
+            {
+                "query_rank": rank + 1,
+                "wafer_id": queue_key(rec["lot_id"], rec["wafer_id"]),
+                "lot_id": rec["lot_id"],
+                "slot": rec["wafer_id"],
+                "strategy": cfg.strategy,
+                "score": float(strat_score[rank]),
+                "entropy": float(ent[i]),
+                "margin": float(mar[i]),
+                "bald": float(bal[i]),
+                "predicted": CLASSES[top[0]],
+                "confidence": float(p[top[0]]),
+                "top3": "; ".join(f"{CLASSES[k]} {p[k]:.3f}" for k in top),
+                "image": image,
+                "round": round_,
+                "label": "",
+                "annotator": "",
+            }
+        )
     queue = pd.DataFrame(rows)
     for name, write in (("queue.parquet", queue.to_parquet), ("queue.csv", queue.to_csv)):
         with atomic_path(out_dir / name) as tmp:
@@ -107,17 +148,28 @@ def build_queue(predictor: WaferPredictor, pool_path: Path, labeled_paths: list[
 
     def dist(v: np.ndarray) -> dict:
         q = np.quantile(v, [0.1, 0.5, 0.9])
-        return {"mean": round(float(v.mean()), 4), "p10": round(float(q[0]), 4), "p50": round(float(q[1]), 4),
-                "p90": round(float(q[2]), 4)}
+        return {
+            "mean": round(float(v.mean()), 4),
+            "p10": round(float(q[0]), 4),
+            "p50": round(float(q[1]), 4),
+            "p90": round(float(q[2]), 4),
+        }
 
     truth = [_true_label(a) for a in chosen["attrs"]]
     pool_pred = pd.Series([CLASSES[k] for k in scores.probs.argmax(1)]).value_counts().to_dict()
     return {
-        "strategy": cfg.strategy, "budget": cfg.budget, "round": round_, "pool_size": int(len(pool)),
-        "selected": int(len(queue)), "queue": str(out_dir / "queue.csv"),
-        "scoring_seconds": round(t_score, 2), "total_seconds": round(time.perf_counter() - t0, 2),
-        "pool_entropy": dist(ent), "selected_entropy": dist(ent[picked]),
-        "pool_bald": dist(bal), "selected_bald": dist(bal[picked]),
+        "strategy": cfg.strategy,
+        "budget": cfg.budget,
+        "round": round_,
+        "pool_size": int(len(pool)),
+        "selected": int(len(queue)),
+        "queue": str(out_dir / "queue.csv"),
+        "scoring_seconds": round(t_score, 2),
+        "total_seconds": round(time.perf_counter() - t0, 2),
+        "pool_entropy": dist(ent),
+        "selected_entropy": dist(ent[picked]),
+        "pool_bald": dist(bal),
+        "selected_bald": dist(bal[picked]),
         "selected_predicted_classes": queue["predicted"].value_counts().to_dict(),
         "pool_predicted_classes": {k: int(v) for k, v in pool_pred.items()},
         # synthetic pools carry the generator's truth: how the selection's real class mix looks
@@ -127,8 +179,16 @@ def build_queue(predictor: WaferPredictor, pool_path: Path, labeled_paths: list[
 
 def _overview(grids: np.ndarray, masks: np.ndarray, queue: pd.DataFrame, path: Path, strategy: str) -> None:
     cols = min(8, len(queue))
-    panels = [(grids[k], masks[k], f"#{row['query_rank']} {row['predicted']} {row['confidence']:.2f}")
-              for k, row in enumerate(queue.to_dict("records"))]
-    save_wafer_grid([panels[i:i + cols] for i in range(0, len(panels), cols)], path,
-                    f"annotation queue ({strategy}): first {len(queue)} wafers, predicted class and mask", cols=cols,
-                    cell=(1.6, 1.8), dpi=100, title_size=9)
+    panels = [
+        (grids[k], masks[k], f"#{row['query_rank']} {row['predicted']} {row['confidence']:.2f}")
+        for k, row in enumerate(queue.to_dict("records"))
+    ]
+    save_wafer_grid(
+        [panels[i : i + cols] for i in range(0, len(panels), cols)],
+        path,
+        f"annotation queue ({strategy}): first {len(queue)} wafers, predicted class and mask",
+        cols=cols,
+        cell=(1.6, 1.8),
+        dpi=100,
+        title_size=9,
+    )

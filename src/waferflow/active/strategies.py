@@ -50,8 +50,9 @@ def bald(mc_probs: np.ndarray) -> np.ndarray:
     return entropy(mc_probs.mean(axis=0)) - entropy(mc_probs).mean(axis=0)
 
 
-def k_center_greedy(pool: np.ndarray, labeled: np.ndarray | None, budget: int,
-                    candidates: np.ndarray | None = None, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def k_center_greedy(
+    pool: np.ndarray, labeled: np.ndarray | None, budget: int, candidates: np.ndarray | None = None, chunk: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
     """Greedy k-center: ``budget`` pool rows, each the farthest (Euclidean) from the labeled set
     and the rows taken before it. Returns the indices and each one's distance when taken.
 
@@ -63,8 +64,12 @@ def k_center_greedy(pool: np.ndarray, labeled: np.ndarray | None, budget: int,
     pts = pool[idx].astype(np.float32)
     budget = min(budget, len(idx))
     if labeled is not None and len(labeled):
-        dist = np.concatenate([pairwise_distances_argmin_min(pts[i:i + chunk], labeled.astype(np.float32))[1]
-                               for i in range(0, len(pts), chunk)])
+        dist = np.concatenate(
+            [
+                pairwise_distances_argmin_min(pts[i : i + chunk], labeled.astype(np.float32))[1]
+                for i in range(0, len(pts), chunk)
+            ]
+        )
     else:
         dist = np.linalg.norm(pts - pts.mean(axis=0), axis=1)
     chosen, at = [], []
@@ -82,9 +87,16 @@ def _top(scores: np.ndarray, budget: int, highest: bool = True) -> np.ndarray:
     return order[:budget]
 
 
-def select(strategy: str, budget: int, probs: np.ndarray | None = None, mc_probs: np.ndarray | None = None,
-           pool_emb: np.ndarray | None = None, labeled_emb: np.ndarray | None = None,
-           rng: np.random.Generator | None = None, prefilter: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+def select(
+    strategy: str,
+    budget: int,
+    probs: np.ndarray | None = None,
+    mc_probs: np.ndarray | None = None,
+    pool_emb: np.ndarray | None = None,
+    labeled_emb: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+    prefilter: float = 5.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the ``budget`` pool rows to label (in query order) and the strategy's score for
     each (entropy/BALD: higher is more uncertain; margin: lower; coreset: distance when taken)."""
     if strategy not in STRATEGIES:

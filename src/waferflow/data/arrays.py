@@ -56,8 +56,12 @@ class WaferArrays:
             raise ValueError(f"grids of several shapes {sorted(shapes)[:3]}...; run the split stage (it resizes)")
         (h, w), n = shapes.pop(), len(frame)
         grids = np.frombuffer(b"".join(frame["die_grid"]), np.uint8).reshape(n, h, w).copy()
-        targets = np.stack([mask_target(g, None if m is None else np.frombuffer(m, np.uint8).reshape(h, w))
-                            for g, m in zip(grids, frame["defect_mask"])])
+        targets = np.stack(
+            [
+                mask_target(g, None if m is None else np.frombuffer(m, np.uint8).reshape(h, w))
+                for g, m in zip(grids, frame["defect_mask"])
+            ]
+        )
         labels = np.array([CLASSES.index(c) if isinstance(c, str) else -1 for c in frame["label"]], np.int64)
         return cls(grids, targets, labels, frame.reset_index(drop=True))
 

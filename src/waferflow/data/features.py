@@ -30,9 +30,19 @@ __all__ = ["FEATURES", "RINGS", "MIN_CLUSTER", "wafer_features", "feature_frame"
 
 RINGS = 5
 MIN_CLUSTER = 3
-FEATURES = ("n_dies", "fail_ratio", *(f"ring_{k + 1}" for k in range(RINGS)),
-            "quad_ne", "quad_nw", "quad_sw", "quad_se", "edge_ratio", "n_clusters", "max_cluster_share",
-            "mean_cluster_size")
+FEATURES = (
+    "n_dies",
+    "fail_ratio",
+    *(f"ring_{k + 1}" for k in range(RINGS)),
+    "quad_ne",
+    "quad_nw",
+    "quad_sw",
+    "quad_se",
+    "edge_ratio",
+    "n_clusters",
+    "max_cluster_share",
+    "mean_cluster_size",
+)
 _EIGHT = np.ones((3, 3), bool)
 
 
@@ -62,8 +72,12 @@ def wafer_features(grid: np.ndarray) -> dict[str, float]:
     ring = np.minimum((r * RINGS).astype(int), RINGS - 1)
     for k in range(RINGS):
         out[f"ring_{k + 1}"] = _share(fail, wafer & (ring == k))
-    for name, sel in (("quad_ne", (dy < 0) & (dx >= 0)), ("quad_nw", (dy < 0) & (dx < 0)),
-                      ("quad_sw", (dy >= 0) & (dx < 0)), ("quad_se", (dy >= 0) & (dx >= 0))):
+    for name, sel in (
+        ("quad_ne", (dy < 0) & (dx >= 0)),
+        ("quad_nw", (dy < 0) & (dx < 0)),
+        ("quad_sw", (dy >= 0) & (dx < 0)),
+        ("quad_se", (dy >= 0) & (dx >= 0)),
+    ):
         out[name] = _share(fail, wafer & sel)
     n_fail = int(fail.sum())
     out["edge_ratio"] = float((fail & (r >= 0.8)).sum() / n_fail) if n_fail else 0.0

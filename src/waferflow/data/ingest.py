@@ -36,9 +36,13 @@ class IngestReport:
 
     def as_dict(self) -> dict:
         return {
-            "records": self.records, "rejected": self.rejected, "per_class": self.per_class,
-            "per_format": self.per_format, "rejected_by_reason": self.rejected_by_reason,
-            "files": self.files, "skipped": self.skipped,
+            "records": self.records,
+            "rejected": self.rejected,
+            "per_class": self.per_class,
+            "per_format": self.per_format,
+            "rejected_by_reason": self.rejected_by_reason,
+            "files": self.files,
+            "skipped": self.skipped,
         }
 
     @classmethod
@@ -49,7 +53,11 @@ class IngestReport:
     def summary(self) -> str:
         lines = [f"ingested {self.records} wafers from {len(self.files)} file(s); rejected {self.rejected}"]
         for name, info in self.files.items():
-            status = f"REJECTED: {info['error']}" if info.get("error") else f"{info['records']} kept, {info['rejected']} rejected"
+            status = (
+                f"REJECTED: {info['error']}"
+                if info.get("error")
+                else f"{info['records']} kept, {info['rejected']} rejected"
+            )
             lines.append(f"  {name} [{info['format']}]: {status}")
         if self.per_class:
             lines.append("  per class: " + ", ".join(f"{k}={v}" for k, v in sorted(self.per_class.items())))
@@ -86,9 +94,14 @@ def _is_file_or_dangling(path: Path) -> bool:
     return path.is_file() or (path.is_symlink() and not path.exists())
 
 
-def ingest(sources: Iterable[str | Path], out_path: str | Path, quarantine_dir: str | Path,
-           report_path: str | Path | None = None, options: ParserOptions | None = None,
-           progress: bool = True) -> IngestReport:
+def ingest(
+    sources: Iterable[str | Path],
+    out_path: str | Path,
+    quarantine_dir: str | Path,
+    report_path: str | Path | None = None,
+    options: ParserOptions | None = None,
+    progress: bool = True,
+) -> IngestReport:
     """Parse every source into ``out_path``; rejects go to ``quarantine_dir/rejects.csv``.
 
     Raises ``IsADirectoryError`` before reading anything when ``out_path`` is a folder."""

@@ -39,7 +39,9 @@ def resize_frame(frame: pd.DataFrame, size: tuple[int, int], progress: bool = Fa
     """Resize every grid and mask in a canonical DataFrame to ``size`` (codes stay exact)."""
     out = frame.copy()
     grids, masks, attrs = [], [], []
-    for row in tqdm(frame.to_dict("records"), desc=f"resize to {size[0]}x{size[1]}", disable=not progress, unit="wafer"):
+    for row in tqdm(
+        frame.to_dict("records"), desc=f"resize to {size[0]}x{size[1]}", disable=not progress, unit="wafer"
+    ):
         grids.append(resize_grid(grid_from_row(row), size).tobytes())
         mask = mask_from_row(row)
         masks.append(None if mask is None else resize_grid(mask, size).tobytes())
@@ -82,8 +84,10 @@ def split_frame(frame: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.DataFrame
         test = fixed_test
     val_share = cfg.val_fraction / (1 - cfg.test_fraction) if fixed_test.empty else cfg.val_fraction
     train, val = _stratified(pool, val_share, cfg.seed + 1)
-    return {name: part.sort_values(["lot_id", "wafer_id"], kind="stable").reset_index(drop=True)
-            for name, part in zip(SPLITS, (train, val, test, unlabeled))}
+    return {
+        name: part.sort_values(["lot_id", "wafer_id"], kind="stable").reset_index(drop=True)
+        for name, part in zip(SPLITS, (train, val, test, unlabeled))
+    }
 
 
 def split_counts(splits: dict[str, pd.DataFrame]) -> dict:
@@ -91,6 +95,8 @@ def split_counts(splits: dict[str, pd.DataFrame]) -> dict:
     out = {}
     for name, part in splits.items():
         counts = part["label"].fillna("unlabeled").value_counts().to_dict()
-        out[name] = {"total": int(len(part)),
-                     **{c: int(counts.get(c, 0)) for c in (*CLASSES, "unlabeled") if counts.get(c, 0)}}
+        out[name] = {
+            "total": int(len(part)),
+            **{c: int(counts.get(c, 0)) for c in (*CLASSES, "unlabeled") if counts.get(c, 0)},
+        }
     return out

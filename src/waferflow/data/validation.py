@@ -30,8 +30,15 @@ from waferflow.fileio import atomic_path, write_json, write_text
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no network on fab servers
 
-__all__ = ["ValidationConfig", "ValidationOutcome", "ValidationFailed", "wafer_summary", "build_suite",
-           "validate_frame", "write_validation_outputs"]
+__all__ = [
+    "ValidationConfig",
+    "ValidationOutcome",
+    "ValidationFailed",
+    "wafer_summary",
+    "build_suite",
+    "validate_frame",
+    "write_validation_outputs",
+]
 
 
 class ValidationFailed(RuntimeError):
@@ -75,16 +82,19 @@ def wafer_summary(frame: pd.DataFrame) -> pd.DataFrame:
         n_dies = int((grid != DIE_NONE).sum())
         n_fail = int((grid == DIE_FAIL).sum())
         mask = mask_from_row(row) if row["defect_mask"] is not None else None
-        stats.append((
-            int(grid.min()) if grid.size else np.nan,
-            int(grid.max()) if grid.size else np.nan,
-            n_dies,
-            n_fail / n_dies if n_dies else np.nan,
-            int(mask.max()) if mask is not None and mask.size else np.nan,
-            int(((mask > 0) & (grid == DIE_NONE)).sum()) if mask is not None else np.nan,
-        ))
-    out = pd.DataFrame(stats, columns=["min_code", "max_code", "n_dies", "fail_ratio", "mask_max", "mask_off_wafer"],
-                       index=frame.index)
+        stats.append(
+            (
+                int(grid.min()) if grid.size else np.nan,
+                int(grid.max()) if grid.size else np.nan,
+                n_dies,
+                n_fail / n_dies if n_dies else np.nan,
+                int(mask.max()) if mask is not None and mask.size else np.nan,
+                int(((mask > 0) & (grid == DIE_NONE)).sum()) if mask is not None else np.nan,
+            )
+        )
+    out = pd.DataFrame(
+        stats, columns=["min_code", "max_code", "n_dies", "fail_ratio", "mask_max", "mask_off_wafer"], index=frame.index
+    )
     return pd.concat([frame.drop(columns=["die_grid", "defect_mask"]), out], axis=1)
 
 
@@ -95,7 +105,13 @@ def build_suite(cfg: ValidationConfig):
 
     suite = gx.ExpectationSuite(name="waferflow_canonical")
     summary_columns = [n for n in SCHEMA.names if n not in ("die_grid", "defect_mask")] + [
-        "min_code", "max_code", "n_dies", "fail_ratio", "mask_max", "mask_off_wafer"]
+        "min_code",
+        "max_code",
+        "n_dies",
+        "fail_ratio",
+        "mask_max",
+        "mask_off_wafer",
+    ]
     expectations = [
         gxe.ExpectTableColumnsToMatchSet(column_set=summary_columns, exact_match=True),
         *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("lot_id", "wafer_id", "height", "width", "min_code")],
@@ -144,19 +160,23 @@ def validate_frame(frame: pd.DataFrame, cfg: ValidationConfig) -> ValidationOutc
         rows = res["result"].get("unexpected_index_list")
         if rows is not None:
             rows = [int(r) if not isinstance(r, dict) else int(next(iter(r.values()))) for r in rows]
-        expectations.append({
-            "expectation": desc, "success": res["success"],
-            "unexpected_count": res["result"].get("unexpected_count", 0 if res["success"] else None),
-            "observed_value": res["result"].get("observed_value"),
-            "sample": [f"{frame.at[i, 'lot_id']}/{frame.at[i, 'wafer_id']}" for i in (rows or [])[:10]],
-        })
+        expectations.append(
+            {
+                "expectation": desc,
+                "success": res["success"],
+                "unexpected_count": res["result"].get("unexpected_count", 0 if res["success"] else None),
+                "observed_value": res["result"].get("observed_value"),
+                "sample": [f"{frame.at[i, 'lot_id']}/{frame.at[i, 'wafer_id']}" for i in (rows or [])[:10]],
+            }
+        )
         if not res["success"] and rows is None:
             table_level_failures.append(desc)
         for i in rows or []:
             failed_by_row.setdefault(i, []).append(desc)
     if table_level_failures:
-        raise ValidationFailed("table-level expectations failed (the table itself is malformed): "
-                               + "; ".join(table_level_failures))
+        raise ValidationFailed(
+            "table-level expectations failed (the table itself is malformed): " + "; ".join(table_level_failures)
+        )
     bad = sorted(failed_by_row)
     rejected = frame.loc[bad].copy()
     rejected["failed_expectations"] = [" | ".join(failed_by_row[i]) for i in bad]
@@ -169,27 +189,38 @@ def _html_report(outcome: ValidationOutcome, cfg: ValidationConfig) -> str:
     status = "PASSED" if outcome.rejected_fraction <= cfg.max_reject_fraction else "FAILED"
     rows = "".join(
         f"<tr class={'ok' if e['success'] else 'bad'}><td>{'✔' if e['success'] else '✘'}</td>"
-        f"<td><code>{esc(e['expectation'])}</code></td><td>{e['unexpected_count'] if e['unexpected_count'] is not None else ''}</td>"
+        f"<td><code>{esc(e['expectation'])}</code></td>"
+        f"<td>{e['unexpected_count'] if e['unexpected_count'] is not None else ''}</td>"
         f"<td>{esc(', '.join(e['sample']))}</td></tr>"
-        for e in outcome.expectations)
+        for e in outcome.expectations
+    )
     rej = outcome.rejected.head(200)
     rej_rows = "".join(
         f"<tr><td>{esc(str(r.lot_id))}</td><td>{esc(str(r.wafer_id))}</td><td>{esc(str(r.source_ref))}</td>"
-        f"<td>{esc(r.failed_expectations)}</td></tr>" for r in rej.itertuples())
+        f"<td>{esc(r.failed_expectations)}</td></tr>"
+        for r in rej.itertuples()
+    )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>waferflow validation</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px}}
 table{{border-collapse:collapse}}tr.bad{{background:#fde2e2}}tr.ok{{background:#e6f4e6}}</style></head><body>
 <h1>Validation {status}</h1>
 <p>{outcome.total} wafers checked by great-expectations suite <code>waferflow_canonical</code>;
-{len(outcome.rejected)} rejected ({outcome.rejected_fraction:.2%}, allowed {cfg.max_reject_fraction:.2%}); {len(outcome.valid)} kept.</p>
-<h2>Expectations</h2><table><tr><th></th><th>expectation</th><th>unexpected</th><th>sample lot/wafer</th></tr>{rows}</table>
-<h2>Rejected wafers{' (first 200)' if len(outcome.rejected) > 200 else ''}</h2>
+{len(outcome.rejected)} rejected ({outcome.rejected_fraction:.2%}, allowed {cfg.max_reject_fraction:.2%});
+{len(outcome.valid)} kept.</p>
+<h2>Expectations</h2><table><tr><th></th><th>expectation</th><th>unexpected</th>
+<th>sample lot/wafer</th></tr>{rows}</table>
+<h2>Rejected wafers{" (first 200)" if len(outcome.rejected) > 200 else ""}</h2>
 <table><tr><th>lot</th><th>wafer</th><th>source</th><th>failed expectations</th></tr>{rej_rows}</table></body></html>
 """
 
 
-def write_validation_outputs(outcome: ValidationOutcome, cfg: ValidationConfig, valid_path: str | Path,
-                             quarantine_dir: str | Path, report_dir: str | Path) -> dict:
+def write_validation_outputs(
+    outcome: ValidationOutcome,
+    cfg: ValidationConfig,
+    valid_path: str | Path,
+    quarantine_dir: str | Path,
+    report_dir: str | Path,
+) -> dict:
     """Write the valid table, quarantined wafers with reasons, GE JSON and the HTML report.
 
     Raises :class:`ValidationFailed` after writing everything when too many wafers were rejected.
@@ -198,14 +229,18 @@ def write_validation_outputs(outcome: ValidationOutcome, cfg: ValidationConfig, 
     quarantine_dir.mkdir(parents=True, exist_ok=True)
     report_dir.mkdir(parents=True, exist_ok=True)
     write_records(pa.Table.from_pandas(outcome.valid[SCHEMA.names], schema=SCHEMA, preserve_index=False), valid_path)
-    write_records(pa.Table.from_pandas(outcome.rejected[SCHEMA.names], schema=SCHEMA, preserve_index=False),
-                  quarantine_dir / "rejected.parquet")
+    write_records(
+        pa.Table.from_pandas(outcome.rejected[SCHEMA.names], schema=SCHEMA, preserve_index=False),
+        quarantine_dir / "rejected.parquet",
+    )
     reasons = outcome.rejected[["lot_id", "wafer_id", "source_ref", "failed_expectations"]].copy()
     reasons.insert(0, "stage", "validate")
     with atomic_path(quarantine_dir / "rejects.csv") as tmp:
         reasons.to_csv(tmp, index=False)
     summary = {
-        "checked": outcome.total, "kept": len(outcome.valid), "rejected": len(outcome.rejected),
+        "checked": outcome.total,
+        "kept": len(outcome.valid),
+        "rejected": len(outcome.rejected),
         "rejected_fraction": round(outcome.rejected_fraction, 6),
         "max_reject_fraction": cfg.max_reject_fraction,
         "success": outcome.rejected_fraction <= cfg.max_reject_fraction,
@@ -217,6 +252,8 @@ def write_validation_outputs(outcome: ValidationOutcome, cfg: ValidationConfig, 
     if not summary["success"]:
         raise ValidationFailed(
             f"{len(outcome.rejected)} of {outcome.total} wafers ({outcome.rejected_fraction:.2%}) failed validation, "
-            f"more than validate.max_reject_fraction={cfg.max_reject_fraction:.2%}; see {report_dir / 'validation.html'} "
-            f"and {quarantine_dir / 'rejects.csv'}")
+            f"more than validate.max_reject_fraction={cfg.max_reject_fraction:.2%}; "
+            f"see {report_dir / 'validation.html'} "
+            f"and {quarantine_dir / 'rejects.csv'}"
+        )
     return summary

@@ -23,29 +23,48 @@ from waferflow.models.wafer_unet import WaferUNet
 __all__ = ["evaluate_arrays", "evaluate_real_data", "load_real_arrays"]
 
 
-def evaluate_arrays(model: WaferPredictor | WaferUNet, arrays: WaferArrays, plot_dir: Path | None = None,
-                    title: str = "test split", prefix: str = "", n_worst: int = 12) -> dict:
+def evaluate_arrays(
+    model: WaferPredictor | WaferUNet,
+    arrays: WaferArrays,
+    plot_dir: Path | None = None,
+    title: str = "test split",
+    prefix: str = "",
+    n_worst: int = 12,
+) -> dict:
     """Metrics of ``model`` on labeled ``arrays``; PNG plots into ``plot_dir`` when given."""
     labeled = arrays.labels >= 0
     probs, pred_masks = as_predictor(model).predict(arrays.grids[labeled])
     y_true = arrays.labels[labeled]
-    report = {"classification": classification_metrics(y_true, probs),
-              "mask": mask_metrics(arrays.targets[labeled], pred_masks)}
+    report = {
+        "classification": classification_metrics(y_true, probs),
+        "mask": mask_metrics(arrays.targets[labeled], pred_masks),
+    }
     if plot_dir is not None:
         plots = {
-            "confusion_matrix": plot_confusion(y_true, probs.argmax(1), plot_dir / f"{prefix}confusion_matrix.png", title),
+            "confusion_matrix": plot_confusion(
+                y_true, probs.argmax(1), plot_dir / f"{prefix}confusion_matrix.png", title
+            ),
             "roc": plot_roc(y_true, probs, plot_dir / f"{prefix}roc.png", title),
-            "worst_errors": plot_worst_errors(arrays.grids[labeled], arrays.targets[labeled], pred_masks, y_true, probs,
-                                              plot_dir / f"{prefix}worst_errors.png", n=n_worst),
-            "error_gallery": plot_error_gallery(arrays.grids[labeled], y_true, probs,
-                                                plot_dir / f"{prefix}error_gallery.png", title),
+            "worst_errors": plot_worst_errors(
+                arrays.grids[labeled],
+                arrays.targets[labeled],
+                pred_masks,
+                y_true,
+                probs,
+                plot_dir / f"{prefix}worst_errors.png",
+                n=n_worst,
+            ),
+            "error_gallery": plot_error_gallery(
+                arrays.grids[labeled], y_true, probs, plot_dir / f"{prefix}error_gallery.png", title
+            ),
         }
         report["plots"] = {k: str(v) for k, v in plots.items()}
     return report
 
 
-def load_real_arrays(data_dir: Path, image_size: tuple[int, int], part: str | None = None
-                     ) -> tuple[WaferArrays | None, dict]:
+def load_real_arrays(
+    data_dir: Path, image_size: tuple[int, int], part: str | None = None
+) -> tuple[WaferArrays | None, dict]:
     """The labeled real wafers under ``data_dir`` (only the ``dev`` or ``test`` lots when ``part``
     says so, see :mod:`waferflow.evaluation.real_maps`), resized to the model input.
 
@@ -57,8 +76,9 @@ def load_real_arrays(data_dir: Path, image_size: tuple[int, int], part: str | No
     return WaferArrays.from_frame(resize_frame(frame, image_size)), info
 
 
-def evaluate_real_data(net: WaferUNet, frame: pd.DataFrame, info: dict, image_size: tuple[int, int],
-                       plot_dir: Path) -> dict:
+def evaluate_real_data(
+    net: WaferUNet, frame: pd.DataFrame, info: dict, image_size: tuple[int, int], plot_dir: Path
+) -> dict:
     """Evaluate on real labeled wafers (``frame, info`` from :func:`load_real_frame`), apart from the
     generated test split: the ``test`` lots (reported) and the ``dev`` lots (looked at), each with
     its own plots."""
@@ -69,10 +89,15 @@ def evaluate_real_data(net: WaferUNet, frame: pd.DataFrame, info: dict, image_si
             out["parts"][part] = {"available": False, "reason": f"no labeled real wafer in the {part} lots"}
             continue
         arrays = WaferArrays.from_frame(resize_frame(rows, image_size))
-        report = evaluate_arrays(net, arrays, plot_dir, title=f"real {part} lots: {Path(info['source']).name}",
-                                 prefix=f"real_{part}_")
-        out["parts"][part] = {"available": True, "wafers": int(len(rows)), "lots": int(rows["lot_id"].nunique()),
-                              **report}
+        report = evaluate_arrays(
+            net, arrays, plot_dir, title=f"real {part} lots: {Path(info['source']).name}", prefix=f"real_{part}_"
+        )
+        out["parts"][part] = {
+            "available": True,
+            "wafers": int(len(rows)),
+            "lots": int(rows["lot_id"].nunique()),
+            **report,
+        }
     return out
 
 
@@ -89,9 +114,14 @@ def real_summary(real: dict, model_version: str | None = None) -> dict:
             out[part] = rep
             continue
         cls = rep["classification"]
-        out[part] = {"wafers": rep["wafers"], "lots": rep["lots"], "macro_f1": cls["macro_f1"],
-                     "accuracy": cls["accuracy"],
-                     "min_recall": min(v["recall"] for v in cls["per_class"].values() if v["support"]),
-                     "per_class": cls["per_class"], "confusion_matrix": cls["confusion_matrix"],
-                     "plots": rep.get("plots", {})}
+        out[part] = {
+            "wafers": rep["wafers"],
+            "lots": rep["lots"],
+            "macro_f1": cls["macro_f1"],
+            "accuracy": cls["accuracy"],
+            "min_recall": min(v["recall"] for v in cls["per_class"].values() if v["support"]),
+            "per_class": cls["per_class"],
+            "confusion_matrix": cls["confusion_matrix"],
+            "plots": rep.get("plots", {}),
+        }
     return out

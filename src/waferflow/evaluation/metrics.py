@@ -35,8 +35,15 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
         "n_wafers": int(len(y_true)),
         "accuracy": round(float(accuracy_score(y_true, y_pred)), 6),
         "macro_f1": round(float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)), 6),
-        "per_class": {CLASSES[c]: {"precision": round(float(p[c]), 6), "recall": round(float(r[c]), 6),
-                                   "f1": round(float(f[c]), 6), "support": int(s[c])} for c in labels},
+        "per_class": {
+            CLASSES[c]: {
+                "precision": round(float(p[c]), 6),
+                "recall": round(float(r[c]), 6),
+                "f1": round(float(f[c]), 6),
+                "support": int(s[c]),
+            }
+            for c in labels
+        },
         "roc_auc": auc,
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
@@ -48,8 +55,9 @@ def mask_metrics(true_masks: np.ndarray, pred_masks: np.ndarray) -> dict:
     n = len(PATTERN_CLASSES) + 1
     if not valid.any():
         return {"per_class": {}, "mean_iou": None, "mean_dice": None, "mean_iou_with_background": None, "n_dies": 0}
-    cm = np.bincount(true_masks[valid].astype(np.int64) * n + pred_masks[valid].astype(np.int64),
-                     minlength=n * n).reshape(n, n)
+    cm = np.bincount(
+        true_masks[valid].astype(np.int64) * n + pred_masks[valid].astype(np.int64), minlength=n * n
+    ).reshape(n, n)
     tp = np.diag(cm).astype(float)
     fp, fn = cm.sum(0) - tp, cm.sum(1) - tp
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -58,8 +66,11 @@ def mask_metrics(true_masks: np.ndarray, pred_masks: np.ndarray) -> dict:
     names = ["background", *PATTERN_CLASSES]
     present = [i for i in range(1, n) if cm[i].sum() > 0]
     return {
-        "per_class": {names[i]: {"iou": round(float(iou[i]), 6), "dice": round(float(dice[i]), 6),
-                                 "dies": int(cm[i].sum())} for i in range(n) if cm[i].sum() > 0},
+        "per_class": {
+            names[i]: {"iou": round(float(iou[i]), 6), "dice": round(float(dice[i]), 6), "dies": int(cm[i].sum())}
+            for i in range(n)
+            if cm[i].sum() > 0
+        },
         "mean_iou": round(float(np.mean(iou[present])), 6) if present else None,
         "mean_dice": round(float(np.mean(dice[present])), 6) if present else None,
         "mean_iou_with_background": round(float(np.nanmean(iou[[0, *present]])), 6),

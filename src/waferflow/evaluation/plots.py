@@ -28,9 +28,18 @@ def _save(fig, path: Path) -> Path:
 
 def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str = "test split") -> Path:
     fig, ax = plt.subplots(figsize=(8, 7))
-    ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=list(range(len(CLASSES))), display_labels=CLASSES,
-                                            normalize="true", values_format=".2f", cmap="Blues", ax=ax,
-                                            xticks_rotation=45, colorbar=False)
+    ConfusionMatrixDisplay.from_predictions(
+        y_true,
+        y_pred,
+        labels=list(range(len(CLASSES))),
+        display_labels=CLASSES,
+        normalize="true",
+        values_format=".2f",
+        cmap="Blues",
+        ax=ax,
+        xticks_rotation=45,
+        colorbar=False,
+    )
     ax.set_title(f"confusion matrix, rows normalised ({title})")
     return _save(fig, path)
 
@@ -45,8 +54,15 @@ def plot_roc(y_true: np.ndarray, probs: np.ndarray, path: Path, title: str = "te
     return _save(fig, path)
 
 
-def plot_worst_errors(grids: np.ndarray, true_masks: np.ndarray, pred_masks: np.ndarray, y_true: np.ndarray,
-                      probs: np.ndarray, path: Path, n: int = 12) -> Path:
+def plot_worst_errors(
+    grids: np.ndarray,
+    true_masks: np.ndarray,
+    pred_masks: np.ndarray,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    path: Path,
+    n: int = 12,
+) -> Path:
     """Wrong wafers, most confident first: map with true mask | predicted mask."""
     y_pred = probs.argmax(1)
     wrong = np.flatnonzero(y_pred != y_true)
@@ -57,14 +73,14 @@ def plot_worst_errors(grids: np.ndarray, true_masks: np.ndarray, pred_masks: np.
     for row, i in enumerate(order):
         true_mask = np.where(true_masks[i] == 255, 0, true_masks[i])
         plot_wafer(axes[row][0], grids[i], true_mask, f"true {CLASSES[y_true[i]]} (mask)")
-        plot_wafer(axes[row][1], grids[i], pred_masks[i],
-                   f"pred {CLASSES[y_pred[i]]} p={probs[i, y_pred[i]]:.2f}")
+        plot_wafer(axes[row][1], grids[i], pred_masks[i], f"pred {CLASSES[y_pred[i]]} p={probs[i, y_pred[i]]:.2f}")
     fig.suptitle("worst errors: most confident wrong predictions", fontsize=9)
     return _save(fig, path)
 
 
-def plot_error_gallery(grids: np.ndarray, y_true: np.ndarray, probs: np.ndarray, path: Path, title: str = "test split",
-                       per_class: int = 6) -> Path:
+def plot_error_gallery(
+    grids: np.ndarray, y_true: np.ndarray, probs: np.ndarray, path: Path, title: str = "test split", per_class: int = 6
+) -> Path:
     """One row per true class: its misclassified wafers, most confident first, titled with what the
     model answered (a row that holds none is drawn empty: the class had no error)."""
     y_pred = probs.argmax(1)
@@ -74,5 +90,6 @@ def plot_error_gallery(grids: np.ndarray, y_true: np.ndarray, probs: np.ndarray,
         wrong = wrong[np.argsort(-probs[wrong, y_pred[wrong]])][:per_class]
         panels = [(grids[i], None, f"{name} -> {CLASSES[y_pred[i]]} {probs[i, y_pred[i]]:.2f}") for i in wrong]
         rows.append(panels or [(np.zeros((2, 2), np.uint8), None, f"{name}: no error")])
-    return save_wafer_grid(rows, path, f"errors per true class ({title}): true -> predicted, confidence",
-                           cols=per_class, title_size=9)
+    return save_wafer_grid(
+        rows, path, f"errors per true class ({title}): true -> predicted, confidence", cols=per_class, title_size=9
+    )

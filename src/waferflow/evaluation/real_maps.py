@@ -54,9 +54,16 @@ def load_real_frame(data_dir: Path, part: str | None = None) -> tuple[pd.DataFra
     if part is not None:
         frame = frame[frame["part"] == part]
     if frame.empty:
-        return None, {"available": False, "reason": f"{report.records} real wafers, none labeled"
-                      + (f" in the {part} lots" if part else "")}
+        return None, {
+            "available": False,
+            "reason": f"{report.records} real wafers, none labeled" + (f" in the {part} lots" if part else ""),
+        }
     return frame.reset_index(drop=True), {
-        "available": True, "source": str(data_dir), "part": part or "all", "wafers": int(len(frame)),
-        "lots": int(frame["lot_id"].nunique()), "ingest_rejected": report.rejected,
-        "split": f"by lot: sha256('{SPLIT_SALT}:' + lot) % 2 -> {PARTS[0]} | {PARTS[1]}"}
+        "available": True,
+        "source": str(data_dir),
+        "part": part or "all",
+        "wafers": int(len(frame)),
+        "lots": int(frame["lot_id"].nunique()),
+        "ingest_rejected": report.rejected,
+        "split": f"by lot: sha256('{SPLIT_SALT}:' + lot) % 2 -> {PARTS[0]} | {PARTS[1]}",
+    }

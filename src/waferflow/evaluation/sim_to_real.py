@@ -32,8 +32,13 @@ __all__ = ["sim_to_real_gap", "save_side_by_side", "gap_table"]
 MIN_MAPS = 20
 
 
-def sim_to_real_gap(generated: Sequence[np.ndarray], generated_labels: Sequence[str], real: Sequence[np.ndarray],
-                    real_labels: Sequence[str], cfg: DriftConfig = DriftConfig()) -> dict:
+def sim_to_real_gap(
+    generated: Sequence[np.ndarray],
+    generated_labels: Sequence[str],
+    real: Sequence[np.ndarray],
+    real_labels: Sequence[str],
+    cfg: DriftConfig = DriftConfig(),
+) -> dict:
     """Per class and over all maps: each wafer feature's distance real vs generated (normed
     Wasserstein, in generated-map standard deviations), the features that drifted, the medians
     side by side, and the mean distance (one number per class to follow over generator changes)."""
@@ -42,21 +47,29 @@ def sim_to_real_gap(generated: Sequence[np.ndarray], generated_labels: Sequence[
     gen_f = feature_frame(generated).assign(label=list(generated_labels))
     real_f = feature_frame(real).assign(label=list(real_labels))
     cfg = cfg.model_copy(update={"min_wafers": MIN_MAPS, "strong_drift": None})
-    out: dict = {"features": list(FEATURES), "method": f"{cfg.num_method}, threshold {cfg.num_threshold}",
-                 "per_class": {}}
+    out: dict = {
+        "features": list(FEATURES),
+        "method": f"{cfg.num_method}, threshold {cfg.num_threshold}",
+        "per_class": {},
+    }
     for name in (*CLASSES, "all"):
         g = gen_f if name == "all" else gen_f[gen_f["label"] == name]
         r = real_f if name == "all" else real_f[real_f["label"] == name]
         if min(len(g), len(r)) < MIN_MAPS:
-            out["per_class"][name] = {"generated": int(len(g)), "real": int(len(r)),
-                                      "skipped": f"fewer than {MIN_MAPS} maps on one side"}
+            out["per_class"][name] = {
+                "generated": int(len(g)),
+                "real": int(len(r)),
+                "skipped": f"fewer than {MIN_MAPS} maps on one side",
+            }
             continue
         s = check_drift(g[list(FEATURES)], r[list(FEATURES)], cfg).summary
         scores = {f: s["features"][f]["score"] for f in FEATURES}
         out["per_class"][name] = {
-            "generated": int(len(g)), "real": int(len(r)),
+            "generated": int(len(g)),
+            "real": int(len(r)),
             "mean_distance": round(float(np.mean(list(scores.values()))), 4),
-            "drifted_share": s["drifted_share"], "drifted_features": s["drifted_features"],
+            "drifted_share": s["drifted_share"],
+            "drifted_features": s["drifted_features"],
             "features": scores,
             "median_generated": {f: round(float(g[f].median()), 4) for f in FEATURES},
             "median_real": {f: round(float(r[f].median()), 4) for f in FEATURES},
@@ -64,8 +77,15 @@ def sim_to_real_gap(generated: Sequence[np.ndarray], generated_labels: Sequence[
     return out
 
 
-def save_side_by_side(generated: Sequence[np.ndarray], generated_labels: Sequence[str], real: Sequence[np.ndarray],
-                      real_labels: Sequence[str], path: Path, per_side: int = 5, seed: int = 0) -> Path:
+def save_side_by_side(
+    generated: Sequence[np.ndarray],
+    generated_labels: Sequence[str],
+    real: Sequence[np.ndarray],
+    real_labels: Sequence[str],
+    path: Path,
+    per_side: int = 5,
+    seed: int = 0,
+) -> Path:
     """PNG, one row per class: ``per_side`` real maps, then ``per_side`` generated ones (drawn at
     random, seeded), each at its own grid size."""
     rng = np.random.default_rng(seed)
@@ -79,8 +99,13 @@ def save_side_by_side(generated: Sequence[np.ndarray], generated_labels: Sequenc
                 row.append((g, None, f"{kind} {name} {g.shape[0]}x{g.shape[1]}"))
             row += [(np.zeros((2, 2), np.uint8), None, "")] * (per_side - min(per_side, len(idx)))
         rows.append(row)
-    return save_wafer_grid(rows, path, f"real (left {per_side}) vs generated (right {per_side}) maps per class",
-                           cols=2 * per_side, title_size=10)
+    return save_wafer_grid(
+        rows,
+        path,
+        f"real (left {per_side}) vs generated (right {per_side}) maps per class",
+        cols=2 * per_side,
+        title_size=10,
+    )
 
 
 def gap_table(gap: dict) -> pd.DataFrame:
@@ -89,9 +114,15 @@ def gap_table(gap: dict) -> pd.DataFrame:
     for name, c in gap["per_class"].items():
         if "skipped" in c:
             continue
-        rows.append({"class": name, "mean_distance": c["mean_distance"], "drifted_share": c["drifted_share"],
-                     "fail_ratio_real": c["median_real"]["fail_ratio"],
-                     "fail_ratio_generated": c["median_generated"]["fail_ratio"],
-                     "edge_ratio_real": c["median_real"]["edge_ratio"],
-                     "edge_ratio_generated": c["median_generated"]["edge_ratio"]})
+        rows.append(
+            {
+                "class": name,
+                "mean_distance": c["mean_distance"],
+                "drifted_share": c["drifted_share"],
+                "fail_ratio_real": c["median_real"]["fail_ratio"],
+                "fail_ratio_generated": c["median_generated"]["fail_ratio"],
+                "edge_ratio_real": c["median_real"]["edge_ratio"],
+                "edge_ratio_generated": c["median_generated"]["edge_ratio"],
+            }
+        )
     return pd.DataFrame(rows)

@@ -39,8 +39,9 @@ def starve(train: pd.DataFrame, keep: int, seed: int, classes=RARE) -> pd.DataFr
     return train.drop(index=train.index[drop]).reset_index(drop=True)
 
 
-def run_ablation(params: Params, keep: int = 30, epochs: int = 15, root: Path = Path("."),
-                 progress: bool = True) -> dict:
+def run_ablation(
+    params: Params, keep: int = 30, epochs: int = 15, root: Path = Path("."), progress: bool = True
+) -> dict:
     """Run both arms; returns the result written to ``metrics/augment_ablation.json``."""
     import pyarrow as pa
 
@@ -73,32 +74,56 @@ def run_ablation(params: Params, keep: int = 30, epochs: int = 15, root: Path = 
         mlflow_cfg = params.mlflow.model_copy(update={"experiment": params.mlflow.experiment + "-ablation"})
         for arm, extra in (("without_synthetic", []), ("with_synthetic", [work / "augmented/synthetic.parquet"])):
             t0 = time.perf_counter()
-            summary = fit(params.model, train_cfg, work / "data", work / arm, mlflow_cfg, root,
-                          run_tags={"ablation": arm, "rare_kept": str(keep)}, extra_train=extra)
+            summary = fit(
+                params.model,
+                train_cfg,
+                work / "data",
+                work / arm,
+                mlflow_cfg,
+                root,
+                run_tags={"ablation": arm, "rare_kept": str(keep)},
+                extra_train=extra,
+            )
             net = WaferLitModule.load_from_checkpoint(summary["checkpoint"], map_location="cpu").net
             probs, _ = WaferPredictor(net).predict(test.grids)
             rep = classification_metrics(test.labels, probs)
-            arms[arm] = {"test_macro_f1": rep["macro_f1"],
-                         "rare_recall": {c: rep["per_class"][c]["recall"] for c in RARE},
-                         "rare_f1": {c: rep["per_class"][c]["f1"] for c in RARE},
-                         "train_maps": len(train) + (gan["kept_total"] if extra else 0),
-                         "epochs_trained": summary["epochs_trained"], "seconds": round(time.perf_counter() - t0, 1)}
+            arms[arm] = {
+                "test_macro_f1": rep["macro_f1"],
+                "rare_recall": {c: rep["per_class"][c]["recall"] for c in RARE},
+                "rare_f1": {c: rep["per_class"][c]["f1"] for c in RARE},
+                "train_maps": len(train) + (gan["kept_total"] if extra else 0),
+                "epochs_trained": summary["epochs_trained"],
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {"rare_classes_kept": keep, "seed": params.train.seed, "max_epochs": epochs,
-            "starved_train_counts": {c: int(n) for c, n in
-                                     train["label"].value_counts().reindex(list(CLASSES), fill_value=0).items()},
-            "test_wafers": int(len(test)), "arms": arms, "gan": gan,
-            "delta_macro_f1": round(arms["with_synthetic"]["test_macro_f1"]
-                                    - arms["without_synthetic"]["test_macro_f1"], 4),
-            "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "rare_classes_kept": keep,
+        "seed": params.train.seed,
+        "max_epochs": epochs,
+        "starved_train_counts": {
+            c: int(n) for c, n in train["label"].value_counts().reindex(list(CLASSES), fill_value=0).items()
+        },
+        "test_wafers": int(len(test)),
+        "arms": arms,
+        "gan": gan,
+        "delta_macro_f1": round(
+            arms["with_synthetic"]["test_macro_f1"] - arms["without_synthetic"]["test_macro_f1"], 4
+        ),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def ablation_table(result: dict) -> str:
     """The README's Markdown table of an ablation result."""
-    lines = ["| arm | train maps | test macro-F1 | " + " | ".join(f"recall {c}" for c in RARE) + " |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in RARE) + " |"]
+    lines = [
+        "| arm | train maps | test macro-F1 | " + " | ".join(f"recall {c}" for c in RARE) + " |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in RARE) + " |",
+    ]
     for arm, a in result["arms"].items():
-        lines.append(f"| {arm.replace('_', ' ')} | {a['train_maps']} | {a['test_macro_f1']:.3f} | "
-                     + " | ".join(f"{a['rare_recall'][c]:.2f}" for c in RARE) + " |")
+        lines.append(
+            f"| {arm.replace('_', ' ')} | {a['train_maps']} | {a['test_macro_f1']:.3f} | "
+            + " | ".join(f"{a['rare_recall'][c]:.2f}" for c in RARE)
+            + " |"
+        )
     return "\n".join(lines)

@@ -34,8 +34,16 @@ from skimage.measure import regionprops
 from waferflow.classes import DIE_NONE, DIE_PASS
 from waferflow.data.features import fail_ratio, ring_profile
 
-__all__ = ["OutlineStats", "repair_outline", "outline_features", "nearest_hamming", "ring_profile",
-           "fail_ratio", "frechet_distance", "distribution_distances"]
+__all__ = [
+    "OutlineStats",
+    "repair_outline",
+    "outline_features",
+    "nearest_hamming",
+    "ring_profile",
+    "fail_ratio",
+    "frechet_distance",
+    "distribution_distances",
+]
 
 
 def repair_outline(grid: np.ndarray) -> np.ndarray:
@@ -79,8 +87,11 @@ class OutlineStats:
         names = ("area share", "solidity", "eccentricity")
         out = []
         for f in outline_features(grids):
-            bad = [f"{n} {v:.2f} outside real [{lo:.2f}, {hi:.2f}]"
-                   for n, v, lo, hi in zip(names, f, self.low, self.high) if not lo <= v <= hi]
+            bad = [
+                f"{n} {v:.2f} outside real [{lo:.2f}, {hi:.2f}]"
+                for n, v, lo, hi in zip(names, f, self.low, self.high)
+                if not lo <= v <= hi
+            ]
             out.append("; ".join(bad) or None)
         return out
 
@@ -92,7 +103,7 @@ def nearest_hamming(candidates: np.ndarray, references: np.ndarray, chunk: int =
     ref = references.reshape(len(references), -1)
     out = []
     for start in range(0, len(candidates), chunk):
-        c = candidates[start:start + chunk].reshape(-1, 1, ref.shape[1])
+        c = candidates[start : start + chunk].reshape(-1, 1, ref.shape[1])
         out.append((c != ref[None]).mean(axis=2).min(axis=1))
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -108,8 +119,9 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
 
 
-def distribution_distances(real: np.ndarray, synth: np.ndarray, real_emb: np.ndarray | None = None,
-                           synth_emb: np.ndarray | None = None) -> dict:
+def distribution_distances(
+    real: np.ndarray, synth: np.ndarray, real_emb: np.ndarray | None = None, synth_emb: np.ndarray | None = None
+) -> dict:
     """Real vs synthetic grids of one class: fail-ratio and radial-profile Wasserstein distances,
     and the Fréchet distance of classifier embeddings."""
     if len(synth) == 0 or len(real) == 0:
@@ -117,8 +129,10 @@ def distribution_distances(real: np.ndarray, synth: np.ndarray, real_emb: np.nda
     rp, sp = ring_profile(real), ring_profile(synth)
     return {
         "fail_ratio_wasserstein": round(float(wasserstein_distance(fail_ratio(real), fail_ratio(synth))), 5),
-        "radial_profile_wasserstein": round(float(np.mean([wasserstein_distance(rp[:, k], sp[:, k])
-                                                           for k in range(rp.shape[1])])), 5),
-        "embedding_frechet": (None if real_emb is None or synth_emb is None else
-                              round(frechet_distance(real_emb, synth_emb), 4)),
+        "radial_profile_wasserstein": round(
+            float(np.mean([wasserstein_distance(rp[:, k], sp[:, k]) for k in range(rp.shape[1])])), 5
+        ),
+        "embedding_frechet": (
+            None if real_emb is None or synth_emb is None else round(frechet_distance(real_emb, synth_emb), 4)
+        ),
     }

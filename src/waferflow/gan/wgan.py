@@ -61,8 +61,9 @@ def compose(area: torch.Tensor, pass_fail: torch.Tensor) -> torch.Tensor:
 class Generator(nn.Module):
     """Pass/fail logits (N, 2, size, size) for noise, class and a die area (N, 1, size, size)."""
 
-    def __init__(self, latent_dim: int = 64, size: int = 64, width: int = 128, n_classes: int = len(CLASSES),
-                 embed_dim: int = 16) -> None:
+    def __init__(
+        self, latent_dim: int = 64, size: int = 64, width: int = 128, n_classes: int = len(CLASSES), embed_dim: int = 16
+    ) -> None:
         super().__init__()
         if size < 8 or size & (size - 1):
             raise ValueError(f"the GAN needs a square power-of-two input size >= 8, got {size}")
@@ -72,8 +73,9 @@ class Generator(nn.Module):
         self.blocks, ch = nn.ModuleList(), width
         for _ in range(int(math.log2(size)) - 2):  # 4x4 -> size x size; the die area joins every block
             out = max(ch // 2, 16)
-            self.blocks.append(nn.Sequential(nn.ConvTranspose2d(ch + 1, out, 4, 2, 1, bias=False),
-                                             nn.BatchNorm2d(out), nn.ReLU()))
+            self.blocks.append(
+                nn.Sequential(nn.ConvTranspose2d(ch + 1, out, 4, 2, 1, bias=False), nn.BatchNorm2d(out), nn.ReLU())
+            )
             ch = out
         self.head = nn.Conv2d(ch + 1, 2, 3, padding=1)
 
@@ -89,7 +91,7 @@ class Critic(nn.Module):
         super().__init__()
         layers, ch = [], N_CODES
         for i in range(int(math.log2(size)) - 2):  # size -> 4x4
-            out = width * 2 ** i
+            out = width * 2**i
             layers += [nn.Conv2d(ch, out, 4, 2, 1), nn.LeakyReLU(0.2)]
             ch = out
         self.features = nn.Sequential(*layers, nn.Flatten())
@@ -105,9 +107,18 @@ class Critic(nn.Module):
 class WganGp(L.LightningModule):
     """Trains :class:`Generator` and :class:`Critic` on batches ``{"grid": (N,H,W), "label": (N,)}``."""
 
-    def __init__(self, size: int = 64, latent_dim: int = 64, gen_width: int = 128, critic_width: int = 32,
-                 lr: float = 1e-4, betas: tuple[float, float] = (0.0, 0.9), n_critic: int = 5,
-                 gp_lambda: float = 10.0, tau: float = 1.0) -> None:
+    def __init__(
+        self,
+        size: int = 64,
+        latent_dim: int = 64,
+        gen_width: int = 128,
+        critic_width: int = 32,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.0, 0.9),
+        n_critic: int = 5,
+        gp_lambda: float = 10.0,
+        tau: float = 1.0,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -138,7 +149,7 @@ class WganGp(L.LightningModule):
     def gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         eps = torch.rand(len(real), 1, 1, 1, device=real.device)
         mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
-        grad, = torch.autograd.grad(self.critic(mixed, y).sum(), mixed, create_graph=True)
+        (grad,) = torch.autograd.grad(self.critic(mixed, y).sum(), mixed, create_graph=True)
         return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
     def training_step(self, batch, batch_idx):
@@ -152,8 +163,9 @@ class WganGp(L.LightningModule):
         opt_c.zero_grad()
         self.manual_backward(loss_c)
         opt_c.step()
-        self.log_dict({"critic_loss": loss_c, "wasserstein": wdist, "gp": gp}, prog_bar=True, on_step=False,
-                      on_epoch=True)
+        self.log_dict(
+            {"critic_loss": loss_c, "wasserstein": wdist, "gp": gp}, prog_bar=True, on_step=False, on_epoch=True
+        )
         if (batch_idx + 1) % self.hparams.n_critic == 0:
             self.generator.train()
             loss_g = -self.critic(self.sample_soft(y, area), y).mean()

@@ -59,12 +59,15 @@ def defect_metrics(die_grid: np.ndarray, mask: np.ndarray, wafer_class: str) -> 
             r0, c0, r1, c1 = region.bbox
             feret = region.feret_diameter_max
             compact = 1.0 if feret <= 0 else min(1.0, region.area / (math.pi / 4 * feret**2))
-            clusters.append({
-                "class": PATTERN_CLASSES[int(idx) - 1], "dies": int(region.area),
-                "bbox": [int(r0), int(c0), int(r1 - 1), int(c1 - 1)],
-                "centroid": [round(float(region.centroid[0]), 3), round(float(region.centroid[1]), 3)],
-                "compactness": round(compact, 4),
-            })
+            clusters.append(
+                {
+                    "class": PATTERN_CLASSES[int(idx) - 1],
+                    "dies": int(region.area),
+                    "bbox": [int(r0), int(c0), int(r1 - 1), int(c1 - 1)],
+                    "centroid": [round(float(region.centroid[0]), 3), round(float(region.centroid[1]), 3)],
+                    "compactness": round(compact, 4),
+                }
+            )
     clusters.sort(key=lambda c: -c["dies"])
     rows, cols = np.nonzero(on_wafer)
     quadrants = {"upper_left": 0.0, "upper_right": 0.0, "lower_left": 0.0, "lower_right": 0.0}
@@ -77,12 +80,21 @@ def defect_metrics(die_grid: np.ndarray, mask: np.ndarray, wafer_class: str) -> 
         radius = np.hypot((fr + 0.5 - (cy + 0.5)) / ry, (fc + 0.5 - (cx + 0.5)) / rx)
         edge_ratio = float((radius > 0.9 - 0.5 / max(ry, rx)).mean())
         upper, left = fr < cy, fc < cx
-        for name, sel in (("upper_left", upper & left), ("upper_right", upper & ~left),
-                          ("lower_left", ~upper & left), ("lower_right", ~upper & ~left)):
+        for name, sel in (
+            ("upper_left", upper & left),
+            ("upper_right", upper & ~left),
+            ("lower_left", ~upper & left),
+            ("lower_right", ~upper & ~left),
+        ):
             quadrants[name] = round(float(sel.mean()), 4)
     density = fails / dies if dies else 0.0
     return {
-        "dies": dies, "fail_dies": fails, "affected_dies": int((mask > 0).sum()),
-        "fail_density": round(density, 6), "edge_ratio": round(edge_ratio, 4), "quadrants": quadrants,
-        "clusters": clusters, "severity": severity_score(density, wafer_class),
+        "dies": dies,
+        "fail_dies": fails,
+        "affected_dies": int((mask > 0).sum()),
+        "fail_density": round(density, 6),
+        "edge_ratio": round(edge_ratio, 4),
+        "quadrants": quadrants,
+        "clusters": clusters,
+        "severity": severity_score(density, wafer_class),
     }

@@ -53,8 +53,14 @@ def check_die_grid(grid: np.ndarray, name: str = "die grid") -> np.ndarray:
 class InferenceEngine:
     """ONNX Runtime session + metadata (classes, input size, calibration temperature)."""
 
-    def __init__(self, onnx_path: str | Path, metadata: dict, threads: int | None = None,
-                 prediction_log: PredictionLog | None = None, alias: str | None = None) -> None:
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        metadata: dict,
+        threads: int | None = None,
+        prediction_log: PredictionLog | None = None,
+        alias: str | None = None,
+    ) -> None:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
@@ -78,8 +84,15 @@ class InferenceEngine:
         return cls(path, json.loads(meta_path.read_text()), threads, **kwargs)
 
     @classmethod
-    def from_registry(cls, model_name: str, alias: str = "champion", int8: bool = False,
-                      threads: int | None = None, version: str | None = None, **kwargs) -> "InferenceEngine":
+    def from_registry(
+        cls,
+        model_name: str,
+        alias: str = "champion",
+        int8: bool = False,
+        threads: int | None = None,
+        version: str | None = None,
+        **kwargs,
+    ) -> "InferenceEngine":
         """The ONNX export logged beside the registered version ``alias`` (or ``version``) names."""
         import mlflow
         from mlflow import MlflowClient
@@ -115,11 +128,18 @@ class InferenceEngine:
         masks[np.asarray(grids) != DIE_FAIL] = 0
         return softmax(class_logits / self.temperature, axis=1), masks
 
-    def predict(self, wafers: WaferRecord | np.ndarray | Sequence[WaferRecord | np.ndarray],
-                top_k: int = 3, batch_size: int = 64) -> list[dict]:
+    def predict(
+        self,
+        wafers: WaferRecord | np.ndarray | Sequence[WaferRecord | np.ndarray],
+        top_k: int = 3,
+        batch_size: int = 64,
+    ) -> list[dict]:
         """Class, calibrated confidence, top-k, mask at original size and defect metrics per wafer."""
-        items = [wafers] if isinstance(wafers, WaferRecord) or (isinstance(wafers, np.ndarray) and wafers.ndim == 2) \
+        items = (
+            [wafers]
+            if isinstance(wafers, WaferRecord) or (isinstance(wafers, np.ndarray) and wafers.ndim == 2)
             else list(wafers)
+        )
         grids, ids = [], []
         for i, item in enumerate(items):
             if isinstance(item, WaferRecord):
@@ -130,7 +150,7 @@ class InferenceEngine:
                 ids.append({"lot_id": None, "wafer_id": str(i)})
         results, started = [], time.perf_counter()
         for start in range(0, len(grids), batch_size):
-            chunk = grids[start:start + batch_size]
+            chunk = grids[start : start + batch_size]
             batch = np.stack([resize_grid(g, self.input_size) for g in chunk])
             probs, masks = self.predict_arrays(batch)
             for j, grid in enumerate(chunk):
@@ -138,15 +158,27 @@ class InferenceEngine:
                 mask[grid != DIE_FAIL] = 0
                 order = np.argsort(-probs[j])[:top_k]
                 cls = self.classes[int(order[0])]
-                results.append({
-                    **ids[start + j], "class": cls, "confidence": round(float(probs[j, order[0]]), 6),
-                    "top_k": [{"class": self.classes[int(k)], "probability": round(float(probs[j, k]), 6)} for k in order],
-                    "shape": list(grid.shape), "mask": mask, "defects": defect_metrics(grid, mask, cls),
-                    "model_version": self.model_version,
-                })
+                results.append(
+                    {
+                        **ids[start + j],
+                        "class": cls,
+                        "confidence": round(float(probs[j, order[0]]), 6),
+                        "top_k": [
+                            {"class": self.classes[int(k)], "probability": round(float(probs[j, k]), 6)} for k in order
+                        ],
+                        "shape": list(grid.shape),
+                        "mask": mask,
+                        "defects": defect_metrics(grid, mask, cls),
+                        "model_version": self.model_version,
+                    }
+                )
         if self.prediction_log is not None:  # never raises: a failed write is reported and counted
-            self.prediction_log.append(results, grids, alias=self.alias,
-                                       latency_ms=1000 * (time.perf_counter() - started) / max(1, len(results)))
+            self.prediction_log.append(
+                results,
+                grids,
+                alias=self.alias,
+                latency_ms=1000 * (time.perf_counter() - started) / max(1, len(results)),
+            )
         return results
 
 

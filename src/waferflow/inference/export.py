@@ -41,20 +41,24 @@ class ParityError(RuntimeError):
     """The ONNX model does not reproduce the PyTorch model."""
 
 
-def onnx_outputs(session: ort.InferenceSession, grids: np.ndarray, batch_size: int = 128
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def onnx_outputs(
+    session: ort.InferenceSession, grids: np.ndarray, batch_size: int = 128
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(class_probs, mask, class_logits) of an exported predictor for die grids at its input size."""
     outs: list[list[np.ndarray]] = [[], [], []]
     for start in range(0, len(grids), batch_size):
-        for out, value in zip(outs, session.run(list(OUTPUTS), {INPUT: encode_grids(grids[start:start + batch_size]).numpy()})):
+        for out, value in zip(
+            outs, session.run(list(OUTPUTS), {INPUT: encode_grids(grids[start : start + batch_size]).numpy()})
+        ):
             out.append(value)
     return tuple(np.concatenate(out) for out in outs)  # type: ignore[return-value]
 
 
 class _Calibration(CalibrationDataReader):
     def __init__(self, grids: np.ndarray, batch_size: int = 16) -> None:
-        self.batches = iter([{INPUT: encode_grids(grids[i:i + batch_size]).numpy()}
-                             for i in range(0, len(grids), batch_size)])
+        self.batches = iter(
+            [{INPUT: encode_grids(grids[i : i + batch_size]).numpy()} for i in range(0, len(grids), batch_size)]
+        )
 
     def get_next(self):
         return next(self.batches, None)
@@ -64,9 +68,17 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def export_onnx(model: WaferPredictor | WaferUNet, out_dir: Path, val_grids: np.ndarray, test_grids: np.ndarray,
-                test_labels: np.ndarray, tolerance: float = 1e-4, max_int8_f1_drop: float = 0.005,
-                calibration_size: int = 256, seed: int = 0) -> dict:
+def export_onnx(
+    model: WaferPredictor | WaferUNet,
+    out_dir: Path,
+    val_grids: np.ndarray,
+    test_grids: np.ndarray,
+    test_labels: np.ndarray,
+    tolerance: float = 1e-4,
+    max_int8_f1_drop: float = 0.005,
+    calibration_size: int = 256,
+    seed: int = 0,
+) -> dict:
     """Export, check, verify parity on the test split, try INT8 calibrated on ``val_grids`` (the
     predictor's temperature was fitted with its training run).
 
@@ -76,22 +88,33 @@ def export_onnx(model: WaferPredictor | WaferUNet, out_dir: Path, val_grids: np.
     predictor = as_predictor(model).eval().to(memory_format=torch.contiguous_format)
     h, w = test_grids.shape[1:]
     fp32 = out_dir / "model.onnx"
-    torch.onnx.export(predictor, (torch.zeros(1, 2, h, w),), str(fp32), input_names=[INPUT],
-                      output_names=list(OUTPUTS), opset_version=OPSET, dynamo=False,
-                      dynamic_axes={name: {0: "batch"} for name in (INPUT, *OUTPUTS)})
+    torch.onnx.export(
+        predictor,
+        (torch.zeros(1, 2, h, w),),
+        str(fp32),
+        input_names=[INPUT],
+        output_names=list(OUTPUTS),
+        opset_version=OPSET,
+        dynamo=False,
+        dynamic_axes={name: {0: "batch"} for name in (INPUT, *OUTPUTS)},
+    )
     onnx.checker.check_model(onnx.load(str(fp32)), full_check=True)
 
     ref_probs, ref_mask, ref_logits = predictor.run(test_grids)
     got_probs, got_mask, got_logits = onnx_outputs(_session(fp32), test_grids)
     parity = {
-        "wafers": int(len(test_grids)), "tolerance": tolerance,
+        "wafers": int(len(test_grids)),
+        "tolerance": tolerance,
         "max_abs_diff_class_logits": float(np.abs(ref_logits - got_logits).max()),
         "max_abs_diff_class_probs": float(np.abs(ref_probs - got_probs).max()),
         "class_mismatches": int((ref_probs.argmax(1) != got_probs.argmax(1)).sum()),
         "mask_die_mismatches": int((ref_mask != got_mask).sum()),
     }
-    parity["passed"] = bool(parity["max_abs_diff_class_logits"] < tolerance and parity["max_abs_diff_class_probs"]
-                            < tolerance and parity["class_mismatches"] == 0)
+    parity["passed"] = bool(
+        parity["max_abs_diff_class_logits"] < tolerance
+        and parity["max_abs_diff_class_probs"] < tolerance
+        and parity["class_mismatches"] == 0
+    )
     temperature = float(predictor.temperature)
     fp32_f1 = classification_metrics(test_labels, got_probs)["macro_f1"]
 
@@ -102,27 +125,50 @@ def export_onnx(model: WaferPredictor | WaferUNet, out_dir: Path, val_grids: np.
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
     rng = np.random.default_rng(seed)
     calib = val_grids[rng.permutation(len(val_grids))[:calibration_size]]
-    quantize_static(str(pre), str(int8), _Calibration(calib), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        str(pre),
+        str(int8),
+        _Calibration(calib),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
     pre.unlink()
     int8_f1 = classification_metrics(test_labels, onnx_outputs(_session(int8), test_grids)[0])["macro_f1"]
-    int8_report = {"macro_f1": int8_f1, "fp32_macro_f1": fp32_f1, "macro_f1_drop": round(fp32_f1 - int8_f1, 6),
-                   "max_drop": max_int8_f1_drop, "kept": bool(fp32_f1 - int8_f1 <= max_int8_f1_drop),
-                   "size_mb": round(int8.stat().st_size / 2**20, 2), "fp32_size_mb": round(fp32.stat().st_size / 2**20, 2)}
+    int8_report = {
+        "macro_f1": int8_f1,
+        "fp32_macro_f1": fp32_f1,
+        "macro_f1_drop": round(fp32_f1 - int8_f1, 6),
+        "max_drop": max_int8_f1_drop,
+        "kept": bool(fp32_f1 - int8_f1 <= max_int8_f1_drop),
+        "size_mb": round(int8.stat().st_size / 2**20, 2),
+        "fp32_size_mb": round(fp32.stat().st_size / 2**20, 2),
+    }
     if not int8_report["kept"]:
         int8.unlink()
 
-    metadata = {"classes": list(CLASSES), "input_size": [int(h), int(w)], "temperature": round(temperature, 6),
-                "opset": OPSET, "inputs": {INPUT: "float32 (N, 2, H, W): wafer area, fail dies"},
-                "outputs": {"class_probs": "(N, 9) calibrated probabilities", "mask": "(N, H, W) uint8 pattern "
-                            "class per fail die (0 = background)", "class_logits": "(N, 9)"},
-                "int8": int8_report["kept"]}
+    metadata = {
+        "classes": list(CLASSES),
+        "input_size": [int(h), int(w)],
+        "temperature": round(temperature, 6),
+        "opset": OPSET,
+        "inputs": {INPUT: "float32 (N, 2, H, W): wafer area, fail dies"},
+        "outputs": {
+            "class_probs": "(N, 9) calibrated probabilities",
+            "mask": "(N, H, W) uint8 pattern class per fail die (0 = background)",
+            "class_logits": "(N, 9)",
+        },
+        "int8": int8_report["kept"],
+    }
     write_json(out_dir / "metadata.json", metadata, sort_keys=False)
     report = {"parity": parity, "temperature": metadata["temperature"], "int8": int8_report}
     write_json(out_dir / "export.json", report, sort_keys=False)
     if not parity["passed"]:
-        raise ParityError(f"ONNX parity failed on {parity['wafers']} test wafers: mask differs on "
-                          f"{parity['mask_die_mismatches']} dies, max |diff| class logits {parity['max_abs_diff_class_logits']:.2e}, "
-                          f"probabilities {parity['max_abs_diff_class_probs']:.2e} (tolerance {tolerance:.0e}), "
-                          f"{parity['class_mismatches']} class mismatches")
+        raise ParityError(
+            f"ONNX parity failed on {parity['wafers']} test wafers: mask differs on "
+            f"{parity['mask_die_mismatches']} dies, max |diff| class logits {parity['max_abs_diff_class_logits']:.2e}, "
+            f"probabilities {parity['max_abs_diff_class_probs']:.2e} (tolerance {tolerance:.0e}), "
+            f"{parity['class_mismatches']} class mismatches"
+        )
     return report

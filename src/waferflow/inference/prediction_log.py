@@ -37,8 +37,17 @@ from waferflow.data.features import FEATURES, wafer_features
 __all__ = ["PredictionLog", "LOG_COLUMNS"]
 
 log = logging.getLogger(__name__)
-LOG_COLUMNS = ("logged_at", "lot_id", "wafer_id", "model_version", "alias", "predicted_class", "confidence",
-               "latency_ms", *FEATURES)
+LOG_COLUMNS = (
+    "logged_at",
+    "lot_id",
+    "wafer_id",
+    "model_version",
+    "alias",
+    "predicted_class",
+    "confidence",
+    "latency_ms",
+    *FEATURES,
+)
 
 
 class PredictionLog:
@@ -50,16 +59,40 @@ class PredictionLog:
         self._lock = threading.Lock()  # the shadow engine logs from another thread
         self._s3 = self.root.startswith("s3://")
 
-    def rows(self, results: list[dict], grids: list[np.ndarray], alias: str | None, when: datetime,
-             latency_ms: float | None = None) -> pd.DataFrame:
-        return pd.DataFrame([{"logged_at": when, "lot_id": r.get("lot_id"), "wafer_id": r.get("wafer_id"),
-                              "model_version": r.get("model_version"), "alias": alias,
-                              "predicted_class": r["class"], "confidence": r["confidence"],
-                              "latency_ms": latency_ms, **wafer_features(g)}
-                             for r, g in zip(results, grids)], columns=list(LOG_COLUMNS))
+    def rows(
+        self,
+        results: list[dict],
+        grids: list[np.ndarray],
+        alias: str | None,
+        when: datetime,
+        latency_ms: float | None = None,
+    ) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {
+                    "logged_at": when,
+                    "lot_id": r.get("lot_id"),
+                    "wafer_id": r.get("wafer_id"),
+                    "model_version": r.get("model_version"),
+                    "alias": alias,
+                    "predicted_class": r["class"],
+                    "confidence": r["confidence"],
+                    "latency_ms": latency_ms,
+                    **wafer_features(g),
+                }
+                for r, g in zip(results, grids)
+            ],
+            columns=list(LOG_COLUMNS),
+        )
 
-    def append(self, results: list[dict], grids: list[np.ndarray], alias: str | None = None,
-               when: datetime | None = None, latency_ms: float | None = None) -> str | None:
+    def append(
+        self,
+        results: list[dict],
+        grids: list[np.ndarray],
+        alias: str | None = None,
+        when: datetime | None = None,
+        latency_ms: float | None = None,
+    ) -> str | None:
         """Log one batch (``latency_ms``: the engine's time per wafer in it); returns where it went,
         or None (reported and counted) when it could not."""
         when = when or datetime.now(timezone.utc)
@@ -76,8 +109,9 @@ class PredictionLog:
         except Exception as exc:  # noqa: BLE001 - logging must never fail a prediction
             with self._lock:
                 self.errors += 1
-            log.warning("prediction log: could not write %s (%d wafers): %s: %s", target, len(results),
-                        type(exc).__name__, exc)
+            log.warning(
+                "prediction log: could not write %s (%d wafers): %s: %s", target, len(results), type(exc).__name__, exc
+            )
             return None
         with self._lock:
             self.written += len(results)
@@ -141,7 +175,7 @@ def _s3_body(client, bucket: str, key: str) -> bytes:
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     return bucket, key
 
 

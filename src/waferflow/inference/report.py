@@ -25,21 +25,48 @@ from waferflow.viz.wafer_plots import plot_wafer  # noqa: E402
 __all__ = ["write_predictions", "CSV_COLUMNS"]
 
 log = logging.getLogger(__name__)
-CSV_COLUMNS = ["lot_id", "wafer_id", "class", "confidence", "second_class", "second_probability", "severity",
-               "fail_density", "affected_dies", "clusters", "edge_ratio", "rows", "cols", "model_version"]
+CSV_COLUMNS = [
+    "lot_id",
+    "wafer_id",
+    "class",
+    "confidence",
+    "second_class",
+    "second_probability",
+    "severity",
+    "fail_density",
+    "affected_dies",
+    "clusters",
+    "edge_ratio",
+    "rows",
+    "cols",
+    "model_version",
+]
 OVERLAYS = "overlays"
+
+
 def _draw_overlay(result: dict, record: WaferRecord, path: Path) -> bool:
     """Draw the wafer with its mask to ``path``; False (reported, not raised) when that failed."""
     fig, ax = plt.subplots(figsize=(3.2, 3.4))
     try:
-        plot_wafer(ax, record.die_grid, result["mask"], f"{result['lot_id']}/{result['wafer_id']}: "
-                   f"{result['class']} {result['confidence']:.2f}, severity {result['defects']['severity']}")
+        plot_wafer(
+            ax,
+            record.die_grid,
+            result["mask"],
+            f"{result['lot_id']}/{result['wafer_id']}: "
+            f"{result['class']} {result['confidence']:.2f}, severity {result['defects']['severity']}",
+        )
         fig.tight_layout()
         save_figure(fig, path, dpi=110)
         return True
     except Exception as exc:  # noqa: BLE001 - one wafer's picture must not cost the others theirs
-        log.warning("overlay of wafer %s/%s not written to %s: %s: %s", result["lot_id"], result["wafer_id"],
-                    path, type(exc).__name__, exc)
+        log.warning(
+            "overlay of wafer %s/%s not written to %s: %s: %s",
+            result["lot_id"],
+            result["wafer_id"],
+            path,
+            type(exc).__name__,
+            exc,
+        )
         return False
     finally:
         plt.close(fig)
@@ -60,22 +87,37 @@ def _write_overlays(results: list[dict], records_by_key: dict[tuple, WaferRecord
 def _csv_row(r: dict) -> dict:
     d = r["defects"]
     second = r["top_k"][1] if len(r["top_k"]) > 1 else {"class": "", "probability": ""}
-    return {"lot_id": r["lot_id"], "wafer_id": r["wafer_id"], "class": r["class"], "confidence": r["confidence"],
-            "second_class": second["class"], "second_probability": second["probability"],
-            "severity": d["severity"], "fail_density": d["fail_density"], "affected_dies": d["affected_dies"],
-            "clusters": len(d["clusters"]), "edge_ratio": d["edge_ratio"], "rows": r["shape"][0],
-            "cols": r["shape"][1], "model_version": r["model_version"]}
+    return {
+        "lot_id": r["lot_id"],
+        "wafer_id": r["wafer_id"],
+        "class": r["class"],
+        "confidence": r["confidence"],
+        "second_class": second["class"],
+        "second_probability": second["probability"],
+        "severity": d["severity"],
+        "fail_density": d["fail_density"],
+        "affected_dies": d["affected_dies"],
+        "clusters": len(d["clusters"]),
+        "edge_ratio": d["edge_ratio"],
+        "rows": r["shape"][0],
+        "cols": r["shape"][1],
+        "model_version": r["model_version"],
+    }
 
 
-def write_predictions(results: list[dict], records_by_key: dict[tuple, WaferRecord], out_dir: Path,
-                      overlays: bool = False) -> list[Path]:
+def write_predictions(
+    results: list[dict], records_by_key: dict[tuple, WaferRecord], out_dir: Path, overlays: bool = False
+) -> list[Path]:
     """Write ``predictions.jsonl``, ``predictions.csv`` (:data:`CSV_COLUMNS`) and, with ``overlays``,
     a PNG per wafer under ``overlays/`` whose path each row names in ``overlay`` (empty when it could
     not be drawn); returns what was written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     jsonl, table = out_dir / "predictions.jsonl", out_dir / "predictions.csv"
-    extra = [{"overlay": name} for name in _write_overlays(results, records_by_key, out_dir)] if overlays \
+    extra = (
+        [{"overlay": name} for name in _write_overlays(results, records_by_key, out_dir)]
+        if overlays
         else [{} for _ in results]
+    )
     with atomic_path(jsonl) as tmp, tmp.open("w") as fh:
         for r, more in zip(results, extra):
             fh.write(json.dumps({**to_json(r), **more}) + "\n")

@@ -40,6 +40,7 @@ __all__ = ["WaferPredictor", "as_predictor", "fit_temperature"]
 
 def fit_temperature(class_logits: np.ndarray, labels: np.ndarray) -> float:
     """Temperature T minimising the NLL of softmax(logits / T) on labeled wafers (Guo et al., 2017)."""
+
     def nll(t: float) -> float:
         return float(-log_softmax(class_logits / t, axis=1)[np.arange(len(labels)), labels].mean())
 
@@ -74,7 +75,7 @@ class WaferPredictor(nn.Module):
         device = self.temperature.device
         outs: list[list[np.ndarray]] = [[], [], []]
         for start in range(0, len(grids), batch_size):
-            for out, value in zip(outs, self(encode_grids(grids[start:start + batch_size]).to(device))):
+            for out, value in zip(outs, self(encode_grids(grids[start : start + batch_size]).to(device))):
                 out.append(value.float().cpu().numpy() if value.is_floating_point() else value.cpu().numpy())
         if not len(grids):
             return np.zeros((0, 9), np.float32), np.zeros((0, *grids.shape[1:]), np.uint8), np.zeros((0, 9), np.float32)

@@ -29,14 +29,21 @@ __all__ = ["PoolScores", "score_pool"]
 
 @dataclass
 class PoolScores:
-    probs: np.ndarray      # (N, C)
-    mc_probs: np.ndarray   # (T, N, C), T = 0 when no MC passes were asked for
-    emb: np.ndarray        # (N, D)
+    probs: np.ndarray  # (N, C)
+    mc_probs: np.ndarray  # (T, N, C), T = 0 when no MC passes were asked for
+    emb: np.ndarray  # (N, D)
 
 
 @torch.inference_mode()
-def score_pool(model: WaferPredictor | WaferUNet, grids: np.ndarray, mc_samples: int = 0, batch_size: int = 256,
-               seed: int = 0, progress: bool = False, desc: str = "scoring") -> PoolScores:
+def score_pool(
+    model: WaferPredictor | WaferUNet,
+    grids: np.ndarray,
+    mc_samples: int = 0,
+    batch_size: int = 256,
+    seed: int = 0,
+    progress: bool = False,
+    desc: str = "scoring",
+) -> PoolScores:
     """Probabilities, MC-dropout probabilities and embeddings of ``grids`` (N, H, W) uint8."""
     predictor = as_predictor(model).eval()
     temperature = float(predictor.temperature)
@@ -48,7 +55,7 @@ def score_pool(model: WaferPredictor | WaferUNet, grids: np.ndarray, mc_samples:
     gen = torch.Generator().manual_seed(seed)
     probs, mc, embs = [], [], []
     for start in tqdm(range(0, len(grids), batch_size), desc=desc, disable=not progress, unit="batch"):
-        x = encode_grids(grids[start:start + batch_size]).to(device)
+        x = encode_grids(grids[start : start + batch_size]).to(device)
         emb = model.encoder(x)[-1].mean(dim=(2, 3)).float().cpu()
         embs.append(emb.numpy())
         linear = linear.cpu() if device.type != "cpu" else linear
@@ -58,5 +65,6 @@ def score_pool(model: WaferPredictor | WaferUNet, grids: np.ndarray, mc_samples:
                 raise ValueError("MC dropout needs model.classifier_dropout > 0")
             keep = (torch.rand((mc_samples, *emb.shape), generator=gen) >= dropout_p).float() / (1 - dropout_p)
             mc.append(F.softmax(linear(emb.unsqueeze(0) * keep) / temperature, dim=-1).numpy())
-    return PoolScores(np.concatenate(probs), np.concatenate(mc, axis=1) if mc else np.zeros((0, len(grids), 0)),
-                      np.concatenate(embs))
+    return PoolScores(
+        np.concatenate(probs), np.concatenate(mc, axis=1) if mc else np.zeros((0, len(grids), 0)), np.concatenate(embs)
+    )

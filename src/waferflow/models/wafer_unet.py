@@ -38,8 +38,10 @@ class WaferUNet(nn.Module):
         super().__init__()
         self.config = config or ModelConfig()
         if len(self.config.decoder_channels) != self.config.encoder_depth:
-            raise ValueError(f"decoder_channels needs {self.config.encoder_depth} entries (one per encoder stage), "
-                             f"got {list(self.config.decoder_channels)}")
+            raise ValueError(
+                f"decoder_channels needs {self.config.encoder_depth} entries (one per encoder stage), "
+                f"got {list(self.config.decoder_channels)}"
+            )
         self.net = smp.Unet(
             encoder_name=self.config.encoder_name,
             encoder_weights=None,

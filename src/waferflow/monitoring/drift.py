@@ -59,8 +59,10 @@ def check_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig
     from evidently.presets import DataDriftPreset
 
     if len(current) < cfg.min_wafers:
-        raise ValueError(f"the current window has {len(current)} wafers, fewer than drift.min_wafers = "
-                         f"{cfg.min_wafers}: not enough to judge drift")
+        raise ValueError(
+            f"the current window has {len(current)} wafers, fewer than drift.min_wafers = "
+            f"{cfg.min_wafers}: not enough to judge drift"
+        )
     if len(reference) < cfg.min_wafers:
         raise ValueError(f"the reference window has {len(reference)} wafers, fewer than {cfg.min_wafers}")
     features = [c for c in FEATURES if c in reference.columns and c in current.columns]
@@ -72,36 +74,56 @@ def check_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
     ref = _scaled(reference[columns].astype({c: float for c in numeric}))
     cur = _scaled(current[columns].astype({c: float for c in numeric}))
-    preset = DataDriftPreset(drift_share=cfg.drift_share, num_method=cfg.num_method, cat_method=cfg.cat_method,
-                             num_threshold=cfg.num_threshold, cat_threshold=cfg.cat_threshold)
-    snapshot = Report([preset], include_tests=True).run(Dataset.from_pandas(cur, data_definition=definition),
-                                                        Dataset.from_pandas(ref, data_definition=definition))
+    preset = DataDriftPreset(
+        drift_share=cfg.drift_share,
+        num_method=cfg.num_method,
+        cat_method=cfg.cat_method,
+        num_threshold=cfg.num_threshold,
+        cat_threshold=cfg.cat_threshold,
+    )
+    snapshot = Report([preset], include_tests=True).run(
+        Dataset.from_pandas(cur, data_definition=definition), Dataset.from_pandas(ref, data_definition=definition)
+    )
     per_column = _per_column(snapshot.dict())
     drifted = [c for c in features if per_column[c]["drifted"]]
     share = len(drifted) / len(features)
     predictions = {c: per_column[c] for c in PREDICTION_COLUMNS if c in per_column}
     if "predicted_class" in predictions:
         mix = predictions["predicted_class"]
-        mix["sampling_noise"] = round(class_mix_noise(ref["predicted_class"], len(cur), cfg.class_mix_noise_quantile), 6)
+        mix["sampling_noise"] = round(
+            class_mix_noise(ref["predicted_class"], len(cur), cfg.class_mix_noise_quantile), 6
+        )
         mix["drifted"] = bool(mix["drifted"] and mix["score"] > mix["sampling_noise"])
     reasons = []
     if share >= cfg.drift_share:
-        reasons.append(f"{len(drifted)} of {len(features)} wafer features drifted ({share:.0%} >= "
-                       f"drift.drift_share {cfg.drift_share:.0%}): {', '.join(drifted)}")
+        reasons.append(
+            f"{len(drifted)} of {len(features)} wafer features drifted ({share:.0%} >= "
+            f"drift.drift_share {cfg.drift_share:.0%}): {', '.join(drifted)}"
+        )
     strong = [c for c in features if cfg.strong_drift is not None and per_column[c]["score"] >= cfg.strong_drift]
     if strong and share < cfg.drift_share:
-        reasons.append(f"strong drift (score >= drift.strong_drift {cfg.strong_drift}) in "
-                       + ", ".join(f"{c} ({per_column[c]['score']:.2f})" for c in strong))
+        reasons.append(
+            f"strong drift (score >= drift.strong_drift {cfg.strong_drift}) in "
+            + ", ".join(f"{c} ({per_column[c]['score']:.2f})" for c in strong)
+        )
     if cfg.retrain_on_prediction_drift and predictions.get("predicted_class", {}).get("drifted"):
         p = predictions["predicted_class"]
-        reasons.append(f"the predicted class mix drifted ({p['method']} {p['score']:.3f}, threshold {p['threshold']}, "
-                       f"sampling noise at {len(current)} wafers {p['sampling_noise']:.3f})")
+        reasons.append(
+            f"the predicted class mix drifted ({p['method']} {p['score']:.3f}, threshold {p['threshold']}, "
+            f"sampling noise at {len(current)} wafers {p['sampling_noise']:.3f})"
+        )
     summary = {
-        "n_reference": int(len(reference)), "n_current": int(len(current)),
-        "features": {c: per_column[c] for c in features}, "drifted_features": drifted,
-        "drifted_share": round(share, 4), "drift_share_threshold": cfg.drift_share,
-        "dataset_drift": share >= cfg.drift_share, "strong_drift": strong, "predictions": predictions,
-        "retrain_recommended": bool(reasons), "reasons": reasons or ["no drift above the thresholds"],
+        "n_reference": int(len(reference)),
+        "n_current": int(len(current)),
+        "features": {c: per_column[c] for c in features},
+        "drifted_features": drifted,
+        "drifted_share": round(share, 4),
+        "drift_share_threshold": cfg.drift_share,
+        "dataset_drift": share >= cfg.drift_share,
+        "strong_drift": strong,
+        "predictions": predictions,
+        "retrain_recommended": bool(reasons),
+        "reasons": reasons or ["no drift above the thresholds"],
     }
     return DriftResult(summary, snapshot)
 
@@ -130,6 +152,10 @@ def _per_column(report: dict) -> dict[str, dict]:
         if metric is None or "column" not in metric["config"]:
             continue
         cfg = metric["config"]
-        out[cfg["column"]] = {"score": round(float(metric["value"]), 6), "method": cfg.get("method"),
-                              "threshold": cfg.get("threshold"), "drifted": str(test["status"]).endswith("FAIL")}
+        out[cfg["column"]] = {
+            "score": round(float(metric["value"]), 6),
+            "method": cfg.get("method"),
+            "threshold": cfg.get("threshold"),
+            "drifted": str(test["status"]).endswith("FAIL"),
+        }
     return out

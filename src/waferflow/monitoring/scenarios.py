@@ -54,9 +54,17 @@ def stream(scenario: str, n: int, seed: int, base: DatasetConfig = DatasetConfig
         weights = dict(CLASS_MIX_WEIGHTS)
     elif scenario == "wafer_size":
         gen = gen.model_copy(update={"diameter_range": (170, 220)})
-    cfg = base.model_copy(update={"seed": seed, "labeled_per_class": 0, "unlabeled_count": n, "test_per_class": 0,
-                                  "unlabeled_class_weights": weights, "generator": gen,
-                                  "n_products": max(1, min(base.n_products, n // 5))})
+    cfg = base.model_copy(
+        update={
+            "seed": seed,
+            "labeled_per_class": 0,
+            "unlabeled_count": n,
+            "test_per_class": 0,
+            "unlabeled_class_weights": weights,
+            "generator": gen,
+            "n_products": max(1, min(base.n_products, n // 5)),
+        }
+    )
     records = generate_dataset(cfg)["unlabeled"]
     if scenario == "novel_pattern":
         rng = np.random.default_rng([seed, 77])

@@ -43,8 +43,12 @@ class ShadowEngine:
         self.max_pending = max_pending
         self.dropped = self.failed = self.shadowed = 0
         self._slots = threading.BoundedSemaphore(max_pending)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="waferflow-shadow",
-                                        initializer=None if nice is None else _lower_priority, initargs=(nice,))
+        self._pool = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="waferflow-shadow",
+            initializer=None if nice is None else _lower_priority,
+            initargs=(nice,),
+        )
         self._lock = threading.Lock()
 
     def predict(self, wafers, **kwargs) -> list[dict]:
@@ -98,23 +102,31 @@ def shadow_report(log_rows: pd.DataFrame, labels: dict[tuple[str, str], str] | N
 
     def side(suffix: str) -> dict:
         lat = both[f"latency_ms{suffix}"].astype(float)
-        return {"model_version": str(both[f"model_version{suffix}"].iloc[-1]),
-                "mean_confidence": round(float(both[f"confidence{suffix}"].mean()), 4),
-                "latency_ms_p50": None if lat.isna().all() else round(float(np.nanpercentile(lat, 50)), 3),
-                "latency_ms_p95": None if lat.isna().all() else round(float(np.nanpercentile(lat, 95)), 3)}
+        return {
+            "model_version": str(both[f"model_version{suffix}"].iloc[-1]),
+            "mean_confidence": round(float(both[f"confidence{suffix}"].mean()), 4),
+            "latency_ms_p50": None if lat.isna().all() else round(float(np.nanpercentile(lat, 50)), 3),
+            "latency_ms_p95": None if lat.isna().all() else round(float(np.nanpercentile(lat, 95)), 3),
+        }
 
-    report = {"wafers": int(len(both)), "agreement": round(float((a == b).mean()), 4),
-              "champion": side("_champion"), "challenger": side("_challenger"),
-              "disagreements": {f"{x} -> {y}": int(n) for (x, y), n in matrix.stack().items() if x != y and n},
-              "confusion": {str(x): {str(y): int(n) for y, n in row.items() if n} for x, row in matrix.iterrows()},
-              "labeled": None}
+    report = {
+        "wafers": int(len(both)),
+        "agreement": round(float((a == b).mean()), 4),
+        "champion": side("_champion"),
+        "challenger": side("_challenger"),
+        "disagreements": {f"{x} -> {y}": int(n) for (x, y), n in matrix.stack().items() if x != y and n},
+        "confusion": {str(x): {str(y): int(n) for y, n in row.items() if n} for x, row in matrix.iterrows()},
+        "labeled": None,
+    }
     if labels:
         truth = pd.Series(labels, dtype=object)
         truth.index = pd.MultiIndex.from_tuples(truth.index, names=key)
         have = both.index.intersection(truth.index)
         if len(have):
             t = truth.loc[have]
-            report["labeled"] = {"wafers": int(len(have)),
-                                 "champion_accuracy": round(float((a.loc[have] == t).mean()), 4),
-                                 "challenger_accuracy": round(float((b.loc[have] == t).mean()), 4)}
+            report["labeled"] = {
+                "wafers": int(len(have)),
+                "champion_accuracy": round(float((a.loc[have] == t).mean()), 4),
+                "challenger_accuracy": round(float((b.loc[have] == t).mean()), 4),
+            }
     return report

@@ -71,9 +71,12 @@ def reference_window(p: Params, root: Path, reference: Path, predictions: bool =
     records = read_records(reference)
     unlabeled = [r for r in records if r.label is None]
     records = unlabeled or records  # the unlabeled production maps when there are any
-    info = {"reference": str(reference), "reference_wafers": len(records),
-            "reference_kind": "unlabeled production maps" if unlabeled else "all maps",
-            "reference_model_version": None}
+    info = {
+        "reference": str(reference),
+        "reference_wafers": len(records),
+        "reference_kind": "unlabeled production maps" if unlabeled else "all maps",
+        "reference_model_version": None,
+    }
     if not predictions:
         info["prediction_drift"] = "not checked: the current window has no predictions"
         return feature_frame(r.die_grid for r in records), info
@@ -90,7 +93,7 @@ def reference_window(p: Params, root: Path, reference: Path, predictions: bool =
     frame = feature_frame(r.die_grid for r in records)
     results = []
     for start in tqdm(range(0, len(records), 256), desc="reference predictions", unit="batch"):
-        results.extend(engine.predict(records[start:start + 256]))
+        results.extend(engine.predict(records[start : start + 256]))
     frame["predicted_class"] = [r["class"] for r in results]
     frame["confidence"] = [r["confidence"] for r in results]
     cache.parent.mkdir(parents=True, exist_ok=True)

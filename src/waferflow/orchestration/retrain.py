@@ -30,9 +30,21 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-__all__ = ["RETRAIN_STAGES", "SIDE_STAGES", "ALL_STAGES", "STAGE_POLICIES", "ENCODERS", "stage_command",
-           "trigger_defaults", "prepare_workspace", "summarise", "format_summary", "experiment_id", "RunFailed",
-           "runs_dir"]
+__all__ = [
+    "RETRAIN_STAGES",
+    "SIDE_STAGES",
+    "ALL_STAGES",
+    "STAGE_POLICIES",
+    "ENCODERS",
+    "stage_command",
+    "trigger_defaults",
+    "prepare_workspace",
+    "summarise",
+    "format_summary",
+    "experiment_id",
+    "RunFailed",
+    "runs_dir",
+]
 
 from waferflow.layout import Layout, RUN_RECORD  # noqa: E402 - light (no ML import): Airflow's Python runs this
 from waferflow.stages import STAGES, Retry, stage  # noqa: E402
@@ -101,11 +113,17 @@ def _safe_name(run_id: str) -> str:
 def _working_tree(project: Path) -> list[str]:
     """Files of the project's working tree, as git sees it (ignored files and outputs excluded)."""
     try:
-        out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                             cwd=project, capture_output=True, check=True).stdout
+        out = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=project,
+            capture_output=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
-        raise RuntimeError(f"{project} is not a git checkout (git ls-files failed: {exc}); "
-                           "the retrain DAG copies the working tree git knows about") from exc
+        raise RuntimeError(
+            f"{project} is not a git checkout (git ls-files failed: {exc}); "
+            "the retrain DAG copies the working tree git knows about"
+        ) from exc
     return [rel for rel in out.decode().split("\0") if rel]
 
 
@@ -163,8 +181,11 @@ def apply_overrides(params: dict, conf: dict[str, Any], project: Path) -> list[d
     resolved = [_source_path(s, project) for s in sources]
     if resolved != current:
         _set(params, "ingest.sources", resolved, changes)
-    for key, dotted, kind in (("epochs", "train.max_epochs", int), ("encoder", "model.encoder_name", str),
-                              ("force_promote", "gate.force_promote", bool)):
+    for key, dotted, kind in (
+        ("epochs", "train.max_epochs", int),
+        ("encoder", "model.encoder_name", str),
+        ("force_promote", "gate.force_promote", bool),
+    ):
         if conf.get(key) is not None:
             try:  # pydantic's conversions: "3" -> 3, "false" -> False, "many" -> error
                 value = TypeAdapter(kind).validate_python(conf[key])
@@ -205,7 +226,8 @@ def prepare_workspace(project: Path, run_id: str, conf: dict[str, Any], keep: in
     if changes:
         (ws / "params.yaml").write_text(
             f"# params.yaml of Airflow run {run_id}: the project's file with {len(changes)} trigger override(s)\n"
-            + yaml.safe_dump(params, sort_keys=False))
+            + yaml.safe_dump(params, sort_keys=False)
+        )
 
     external = _track_external_sources(ws, params.get("ingest", {}).get("sources", []))
     subprocess.run(["git", "init", "-q"], cwd=ws, check=True)
@@ -218,9 +240,17 @@ def prepare_workspace(project: Path, run_id: str, conf: dict[str, Any], keep: in
         "PYTHONPATH": str(ws / "src"),  # run the copied code, which dvc.yaml's deps hash
     }
     # the train stage tags its MLflow run with this run's id and reason (Layout.run_context)
-    record = {"run_id": run_id, "project": str(project), "workspace": str(ws), "files": n_files,
-              "reason": str(conf.get("reason") or ""), "git_commit": git_commit(project),
-              "changes": changes, "external_sources": external, "env": env}
+    record = {
+        "run_id": run_id,
+        "project": str(project),
+        "workspace": str(ws),
+        "files": n_files,
+        "reason": str(conf.get("reason") or ""),
+        "git_commit": git_commit(project),
+        "changes": changes,
+        "external_sources": external,
+        "env": env,
+    }
     (ws / RUN_RECORD).write_text(json.dumps(record, indent=2, default=str))
     _prune(base, keep=keep, current=ws)
     return record
@@ -259,8 +289,11 @@ def experiment_id(workspace: Path, tracking_uri: str) -> str | None:
     try:
         import mlflow
 
-        name = ((yaml.safe_load((Path(workspace) / "params.yaml").read_text()) or {})
-                .get("mlflow", {}).get("experiment", "waferflow"))
+        name = (
+            (yaml.safe_load((Path(workspace) / "params.yaml").read_text()) or {})
+            .get("mlflow", {})
+            .get("experiment", "waferflow")
+        )
         exp = mlflow.MlflowClient(tracking_uri=tracking_uri).get_experiment_by_name(name)
         return exp.experiment_id if exp else None
     except Exception:  # a link is a convenience; the summary must not fail on it
@@ -277,8 +310,12 @@ def mlflow_links(ui: str, train_run: dict | None, experiment_id: str | None) -> 
     return links
 
 
-def summarise(workspace: Path, states: dict[str, str | None], mlflow_ui: str = "http://127.0.0.1:5000",
-              experiment_id: str | None = None) -> dict[str, Any]:
+def summarise(
+    workspace: Path,
+    states: dict[str, str | None],
+    mlflow_ui: str = "http://127.0.0.1:5000",
+    experiment_id: str | None = None,
+) -> dict[str, Any]:
     """What the run did: stage states, where it stopped and why, gate decision, metrics, links."""
     ws = Path(workspace)
     stages = {s: (states.get(s) or "not run") for s in ALL_STAGES}
@@ -292,10 +329,12 @@ def summarise(workspace: Path, states: dict[str, str | None], mlflow_ui: str = "
         out["stopped_at"] = failed
         if failed == "validate" or stages.get("validate") == "failed":
             v = _read(ws / "reports/validation/validation.json") or {}
-            out["reason"] = ("data-quality gate failed: "
-                             + (f"{v.get('rejected')} of {v.get('checked')} records rejected "
-                                f"(limit {v.get('max_reject_fraction')}); see {ws / 'data/quarantine/validate'}"
-                                if v else "see the validate task's log"))
+            out["reason"] = "data-quality gate failed: " + (
+                f"{v.get('rejected')} of {v.get('checked')} records rejected "
+                f"(limit {v.get('max_reject_fraction')}); see {ws / 'data/quarantine/validate'}"
+                if v
+                else "see the validate task's log"
+            )
         else:
             out["reason"] = f"stage '{failed}' {stages[failed]}; see its task log"
     # Only what this run's stages wrote: the workspace starts with the checkout's metrics files.
@@ -304,18 +343,25 @@ def summarise(workspace: Path, states: dict[str, str | None], mlflow_ui: str = "
     out["stage_summaries"] = {name: r.lines for name, r in results.items() if r is not None}
     values = {name: r.values for name, r in results.items() if r is not None}
     if "gate" in values:
-        out["gate"] = {k: values["gate"].get(k) for k in ("decision", "reason", "challenger_version",
-                                                          "champion_version", "aliases")}
+        out["gate"] = {
+            k: values["gate"].get(k)
+            for k in ("decision", "reason", "challenger_version", "champion_version", "aliases")
+        }
     if "evaluate" in values:
         out["metrics"] = values["evaluate"]
     if "al_query" in values:
         q = values["al_query"]
-        out["annotation_queue"] = {"size": q["selected"], "round": q["round"], "strategy": q["strategy"],
-                                   "path": str(ws / "data/al/queue/queue.csv")}
+        out["annotation_queue"] = {
+            "size": q["selected"],
+            "round": q["round"],
+            "strategy": q["strategy"],
+            "path": str(ws / "data/al/queue/queue.csv"),
+        }
     train_run = values.get("train")
     if train_run:
-        out["model"] = {k: train_run.get(k) for k in ("model_name", "version", "run_id", "epochs_trained",
-                                                      "best_val_macro_f1")}
+        out["model"] = {
+            k: train_run.get(k) for k in ("model_name", "version", "run_id", "epochs_trained", "best_val_macro_f1")
+        }
     out["mlflow"] = mlflow_links(mlflow_ui, train_run, experiment_id)
     return out
 
@@ -323,8 +369,10 @@ def summarise(workspace: Path, states: dict[str, str | None], mlflow_ui: str = "
 def format_summary(summary: dict[str, Any]) -> str:
     """The summary as the lines an operator reads in the task log: each finished stage's own
     summary lines (the stage table's, as ``waferflow <stage>`` prints them)."""
-    lines = ["waferflow retrain: " + ("completed" if summary["ok"] else
-                                      f"STOPPED at {summary['stopped_at']}: {summary['reason']}")]
+    lines = [
+        "waferflow retrain: "
+        + ("completed" if summary["ok"] else f"STOPPED at {summary['stopped_at']}: {summary['reason']}")
+    ]
     if summary.get("reason_for_run"):
         lines.append(f"triggered because: {summary['reason_for_run']}")
     lines.append("stages: " + ", ".join(f"{k}={v}" for k, v in summary["stages"].items()))

@@ -47,7 +47,7 @@ def lock_path(registry_uri: str | None = None) -> Path:
     """The lock file every alias writer of this registry takes."""
     uri = registry_uri or mlflow.get_registry_uri()
     if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):]).with_suffix(".aliases.lock")
+        return Path(uri[len("sqlite:///") :]).with_suffix(".aliases.lock")
     return Path(tempfile.gettempdir()) / f"waferflow-aliases-{hashlib.sha256(uri.encode()).hexdigest()[:16]}.lock"
 
 
@@ -67,8 +67,10 @@ def move_champion(client: MlflowClient, name: str, version: str, expected: str |
     aliases = client.get_registered_model(name).aliases
     old = aliases.get(CHAMPION)
     if (None if old is None else str(old)) != (None if expected is None else str(expected)):
-        raise AliasMoved(f"{name}: champion is version {old} now, not version {expected} as when this decision was "
-                         f"made; nothing moved (run the gate again for the new pair)")
+        raise AliasMoved(
+            f"{name}: champion is version {old} now, not version {expected} as when this decision was "
+            f"made; nothing moved (run the gate again for the new pair)"
+        )
     client.set_registered_model_alias(name, CHAMPION, version)
     if old is not None and str(old) != str(version):
         client.set_registered_model_alias(name, PREVIOUS, str(old))

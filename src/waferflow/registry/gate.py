@@ -42,13 +42,13 @@ from waferflow.registry.register import CHAMPION, tag_version
 __all__ = ["GateConfig", "measure_version", "decide", "run_gate", "promote", "rollback", "PREVIOUS"]
 
 
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def measure_version(model_name: str, version: str, arrays: WaferArrays, real: WaferArrays | None,
-                    latency_runs: int) -> dict:
+def measure_version(
+    model_name: str, version: str, arrays: WaferArrays, real: WaferArrays | None, latency_runs: int
+) -> dict:
     """Quality and latency of one registered version, through its ONNX export."""
     from waferflow.inference.engine import InferenceEngine
 
@@ -57,9 +57,11 @@ def measure_version(model_name: str, version: str, arrays: WaferArrays, real: Wa
     def quality(a: WaferArrays) -> dict:
         probs, masks = engine.predict_arrays(a.grids)
         cls = classification_metrics(a.labels, probs)
-        return {"macro_f1": cls["macro_f1"], "recall": {c: v["recall"] for c, v in cls["per_class"].items()
-                                                        if v["support"] > 0},
-                "mask_iou": mask_metrics(a.targets, masks)["mean_iou"]}
+        return {
+            "macro_f1": cls["macro_f1"],
+            "recall": {c: v["recall"] for c, v in cls["per_class"].items() if v["support"] > 0},
+            "mask_iou": mask_metrics(a.targets, masks)["mean_iou"],
+        }
 
     out = {"version": str(version), "test": quality(arrays), "real": quality(real) if real is not None else None}
     singles = [arrays.grids[i % len(arrays.grids)][None] for i in range(latency_runs + 10)]
@@ -73,86 +75,160 @@ def measure_version(model_name: str, version: str, arrays: WaferArrays, real: Wa
     return out
 
 
-def decide(champion: dict, challenger: dict, parity_passed: bool, cfg: GateConfig,
-           shadow: dict | None = None) -> tuple[bool, list[dict]]:
+def decide(
+    champion: dict, challenger: dict, parity_passed: bool, cfg: GateConfig, shadow: dict | None = None
+) -> tuple[bool, list[dict]]:
     """Apply the rules; returns (passed, rules) with each rule's measured values. ``shadow`` is a
     shadow report (:func:`waferflow.monitoring.shadow.shadow_report`), or None."""
     rules = []
 
     def rule(name: str, passed: bool, challenger_value, champion_value, limit: str) -> None:
-        rules.append({"rule": name, "passed": bool(passed), "challenger": challenger_value,
-                      "champion": champion_value, "limit": limit})
+        rules.append(
+            {
+                "rule": name,
+                "passed": bool(passed),
+                "challenger": challenger_value,
+                "champion": champion_value,
+                "limit": limit,
+            }
+        )
 
     for split in ("test", "real"):
         if challenger[split] is None or champion[split] is None:
             continue
         ch, cp = challenger[split], champion[split]
-        rule(f"{split}_macro_f1", ch["macro_f1"] >= cp["macro_f1"] - cfg.max_macro_f1_drop, ch["macro_f1"],
-             cp["macro_f1"], f">= champion - {cfg.max_macro_f1_drop}")
+        rule(
+            f"{split}_macro_f1",
+            ch["macro_f1"] >= cp["macro_f1"] - cfg.max_macro_f1_drop,
+            ch["macro_f1"],
+            cp["macro_f1"],
+            f">= champion - {cfg.max_macro_f1_drop}",
+        )
         drops = {c: round(cp["recall"][c] - ch["recall"].get(c, 0.0), 6) for c in cp["recall"]}
         worst = max(drops, key=drops.get)
-        rule(f"{split}_class_recall", drops[worst] <= cfg.max_class_recall_drop,
-             {worst: ch["recall"].get(worst, 0.0)}, {worst: cp["recall"][worst]},
-             f"no class recall drops by more than {cfg.max_class_recall_drop} (worst: {worst}, {drops[worst]:+.3f})")
+        rule(
+            f"{split}_class_recall",
+            drops[worst] <= cfg.max_class_recall_drop,
+            {worst: ch["recall"].get(worst, 0.0)},
+            {worst: cp["recall"][worst]},
+            f"no class recall drops by more than {cfg.max_class_recall_drop} (worst: {worst}, {drops[worst]:+.3f})",
+        )
         rule(f"{split}_mask_iou", True, ch["mask_iou"], cp["mask_iou"], "reported")
     if cfg.require_onnx_parity:
         rule("onnx_parity", parity_passed, parity_passed, None, "export parity check passed")
-    rule("latency_p95_ms", challenger["p95_latency_ms"] <= cfg.max_latency_ratio * champion["p95_latency_ms"],
-         challenger["p95_latency_ms"], champion["p95_latency_ms"], f"<= {cfg.max_latency_ratio} x champion")
+    rule(
+        "latency_p95_ms",
+        challenger["p95_latency_ms"] <= cfg.max_latency_ratio * champion["p95_latency_ms"],
+        challenger["p95_latency_ms"],
+        champion["p95_latency_ms"],
+        f"<= {cfg.max_latency_ratio} x champion",
+    )
     _shadow_rules(rule, shadow, str(challenger.get("version")), str(champion.get("version")), cfg)
     return all(r["passed"] for r in rules), rules
 
 
 def _shadow_rules(rule, shadow: dict | None, challenger: str, champion: str, cfg: GateConfig) -> None:
     """The rules on live traffic, when the shadow report is about this pair and large enough."""
-    pair = shadow is not None and str(shadow["challenger"]["model_version"]) == challenger \
+    pair = (
+        shadow is not None
+        and str(shadow["challenger"]["model_version"]) == challenger
         and str(shadow["champion"]["model_version"]) == champion
+    )
     if not pair or shadow["wafers"] < cfg.min_shadow_wafers:
         if cfg.require_shadow:
-            have = ("no shadow report" if shadow is None else
-                    f"the report pairs v{shadow['challenger']['model_version']} with "
-                    f"v{shadow['champion']['model_version']}" if not pair else f"{shadow['wafers']} wafers")
-            rule("shadow", False, have, None, f"gate.require_shadow: a shadow report of v{challenger} beside "
-                 f"champion v{champion} over >= {cfg.min_shadow_wafers} wafers")
+            have = (
+                "no shadow report"
+                if shadow is None
+                else f"the report pairs v{shadow['challenger']['model_version']} with "
+                f"v{shadow['champion']['model_version']}"
+                if not pair
+                else f"{shadow['wafers']} wafers"
+            )
+            rule(
+                "shadow",
+                False,
+                have,
+                None,
+                f"gate.require_shadow: a shadow report of v{challenger} beside "
+                f"champion v{champion} over >= {cfg.min_shadow_wafers} wafers",
+            )
         return
-    rule("shadow_agreement", shadow["agreement"] >= cfg.min_shadow_agreement, shadow["agreement"], None,
-         f">= {cfg.min_shadow_agreement} over {shadow['wafers']} live wafers")
+    rule(
+        "shadow_agreement",
+        shadow["agreement"] >= cfg.min_shadow_agreement,
+        shadow["agreement"],
+        None,
+        f">= {cfg.min_shadow_agreement} over {shadow['wafers']} live wafers",
+    )
     lab = shadow.get("labeled")
     if lab:
-        rule("shadow_labeled_accuracy", lab["challenger_accuracy"] >= lab["champion_accuracy"]
-             - cfg.max_shadow_accuracy_drop, lab["challenger_accuracy"], lab["champion_accuracy"],
-             f">= champion - {cfg.max_shadow_accuracy_drop} on {lab['wafers']} labeled live wafers")
+        rule(
+            "shadow_labeled_accuracy",
+            lab["challenger_accuracy"] >= lab["champion_accuracy"] - cfg.max_shadow_accuracy_drop,
+            lab["challenger_accuracy"],
+            lab["champion_accuracy"],
+            f">= champion - {cfg.max_shadow_accuracy_drop} on {lab['wafers']} labeled live wafers",
+        )
 
 
-def _compare(client: MlflowClient, model_name: str, version: str, champion: str, arrays: WaferArrays,
-             real: WaferArrays | None, parity: bool, cfg: GateConfig, shadow: dict | None) -> dict:
+def _compare(
+    client: MlflowClient,
+    model_name: str,
+    version: str,
+    champion: str,
+    arrays: WaferArrays,
+    real: WaferArrays | None,
+    parity: bool,
+    cfg: GateConfig,
+    shadow: dict | None,
+) -> dict:
     """Measure both versions, apply the rules, move the aliases when the challenger passes."""
     try:
-        measured = {"challenger": measure_version(model_name, version, arrays, real, cfg.latency_runs),
-                    "champion": measure_version(model_name, champion, arrays, real, cfg.latency_runs)}
+        measured = {
+            "challenger": measure_version(model_name, version, arrays, real, cfg.latency_runs),
+            "champion": measure_version(model_name, champion, arrays, real, cfg.latency_runs),
+        }
     except FileNotFoundError as exc:  # a version without an ONNX export cannot be compared
         if not cfg.force_promote:
-            return {"decision": "refused", "rules": [], "reason": f"cannot compare: {exc}; champion stays version "
-                    f"{champion} (export it, or `waferflow promote {version}`)"}
+            return {
+                "decision": "refused",
+                "rules": [],
+                "reason": f"cannot compare: {exc}; champion stays version "
+                f"{champion} (export it, or `waferflow promote {version}`)",
+            }
         passed, rules, measured = False, [], None
     else:
         passed, rules = decide(measured["champion"], measured["challenger"], parity, cfg, shadow)
     failed = [r["rule"] for r in rules if not r["passed"]] or ["comparison"]
     if not (passed or cfg.force_promote):
-        return {"decision": "refused", "rules": rules, "measured": measured,
-                "reason": f"failed: {', '.join(failed)}; champion stays version {champion}"}
+        return {
+            "decision": "refused",
+            "rules": rules,
+            "measured": measured,
+            "reason": f"failed: {', '.join(failed)}; champion stays version {champion}",
+        }
     try:
         with alias_lock():
             previous = move_champion(client, model_name, version, expected=champion)
     except AliasMoved as exc:  # another gate or a manual promotion won the race while we measured
         return {"decision": "refused", "rules": rules, "measured": measured, "reason": str(exc)}
     why = "every rule passed" if passed else f"forced by gate.force_promote despite failing {', '.join(failed)}"
-    return {"decision": "promoted" if passed else "forced", "rules": rules, "measured": measured,
-            "reason": f"{why}; version {previous} is now '{PREVIOUS}'"}
+    return {
+        "decision": "promoted" if passed else "forced",
+        "rules": rules,
+        "measured": measured,
+        "reason": f"{why}; version {previous} is now '{PREVIOUS}'",
+    }
 
 
-def run_gate(model_name: str, version: str, arrays: WaferArrays, cfg: GateConfig,
-             real: WaferArrays | None = None, shadow: dict | None = None) -> dict:
+def run_gate(
+    model_name: str,
+    version: str,
+    arrays: WaferArrays,
+    cfg: GateConfig,
+    real: WaferArrays | None = None,
+    shadow: dict | None = None,
+) -> dict:
     """Gate ``version`` against the current champion; move aliases on pass; tag the decision.
     ``shadow``: the latest shadow report (its rules apply when it is about this pair)."""
     client = MlflowClient()
@@ -160,27 +236,46 @@ def run_gate(model_name: str, version: str, arrays: WaferArrays, cfg: GateConfig
     champion = client.get_registered_model(model_name).aliases.get(CHAMPION)
     tags = client.get_model_version(model_name, version).tags
     parity = tags.get("onnx_parity_passed") == "True"
-    result: dict = {"model_name": model_name, "challenger_version": version,
-                    "champion_version": None if champion is None else str(champion), "decided_at": _now()}
+    result: dict = {
+        "model_name": model_name,
+        "challenger_version": version,
+        "champion_version": None if champion is None else str(champion),
+        "decided_at": _now(),
+    }
     already = champion is not None and str(champion) == version and "gate.decision" in tags
     if already:  # a re-run (dvc repro after an unrelated change): keep the decision on record, re-tag nothing
-        result.update(decision=tags["gate.decision"], rules=[], already_decided=True,
-                      reason=f"already champion; decided {tags.get('gate.decided_at')}: {tags.get('gate.reason')}")
+        result.update(
+            decision=tags["gate.decision"],
+            rules=[],
+            already_decided=True,
+            reason=f"already champion; decided {tags.get('gate.decided_at')}: {tags.get('gate.reason')}",
+        )
     elif champion is None or str(champion) == version:
-        result.update(decision="champion", rules=[],
-                      reason="no other champion to compare with: this version is the champion")
+        result.update(
+            decision="champion", rules=[], reason="no other champion to compare with: this version is the champion"
+        )
         if champion is None:
             with alias_lock():
                 move_champion(client, model_name, version, expected=None)
     else:
         result.update(_compare(client, model_name, version, str(champion), arrays, real, parity, cfg, shadow))
     if not already:
-        tag_version(model_name, version, {"gate.decision": result["decision"], "gate.reason": result["reason"],
-                                           "gate.decided_at": result["decided_at"],
-                                           "gate.champion_compared": result["champion_version"],
-                                           **{f"gate.rule.{r['rule']}": f"{'PASS' if r['passed'] else 'FAIL'}: "
-                                              f"challenger {r['challenger']} vs champion {r['champion']} "
-                                              f"({r['limit']})" for r in result["rules"]}})
+        tag_version(
+            model_name,
+            version,
+            {
+                "gate.decision": result["decision"],
+                "gate.reason": result["reason"],
+                "gate.decided_at": result["decided_at"],
+                "gate.champion_compared": result["champion_version"],
+                **{
+                    f"gate.rule.{r['rule']}": f"{'PASS' if r['passed'] else 'FAIL'}: "
+                    f"challenger {r['challenger']} vs champion {r['champion']} "
+                    f"({r['limit']})"
+                    for r in result["rules"]
+                },
+            },
+        )
     result["aliases"] = {k: str(v) for k, v in client.get_registered_model(model_name).aliases.items()}
     return result
 
@@ -192,8 +287,16 @@ def promote(model_name: str, version: str, reason: str = "") -> dict:
     with alias_lock():
         current = client.get_registered_model(model_name).aliases.get(CHAMPION)
         previous = move_champion(client, model_name, str(version), expected=current)
-    tag_version(model_name, str(version), {"gate.decision": "manual_promote", "gate.decided_at": _now(),
-                                            "gate.reason": reason or "manual promotion", "gate.by": getpass.getuser()})
+    tag_version(
+        model_name,
+        str(version),
+        {
+            "gate.decision": "manual_promote",
+            "gate.decided_at": _now(),
+            "gate.reason": reason or "manual promotion",
+            "gate.by": getpass.getuser(),
+        },
+    )
     return {"champion": str(version), PREVIOUS: previous}
 
 
@@ -209,4 +312,3 @@ def rollback(model_name: str) -> dict:
         client.delete_registered_model_alias(model_name, PREVIOUS)
     tag_version(model_name, demoted, {"gate.rolled_back_at": _now(), "gate.rolled_back_by": getpass.getuser()})
     return {"champion": restored, "demoted": demoted}
-

@@ -29,8 +29,11 @@ __all__ = ["WaferPyfunc", "save_weights", "load_weights", "pip_requirements"]
 def save_weights(model: WaferUNet | WaferPredictor, path: str | Path) -> Path:
     """The net's config and weights and the predictor's temperature, in one torch file."""
     predictor = as_predictor(model)
-    blob = {"model_config": predictor.config.model_dump(), "state_dict": predictor.net.state_dict(),
-            "temperature": float(predictor.temperature)}
+    blob = {
+        "model_config": predictor.config.model_dump(),
+        "state_dict": predictor.net.state_dict(),
+        "temperature": float(predictor.temperature),
+    }
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
     return Path(path)
@@ -59,6 +62,16 @@ class WaferPyfunc(mlflow.pyfunc.PythonModel):
 
 
 def pip_requirements() -> list[str]:
-    pkgs = ("torch", "segmentation-models-pytorch", "timm", "numpy", "pydantic", "mlflow", "scikit-image",
-            "pandas", "pyarrow", "scipy")
+    pkgs = (
+        "torch",
+        "segmentation-models-pytorch",
+        "timm",
+        "numpy",
+        "pydantic",
+        "mlflow",
+        "scikit-image",
+        "pandas",
+        "pyarrow",
+        "scipy",
+    )
     return [f"{p}=={version(p)}" for p in pkgs]

@@ -35,8 +35,9 @@ def tag_version(model_name: str, version: str, tags: dict) -> None:
         client.set_model_version_tag(model_name, str(version), key, str(value)[:5000])
 
 
-def log_and_register(predictor: WaferPredictor, model_name: str, run_id: str, tags: dict[str, str],
-                     example_grids: np.ndarray) -> dict:
+def log_and_register(
+    predictor: WaferPredictor, model_name: str, run_id: str, tags: dict[str, str], example_grids: np.ndarray
+) -> dict:
     """Log ``predictor`` as a pyfunc model with signature and input example, register, set the alias."""
     example = np.asarray(example_grids[:2], np.uint8)
     probs, masks = predictor.predict(example)
@@ -44,9 +45,14 @@ def log_and_register(predictor: WaferPredictor, model_name: str, run_id: str, ta
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
         weights = save_weights(predictor, Path(tmp) / "weights.pt")
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=WaferPyfunc(), artifacts={"weights": str(weights)},
-            code_paths=[str(Path(waferflow.__file__).parent)], signature=signature, input_example=example,
-            pip_requirements=pip_requirements(), registered_model_name=model_name,
+            name="model",
+            python_model=WaferPyfunc(),
+            artifacts={"weights": str(weights)},
+            code_paths=[str(Path(waferflow.__file__).parent)],
+            signature=signature,
+            input_example=example,
+            pip_requirements=pip_requirements(),
+            registered_model_name=model_name,
         )
     client = MlflowClient()
     version = str(info.registered_model_version)

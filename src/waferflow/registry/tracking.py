@@ -41,7 +41,7 @@ def resolved_tracking_uri(cfg: MlflowConfig, root: Path) -> str:
         return env
     uri = cfg.tracking_uri
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + str((root / uri[len("sqlite:///"):]).resolve())
+        uri = "sqlite:///" + str((root / uri[len("sqlite:///") :]).resolve())
     return uri
 
 
@@ -58,7 +58,7 @@ def configure_mlflow(cfg: MlflowConfig, root: Path = Path(".")) -> str:
     if experiment is not None:
         return experiment.experiment_id
     if uri.startswith("sqlite:///"):  # a local store keeps its artifacts beside it, wherever the process runs
-        location = (Path(uri[len("sqlite:///"):]).parent / cfg.artifact_root).resolve().as_uri()
+        location = (Path(uri[len("sqlite:///") :]).parent / cfg.artifact_root).resolve().as_uri()
     else:
         location = None if team_server else (root / cfg.artifact_root).resolve().as_uri()
     return mlflow.create_experiment(cfg.experiment, artifact_location=location)
@@ -76,8 +76,9 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def log_run(name: str, cfg: MlflowConfig, root: Path, metrics: dict[str, float], tags: dict[str, Any],
-            files: list[Path]) -> str:
+def log_run(
+    name: str, cfg: MlflowConfig, root: Path, metrics: dict[str, float], tags: dict[str, Any], files: list[Path]
+) -> str:
     """A finished MLflow run ``name`` in the configured experiment with ``metrics``, ``tags`` and
     ``files`` as artifacts; returns its id."""
     import mlflow
@@ -105,9 +106,16 @@ def git_commit(root: Path = Path(".")) -> str:
     DAG run works in a copy of the checkout; its run record names the project's commit, which
     :meth:`waferflow.layout.Layout.run_context` hands to the train stage.)"""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

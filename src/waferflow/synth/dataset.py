@@ -51,10 +51,19 @@ class DatasetConfig(BaseModel):
     seed: int = 42
     labeled_per_class: int | dict[str, int] = 300
     unlabeled_count: int = 2000
-    unlabeled_class_weights: dict[str, float] = Field(default_factory=lambda: {
-        "Center": 4.3, "Donut": 0.6, "Edge-Loc": 5.2, "Edge-Ring": 9.7, "Loc": 3.6,
-        "Near-full": 0.2, "Random": 0.9, "Scratch": 1.2, "none": 74.3,
-    })
+    unlabeled_class_weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "Center": 4.3,
+            "Donut": 0.6,
+            "Edge-Loc": 5.2,
+            "Edge-Ring": 9.7,
+            "Loc": 3.6,
+            "Near-full": 0.2,
+            "Random": 0.9,
+            "Scratch": 1.2,
+            "none": 74.3,
+        }
+    )
     test_per_class: int = 100
     n_products: int = 400
     wafers_per_lot: int = 10
@@ -71,8 +80,15 @@ def _per_class(counts: int | dict[str, int]) -> dict[str, int]:
     return {c: int(counts.get(c, 0)) for c in CLASSES}
 
 
-def _build(gen: WaferGenerator, labels: list[str], subset: str, cfg: DatasetConfig,
-           product_offset: int, rng: np.random.Generator, progress: bool) -> list[WaferRecord]:
+def _build(
+    gen: WaferGenerator,
+    labels: list[str],
+    subset: str,
+    cfg: DatasetConfig,
+    product_offset: int,
+    rng: np.random.Generator,
+    progress: bool,
+) -> list[WaferRecord]:
     order = rng.permutation(len(labels))  # lots mix classes, as in a fab
     layouts = [gen.layout(f"P{product_offset + i:04d}", product_offset + i) for i in range(cfg.n_products)]
     out = []
@@ -80,9 +96,13 @@ def _build(gen: WaferGenerator, labels: list[str], subset: str, cfg: DatasetConf
         lot = pos // cfg.wafers_per_lot
         lot_rng = np.random.default_rng([cfg.seed, product_offset, lot])
         layout = layouts[int(lot_rng.integers(len(layouts)))]
-        rec = gen.make(labels[idx], index=int(idx) + product_offset * 1000, layout=layout,
-                       lot_id=f"{subset.upper()}{cfg.seed}-{lot:05d}",
-                       wafer_id=str(pos % cfg.wafers_per_lot + 1))
+        rec = gen.make(
+            labels[idx],
+            index=int(idx) + product_offset * 1000,
+            layout=layout,
+            lot_id=f"{subset.upper()}{cfg.seed}-{lot:05d}",
+            wafer_id=str(pos % cfg.wafers_per_lot + 1),
+        )
         rec.timestamp = _EPOCH + timedelta(hours=6 * lot, minutes=3 * (pos % cfg.wafers_per_lot))
         out.append(rec)
     return out
@@ -99,8 +119,9 @@ def generate_dataset(cfg: DatasetConfig, progress: bool = False) -> dict[str, li
     weights = np.array([cfg.unlabeled_class_weights.get(c, 0.0) for c in CLASSES], float)
     if cfg.unlabeled_count and weights.sum() <= 0:
         raise ValueError("unlabeled_class_weights must give at least one class a positive weight")
-    pool_labels = list(rng.choice(CLASSES, size=cfg.unlabeled_count, p=weights / weights.sum())) \
-        if cfg.unlabeled_count else []
+    pool_labels = (
+        list(rng.choice(CLASSES, size=cfg.unlabeled_count, p=weights / weights.sum())) if cfg.unlabeled_count else []
+    )
     unlabeled = _build(gen, [str(c) for c in pool_labels], "unlabeled", cfg, 100, rng, progress)
     for rec in unlabeled:
         rec.attrs["true_label"] = rec.label

@@ -188,14 +188,15 @@ def _clumped_fails(rng: np.random.Generator, rate: np.ndarray, clump: float) -> 
     along_rows = rng.random(rate.shape) < 0.5
     rows, cols = rate.shape
     for step in range(1, 4):
-        fails[:, step:] |= (runs & along_rows)[:, :cols - step]
-        fails[step:, :] |= (runs & ~along_rows)[:rows - step, :]
+        fails[:, step:] |= (runs & along_rows)[:, : cols - step]
+        fails[step:, :] |= (runs & ~along_rows)[: rows - step, :]
         runs = runs & (rng.random(rate.shape) < 0.5)
     return fails
 
 
-def _arc_window(rng: np.random.Generator, theta: np.ndarray, full_probability: float,
-                coverage: tuple[float, float]) -> np.ndarray:
+def _arc_window(
+    rng: np.random.Generator, theta: np.ndarray, full_probability: float, coverage: tuple[float, float]
+) -> np.ndarray:
     """1 on an angular arc (full circle with ``full_probability``), soft at its two ends."""
     if rng.random() < full_probability:
         return np.ones_like(theta)
@@ -227,21 +228,36 @@ class _Patterns:
     def center(self, rng, u, v, diameter):
         off_r, off_t = rng.uniform(0, 0.12), rng.uniform(0, 2 * math.pi)
         radius = max(rng.uniform(0.07, 0.6), 3.0 / diameter)  # at least ~1.5 dies; up to a filled disc
-        return self._blob(rng, u, v, off_r * math.cos(off_t), off_r * math.sin(off_t),
-                          radius, rng.uniform(0.45, 1.0))
+        return self._blob(rng, u, v, off_r * math.cos(off_t), off_r * math.sin(off_t), radius, rng.uniform(0.45, 1.0))
 
     def loc(self, rng, u, v, diameter):
         # Off the centre (else Center); anywhere out to the rim, which it may touch as long as
         # its middle stays inside the wafer (a cluster centred on the rim is Edge-Loc).
         radius = max(math.exp(rng.uniform(math.log(0.05), math.log(0.24))), 3.0 / diameter)
         r_c, t_c = rng.uniform(0.22, 0.85), rng.uniform(0, 2 * math.pi)
-        field = self._blob(rng, u, v, r_c * math.cos(t_c), r_c * math.sin(t_c),
-                           radius, rng.uniform(0.4, 0.95), irregularity=0.3, elongation=0.6)
+        field = self._blob(
+            rng,
+            u,
+            v,
+            r_c * math.cos(t_c),
+            r_c * math.sin(t_c),
+            radius,
+            rng.uniform(0.4, 0.95),
+            irregularity=0.3,
+            elongation=0.6,
+        )
         if rng.random() < 0.25:  # a satellite blob next to the main one
             r2 = rng.uniform(0.05, 0.15)
             t2 = rng.uniform(0, 2 * math.pi)
-            sat = self._blob(rng, u, v, r_c * math.cos(t_c) + 2 * r2 * math.cos(t2),
-                             r_c * math.sin(t_c) + 2 * r2 * math.sin(t2), r2, rng.uniform(0.5, 0.95))
+            sat = self._blob(
+                rng,
+                u,
+                v,
+                r_c * math.cos(t_c) + 2 * r2 * math.cos(t2),
+                r_c * math.sin(t_c) + 2 * r2 * math.sin(t2),
+                r2,
+                rng.uniform(0.5, 0.95),
+            )
             field = PatternField(np.maximum(field.intensity, sat.intensity), field.support | sat.support)
         return field
 
@@ -278,8 +294,16 @@ class _Patterns:
             return PatternField(rng.uniform(0.35, 0.95) * field, field > 0.5)
         # A blob centred on the rim (a cluster whose middle is inside the wafer is Loc).
         rc = rng.uniform(0.92, 1.05)
-        return self._blob(rng, u, v, rc * math.cos(t0), rc * math.sin(t0),
-                          rng.uniform(0.1, 0.3), rng.uniform(0.35, 0.95), irregularity=0.3)
+        return self._blob(
+            rng,
+            u,
+            v,
+            rc * math.cos(t0),
+            rc * math.sin(t0),
+            rng.uniform(0.1, 0.3),
+            rng.uniform(0.35, 0.95),
+            irregularity=0.3,
+        )
 
     def near_full(self, rng, u, v, diameter):
         density = rng.uniform(0.75, 1.0)
@@ -356,9 +380,14 @@ class _Patterns:
 
     def dispatch(self) -> dict[str, Callable]:
         return {
-            "Center": self.center, "Donut": self.donut, "Edge-Loc": self.edge_loc,
-            "Edge-Ring": self.edge_ring, "Loc": self.loc, "Near-full": self.near_full,
-            "Random": self.random, "Scratch": self.scratch,
+            "Center": self.center,
+            "Donut": self.donut,
+            "Edge-Loc": self.edge_loc,
+            "Edge-Ring": self.edge_ring,
+            "Loc": self.loc,
+            "Near-full": self.near_full,
+            "Random": self.random,
+            "Scratch": self.scratch,
         }
 
 
@@ -406,8 +435,14 @@ class WaferGenerator:
         # Capped: a rim failing almost everywhere is an Edge-Ring, not background.
         return np.clip(field, 0.0, 0.45)
 
-    def make(self, label: str, index: int = 0, layout: WaferLayout | None = None,
-             lot_id: str = "SYN", wafer_id: str | None = None) -> WaferRecord:
+    def make(
+        self,
+        label: str,
+        index: int = 0,
+        layout: WaferLayout | None = None,
+        lot_id: str = "SYN",
+        wafer_id: str | None = None,
+    ) -> WaferRecord:
         """Generate one wafer of class ``label``."""
         cls = class_index(label)
         rng = np.random.default_rng([self.seed, cls, index])

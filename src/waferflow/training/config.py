@@ -12,8 +12,8 @@ class AugmentConfig(BaseModel):
 
     rotate90: bool = True
     flips: bool = True
-    noise_fail_rate: float = 0.01   # up to this share of pass dies become background fails
-    dropout_rate: float = 0.03      # up to this share of fail dies become pass (and leave the mask)
+    noise_fail_rate: float = 0.01  # up to this share of pass dies become background fails
+    dropout_rate: float = 0.03  # up to this share of fail dies become pass (and leave the mask)
     noise_probability: float = 0.5
 
 

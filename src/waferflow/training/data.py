@@ -61,8 +61,15 @@ def class_weights(labels: np.ndarray) -> list[float]:
 class WaferDataModule(L.LightningDataModule):
     """Train / val / test loaders over ``data_dir/{train,val,test}.parquet``."""
 
-    def __init__(self, data_dir: str | Path, batch_size: int = 64, num_workers: int = 0,
-                 augment: AugmentConfig | None = None, seed: int = 42, extra_train: Sequence[Path] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        augment: AugmentConfig | None = None,
+        seed: int = 42,
+        extra_train: Sequence[Path] = (),
+    ) -> None:
         """``extra_train``: more Parquet files of the train split's shape appended to it (GAN maps)."""
         super().__init__()
         self.data_dir, self.batch_size, self.num_workers = Path(data_dir), batch_size, num_workers
@@ -86,9 +93,15 @@ class WaferDataModule(L.LightningDataModule):
 
     def _loader(self, name: str, train: bool) -> DataLoader:
         aug = build_augmentation(self.augment_cfg, seed=self.seed) if train else None
-        return DataLoader(WaferDataset(self.arrays[name], aug), batch_size=self.batch_size, shuffle=train,
-                          num_workers=self.num_workers, drop_last=False, persistent_workers=self.num_workers > 0,
-                          generator=torch.Generator().manual_seed(self.seed) if train else None)
+        return DataLoader(
+            WaferDataset(self.arrays[name], aug),
+            batch_size=self.batch_size,
+            shuffle=train,
+            num_workers=self.num_workers,
+            drop_last=False,
+            persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed) if train else None,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

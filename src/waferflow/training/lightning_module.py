@@ -26,12 +26,15 @@ __all__ = ["WaferLitModule"]
 
 
 class WaferLitModule(L.LightningModule):
-    def __init__(self, model: ModelConfig | dict, train: TrainConfig | dict, class_weights: list[float] | None = None) -> None:
+    def __init__(
+        self, model: ModelConfig | dict, train: TrainConfig | dict, class_weights: list[float] | None = None
+    ) -> None:
         super().__init__()
         model = ModelConfig.model_validate(model)
         train = TrainConfig.model_validate(train)
-        self.save_hyperparameters({"model": model.model_dump(), "train": train.model_dump(),
-                                   "class_weights": class_weights})
+        self.save_hyperparameters(
+            {"model": model.model_dump(), "train": train.model_dump(), "class_weights": class_weights}
+        )
         self.train_cfg = train
         self.net = WaferUNet(model)
         if train.channels_last:
@@ -39,8 +42,11 @@ class WaferLitModule(L.LightningModule):
         self.dice = smp.losses.DiceLoss("multiclass", ignore_index=IGNORE_INDEX)
         self.focal = smp.losses.FocalLoss("multiclass", ignore_index=IGNORE_INDEX)
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
-        self.class_loss = (nn.CrossEntropyLoss(weight=weight) if train.class_loss == "weighted_ce"
-                           else smp.losses.FocalLoss("multiclass"))
+        self.class_loss = (
+            nn.CrossEntropyLoss(weight=weight)
+            if train.class_loss == "weighted_ce"
+            else smp.losses.FocalLoss("multiclass")
+        )
         self.val_f1 = MulticlassF1Score(N_WAFER_CLASSES, average="macro")
         self.val_acc = MulticlassAccuracy(N_WAFER_CLASSES, average="micro")
 
@@ -64,8 +70,13 @@ class WaferLitModule(L.LightningModule):
         out = self.losses(batch)
         n = batch["x"].shape[0]
         self.log("train_loss", out["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=n, sync_dist=True)
-        self.log_dict({"train_mask_loss": out["mask_loss"], "train_class_loss": out["class_loss"]},
-                      on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        self.log_dict(
+            {"train_mask_loss": out["mask_loss"], "train_class_loss": out["class_loss"]},
+            on_step=False,
+            on_epoch=True,
+            batch_size=n,
+            sync_dist=True,
+        )
         return out["loss"]
 
     def validation_step(self, batch, batch_idx):
@@ -74,8 +85,12 @@ class WaferLitModule(L.LightningModule):
         preds = out["class_logits"].argmax(1)
         self.val_f1.update(preds, batch["label"])
         self.val_acc.update(preds, batch["label"])
-        self.log_dict({"val_loss": out["loss"], "val_mask_loss": out["mask_loss"], "val_class_loss": out["class_loss"]},
-                      on_epoch=True, batch_size=n, sync_dist=True)
+        self.log_dict(
+            {"val_loss": out["loss"], "val_mask_loss": out["mask_loss"], "val_class_loss": out["class_loss"]},
+            on_epoch=True,
+            batch_size=n,
+            sync_dist=True,
+        )
 
     def on_validation_epoch_end(self) -> None:
         self.log("val_macro_f1", self.val_f1.compute(), prog_bar=True, sync_dist=True)
@@ -85,6 +100,7 @@ class WaferLitModule(L.LightningModule):
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.train_cfg.lr, weight_decay=self.train_cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.train_cfg.lr,
-                                                    total_steps=self.trainer.estimated_stepping_batches)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=self.train_cfg.lr, total_steps=self.trainer.estimated_stepping_batches
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -41,9 +41,17 @@ class EpochLog(Callback):
             return
         done, total = trainer.current_epoch + 1, trainer.max_epochs
         elapsed = time.perf_counter() - self.started
-        m = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train_loss_epoch", "val_loss", "val_macro_f1")}
-        print(f"epoch {done}/{total}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items())
-              + f" ({elapsed / done:.0f} s/epoch, about {elapsed / done * (total - done) / 60:.0f} min left)", flush=True)
+        m = {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if k in ("train_loss_epoch", "val_loss", "val_macro_f1")
+        }
+        print(
+            f"epoch {done}/{total}: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in m.items())
+            + f" ({elapsed / done:.0f} s/epoch, about {elapsed / done * (total - done) / 60:.0f} min left)",
+            flush=True,
+        )
 
 
 def peak_rss_mb() -> float:
@@ -51,29 +59,65 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def fit(model_cfg: ModelConfig, train_cfg: TrainConfig, data_dir: Path, out_dir: Path, mlflow_cfg: MlflowConfig,
-        root: Path = Path("."), run_tags: dict[str, str] | None = None, extra_train: Sequence[Path] = ()) -> dict:
+def fit(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    data_dir: Path,
+    out_dir: Path,
+    mlflow_cfg: MlflowConfig,
+    root: Path = Path("."),
+    run_tags: dict[str, str] | None = None,
+    extra_train: Sequence[Path] = (),
+) -> dict:
     """Train on ``data_dir/{train,val}.parquet``; the best checkpoint (val macro-F1) lands in ``out_dir``.
 
     Returns a summary (on every rank; only rank 0 has the MLflow run id).
     """
     L.seed_everything(train_cfg.seed, workers=True)
-    dm = WaferDataModule(data_dir, train_cfg.batch_size, train_cfg.num_workers, train_cfg.augment, train_cfg.seed,
-                         extra_train=extra_train)
+    dm = WaferDataModule(
+        data_dir,
+        train_cfg.batch_size,
+        train_cfg.num_workers,
+        train_cfg.augment,
+        train_cfg.seed,
+        extra_train=extra_train,
+    )
     module = WaferLitModule(model_cfg, train_cfg, dm.class_weights())
     configure_mlflow(mlflow_cfg, root)
-    logger = MLFlowLogger(experiment_name=mlflow_cfg.experiment, tracking_uri=resolved_tracking_uri(mlflow_cfg, root),
-                          run_name="train", tags=run_tags or {})
-    checkpoint = ModelCheckpoint(dirpath=out_dir, filename="best", monitor="val_macro_f1", mode="max",
-                                 save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
+    logger = MLFlowLogger(
+        experiment_name=mlflow_cfg.experiment,
+        tracking_uri=resolved_tracking_uri(mlflow_cfg, root),
+        run_name="train",
+        tags=run_tags or {},
+    )
+    checkpoint = ModelCheckpoint(
+        dirpath=out_dir,
+        filename="best",
+        monitor="val_macro_f1",
+        mode="max",
+        save_top_k=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
     trainer = L.Trainer(
-        accelerator=train_cfg.accelerator, devices=train_cfg.devices, num_nodes=train_cfg.num_nodes,
-        strategy=train_cfg.strategy, precision=train_cfg.precision, max_epochs=train_cfg.max_epochs,
-        deterministic=train_cfg.deterministic, logger=logger, log_every_n_steps=10,
-        callbacks=[checkpoint, EarlyStopping("val_macro_f1", mode="max", patience=train_cfg.early_stopping_patience),
-                   LearningRateMonitor("epoch"), *([] if sys.stdout.isatty() else [EpochLog()])],
+        accelerator=train_cfg.accelerator,
+        devices=train_cfg.devices,
+        num_nodes=train_cfg.num_nodes,
+        strategy=train_cfg.strategy,
+        precision=train_cfg.precision,
+        max_epochs=train_cfg.max_epochs,
+        deterministic=train_cfg.deterministic,
+        logger=logger,
+        log_every_n_steps=10,
+        callbacks=[
+            checkpoint,
+            EarlyStopping("val_macro_f1", mode="max", patience=train_cfg.early_stopping_patience),
+            LearningRateMonitor("epoch"),
+            *([] if sys.stdout.isatty() else [EpochLog()]),
+        ],
         enable_progress_bar=sys.stdout.isatty(),
-        default_root_dir=out_dir, enable_model_summary=False,
+        default_root_dir=out_dir,
+        enable_model_summary=False,
     )
     started = time.perf_counter()
     trainer.fit(module, datamodule=dm)

@@ -51,8 +51,15 @@ def plot_wafer(ax, die_grid: np.ndarray, defect_mask: np.ndarray | None = None, 
 Panel = tuple[np.ndarray, "np.ndarray | None", "str | None"]
 
 
-def save_wafer_grid(rows: Sequence[Sequence[Panel]], path: str | Path, title: str, cols: int | None = None,
-                    cell: tuple[float, float] = (1.6, 1.7), dpi: int = 110, title_size: int = 8) -> Path:
+def save_wafer_grid(
+    rows: Sequence[Sequence[Panel]],
+    path: str | Path,
+    title: str,
+    cols: int | None = None,
+    cell: tuple[float, float] = (1.6, 1.7),
+    dpi: int = 110,
+    title_size: int = 8,
+) -> Path:
     """Save a PNG of wafer panels laid out in ``rows`` (short rows leave blank cells)."""
     cols = cols or max((len(r) for r in rows), default=1)
     fig, axes = plt.subplots(len(rows), cols, figsize=(cell[0] * cols, cell[1] * len(rows)), squeeze=False)
@@ -68,8 +75,13 @@ def save_wafer_grid(rows: Sequence[Sequence[Panel]], path: str | Path, title: st
     return path
 
 
-def save_gallery(records: Iterable[WaferRecord], path: str | Path, per_class: int = 6,
-                 title: str = "wafer maps per class", with_mask: bool = True) -> Path:
+def save_gallery(
+    records: Iterable[WaferRecord],
+    path: str | Path,
+    per_class: int = 6,
+    title: str = "wafer maps per class",
+    with_mask: bool = True,
+) -> Path:
     """Save a PNG with up to ``per_class`` wafers for each class present (rows = classes)."""
     by_class: dict[str, list[WaferRecord]] = defaultdict(list)
     for rec in records:
@@ -79,8 +91,14 @@ def save_gallery(records: Iterable[WaferRecord], path: str | Path, per_class: in
     order: Sequence[str] = [c for c in (*CLASSES, "unlabeled") if c in by_class]
     if not order:
         raise ValueError("no records to draw in the gallery")
-    rows = [[(rec.die_grid, rec.defect_mask if with_mask else None, f"{cls} {rec.shape[0]}x{rec.shape[1]}")
-             for rec in by_class[cls]] for cls in order]
+    rows = [
+        [
+            (rec.die_grid, rec.defect_mask if with_mask else None, f"{cls} {rec.shape[0]}x{rec.shape[1]}")
+            for rec in by_class[cls]
+        ]
+        for cls in order
+    ]
     legend = ", ".join(f"{i + 1}={c}" for i, c in enumerate(PATTERN_CLASSES))
-    return save_wafer_grid(rows, path, f"{title}\nwhite: no die, green: pass, red: fail; outlines: defect mask "
-                           f"({legend})", cols=per_class)
+    return save_wafer_grid(
+        rows, path, f"{title}\nwhite: no die, green: pass, red: fail; outlines: defect mask ({legend})", cols=per_class
+    )

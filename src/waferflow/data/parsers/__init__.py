@@ -15,8 +15,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from waferflow.data.parsers.base import (FileRejected, ParseResult, Reject, RowRejected, normalise_label, side_problem,
-                                        to_die_grid)
+from waferflow.data.parsers.base import (
+    FileRejected,
+    ParseResult,
+    Reject,
+    RowRejected,
+    normalise_label,
+    side_problem,
+    to_die_grid,
+)
 from waferflow.data.parsers.csv_dies import CsvOptions, parse_csv
 from waferflow.data.parsers.image import ImageOptions, parse_image
 from waferflow.data.parsers.lswmd import parse_lswmd
@@ -24,16 +31,36 @@ from waferflow.data.parsers.npz import NpzOptions, parse_npz
 from waferflow.data.records import SCHEMA, table_to_records
 
 __all__ = [
-    "ParserOptions", "parse_file", "format_of", "SUPPORTED_SUFFIXES", "FileRejected", "ParseResult",
-    "Reject", "RowRejected", "normalise_label", "to_die_grid", "parse_canonical",
-    "CsvOptions", "ImageOptions", "NpzOptions",
+    "ParserOptions",
+    "parse_file",
+    "format_of",
+    "SUPPORTED_SUFFIXES",
+    "FileRejected",
+    "ParseResult",
+    "Reject",
+    "RowRejected",
+    "normalise_label",
+    "to_die_grid",
+    "parse_canonical",
+    "CsvOptions",
+    "ImageOptions",
+    "NpzOptions",
 ]
 
 log = logging.getLogger(__name__)
 
 _FORMATS = {
-    ".pkl": "lswmd", ".pickle": "lswmd", ".npz": "npz", ".csv": "csv", ".tsv": "csv", ".txt": "csv",
-    ".png": "image", ".tif": "image", ".tiff": "image", ".bmp": "image", ".parquet": "canonical",
+    ".pkl": "lswmd",
+    ".pickle": "lswmd",
+    ".npz": "npz",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".png": "image",
+    ".tif": "image",
+    ".tiff": "image",
+    ".bmp": "image",
+    ".parquet": "canonical",
 }
 SUPPORTED_SUFFIXES = tuple(_FORMATS)
 

@@ -12,8 +12,20 @@ import numpy as np
 from waferflow.classes import CLASSES, DIE_INVALID
 from waferflow.data.records import WaferRecord
 
-__all__ = ["Reject", "ParseResult", "FileRejected", "RowRejected", "to_die_grid", "normalise_label", "MAX_SIDE",
-           "side_problem", "field_count_reason", "other_delimiter", "split_line", "DELIMITERS"]
+__all__ = [
+    "Reject",
+    "ParseResult",
+    "FileRejected",
+    "RowRejected",
+    "to_die_grid",
+    "normalise_label",
+    "MAX_SIDE",
+    "side_problem",
+    "field_count_reason",
+    "other_delimiter",
+    "split_line",
+    "DELIMITERS",
+]
 
 # No wafer has more dies across than this (WM-811K: at most 212; a 300 mm wafer of 0.2 mm dies:
 # 1 500). Parsers check it before allocating a grid, so a typo'd coordinate of 10**7 in a 2 KB
@@ -126,8 +138,9 @@ def to_die_grid(value: Any, field: str = "die_grid") -> np.ndarray:
 
 
 _LABEL_LOOKUP = {c.lower().replace("_", "-").replace(" ", "-"): c for c in CLASSES}
-_LABEL_LOOKUP.update({"nearfull": "Near-full", "edgeloc": "Edge-Loc", "edgering": "Edge-Ring",
-                      "normal": "none", "": None})  # type: ignore[dict-item]
+_LABEL_LOOKUP.update(
+    {"nearfull": "Near-full", "edgeloc": "Edge-Loc", "edgering": "Edge-Ring", "normal": "none", "": None}
+)  # type: ignore[dict-item]
 
 
 def normalise_label(value: Any) -> str | None:

@@ -1,7 +1,8 @@
 """CSV die lists from wafer test: one row per die (lot, wafer, x, y, bin).
 
 Column names are matched case-insensitively against configurable synonyms; the delimiter is
-sniffed from the header unless given. Text is UTF-8 (a BOM is fine); each line is one die. A bin in ``pass_bins`` is a pass die; with ``fail_bins`` empty every
+sniffed from the header unless given. Text is UTF-8 (a BOM is fine); each line is one die. A bin in
+``pass_bins`` is a pass die; with ``fail_bins`` empty every
 other bin fails, otherwise bins in neither list are rejected. Grid rows follow ``y`` (top row
 = smallest y unless ``flip_y``), columns follow ``x``; grid cells with no die row are "no die".
 Optional columns: a wafer-level ``label`` and ``product``.
@@ -17,8 +18,16 @@ import numpy as np
 import pandas as pd
 
 from waferflow.classes import DIE_FAIL, DIE_NONE, DIE_PASS
-from waferflow.data.parsers.base import (DELIMITERS, FileRejected, ParseResult, Reject, field_count_reason,
-                                        normalise_label, side_problem, split_line)
+from waferflow.data.parsers.base import (
+    DELIMITERS,
+    FileRejected,
+    ParseResult,
+    Reject,
+    field_count_reason,
+    normalise_label,
+    side_problem,
+    split_line,
+)
 from waferflow.data.records import WaferRecord
 
 __all__ = ["CsvOptions", "parse_csv"]
@@ -54,9 +63,13 @@ def _resolve_columns(header: list[str], opts: CsvOptions, path: Path) -> dict[st
             found[name] = hit
     missing = [n for n in _REQUIRED if n not in found]
     if missing:
-        raise FileRejected(path, f"CSV header lacks column(s) {missing} (looked for "
-                           f"{ {n: (opts.columns.get(n),) if n in opts.columns else _SYNONYMS[n] for n in missing} }); "
-                           f"header is {header}", field="header")
+        raise FileRejected(
+            path,
+            f"CSV header lacks column(s) {missing} (looked for "
+            f"{ {n: (opts.columns.get(n),) if n in opts.columns else _SYNONYMS[n] for n in missing} }); "
+            f"header is {header}",
+            field="header",
+        )
     return found
 
 
@@ -64,8 +77,11 @@ def _decode(blob: bytes, path: Path, what: str) -> str:
     try:
         return blob.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise FileRejected(path, f"{what} is not UTF-8 text (byte {blob[exc.start]:#04x} at offset {exc.start}); "
-                           f"save the file as UTF-8 CSV", field="encoding") from None
+        raise FileRejected(
+            path,
+            f"{what} is not UTF-8 text (byte {blob[exc.start]:#04x} at offset {exc.start}); save the file as UTF-8 CSV",
+            field="encoding",
+        ) from None
 
 
 def _lines(path: Path) -> tuple[list[bytes], str]:
@@ -126,8 +142,15 @@ def parse_csv(path: str | Path, options: CsvOptions | None = None) -> ParseResul
         try:
             text = blob.decode("utf-8")
         except UnicodeDecodeError as exc:
-            result.rejects.append(Reject(str(path), line, None, f"not UTF-8 text (byte {blob[exc.start]:#04x} at "
-                                         f"column {exc.start + 1})", raw=blob.decode("utf-8", "replace")))
+            result.rejects.append(
+                Reject(
+                    str(path),
+                    line,
+                    None,
+                    f"not UTF-8 text (byte {blob[exc.start]:#04x} at column {exc.start + 1})",
+                    raw=blob.decode("utf-8", "replace"),
+                )
+            )
             continue
         if not text.strip():
             continue
@@ -137,8 +160,9 @@ def parse_csv(path: str | Path, options: CsvOptions | None = None) -> ParseResul
             result.rejects.append(Reject(str(path), line, None, f"malformed CSV line ({exc})", raw=text))
             continue
         if len(fields) != len(header):
-            result.rejects.append(Reject(str(path), line, None,
-                                         field_count_reason(len(fields), text, len(header), delimiter), raw=text))
+            result.rejects.append(
+                Reject(str(path), line, None, field_count_reason(len(fields), text, len(header), delimiter), raw=text)
+            )
             continue
         rec = {name: fields[i].strip() for name, i in at.items()}
         numbers = {n: _integer(rec[n]) for n in ("x", "y", "bin")}
@@ -156,10 +180,23 @@ def parse_csv(path: str | Path, options: CsvOptions | None = None) -> ParseResul
         elif not opts.fail_bins or b in opts.fail_bins:
             code = DIE_FAIL
         else:
-            result.rejects.append(Reject(str(path), line, cols["bin"], f"bin {b} is in neither pass_bins nor fail_bins", raw=text))
+            result.rejects.append(
+                Reject(str(path), line, cols["bin"], f"bin {b} is in neither pass_bins nor fail_bins", raw=text)
+            )
             continue
-        good_rows.append((rec["lot"], rec["wafer"], int(numbers["x"]), int(numbers["y"]), code, line_no, text,
-                          rec.get("label"), rec.get("product")))
+        good_rows.append(
+            (
+                rec["lot"],
+                rec["wafer"],
+                int(numbers["x"]),
+                int(numbers["y"]),
+                code,
+                line_no,
+                text,
+                rec.get("label"),
+                rec.get("product"),
+            )
+        )
     if not good_rows:
         if not result.rejects:
             raise FileRejected(path, "no die rows")
@@ -167,30 +204,55 @@ def parse_csv(path: str | Path, options: CsvOptions | None = None) -> ParseResul
     dies = pd.DataFrame(good_rows, columns=["lot", "wafer", "x", "y", "code", "line", "raw", "label", "product"])
     dup = dies.duplicated(["lot", "wafer", "x", "y"], keep="first")
     for _, d in dies[dup].iterrows():
-        result.rejects.append(Reject(str(path), str(d["line"]), f"{cols['x']},{cols['y']}",
-                                     f"duplicate die ({d['x']}, {d['y']}) in wafer {d['lot']}/{d['wafer']}", raw=d["raw"]))
+        result.rejects.append(
+            Reject(
+                str(path),
+                str(d["line"]),
+                f"{cols['x']},{cols['y']}",
+                f"duplicate die ({d['x']}, {d['y']}) in wafer {d['lot']}/{d['wafer']}",
+                raw=d["raw"],
+            )
+        )
     dies = dies[~dup]
     for (lot, wafer), group in dies.groupby(["lot", "wafer"], sort=False):
         xs, ys = group["x"].to_numpy(), group["y"].to_numpy()
         if problem := side_problem(int(ys.max() - ys.min() + 1), int(xs.max() - xs.min() + 1)):
-            extremes = sorted({int(group["line"].iloc[a]) for a in (xs.argmin(), xs.argmax(), ys.argmin(), ys.argmax())})
-            result.rejects.append(Reject(str(path), f"{group['line'].min()}-{group['line'].max()}",
-                                         f"{cols['x']},{cols['y']}", f"wafer {lot}/{wafer}: {problem} (x {xs.min()}.."
-                                         f"{xs.max()}, y {ys.min()}..{ys.max()}; extreme dies on lines {extremes})"))
+            extremes = sorted(
+                {int(group["line"].iloc[a]) for a in (xs.argmin(), xs.argmax(), ys.argmin(), ys.argmax())}
+            )
+            result.rejects.append(
+                Reject(
+                    str(path),
+                    f"{group['line'].min()}-{group['line'].max()}",
+                    f"{cols['x']},{cols['y']}",
+                    f"wafer {lot}/{wafer}: {problem} (x {xs.min()}.."
+                    f"{xs.max()}, y {ys.min()}..{ys.max()}; extreme dies on lines {extremes})",
+                )
+            )
             continue
         grid = np.full((ys.max() - ys.min() + 1, xs.max() - xs.min() + 1), DIE_NONE, np.uint8)
         rows = (ys.max() - ys) if opts.flip_y else (ys - ys.min())
         grid[rows, xs - xs.min()] = group["code"].to_numpy()
         labels = {normalise_label(v) for v in group["label"] if v not in (None, "")}
         if len(labels) > 1:
-            result.rejects.append(Reject(str(path), f"{group['line'].min()}-{group['line'].max()}", cols["label"],
-                                         f"wafer {lot}/{wafer} has conflicting labels {sorted(map(str, labels))}"))
+            result.rejects.append(
+                Reject(
+                    str(path),
+                    f"{group['line'].min()}-{group['line'].max()}",
+                    cols["label"],
+                    f"wafer {lot}/{wafer} has conflicting labels {sorted(map(str, labels))}",
+                )
+            )
             continue
         products = [p for p in group["product"] if p not in (None, "")]
         result.records.append(
             WaferRecord(
-                die_grid=grid, lot_id=lot, wafer_id=wafer, label=labels.pop() if labels else None,
-                product=products[0] if products else None, source="csv",
+                die_grid=grid,
+                lot_id=lot,
+                wafer_id=wafer,
+                label=labels.pop() if labels else None,
+                product=products[0] if products else None,
+                source="csv",
                 source_ref=f"{path}#lines {group['line'].min()}-{group['line'].max()}",
                 attrs={"x_min": int(xs.min()), "y_min": int(ys.min())},
             )

@@ -2,7 +2,8 @@
 
 Greyscale images map each pixel to the die code whose grey level is nearest
 (``grey_levels``, default 0 = no die, 128 = pass, 255 = fail: the code times ~127, as
-``waferflow`` writes them); 16-bit images are scaled to that 0-255 range first. Colour / palette images map each pixel to the nearest colour of
+``waferflow`` writes them); 16-bit images are scaled to that 0-255 range first. Colour / palette
+images map each pixel to the nearest colour of
 ``palette`` (default: waferflow's gallery colours: white no die, light green pass, dark red
 fail); a pixel farther than ``tolerance`` from every level or colour is not a die code, and the
 image is rejected with the first such pixel named. The lot is the part of the file name before
@@ -28,8 +29,7 @@ __all__ = ["ImageOptions", "parse_image", "grid_to_grey"]
 @dataclass(frozen=True)
 class ImageOptions:
     grey_levels: tuple[int, int, int] = (0, 128, 255)
-    palette: tuple[tuple[int, int, int], ...] = field(
-        default=((255, 255, 255), (183, 228, 167), (139, 0, 0)))
+    palette: tuple[tuple[int, int, int], ...] = field(default=((255, 255, 255), (183, 228, 167), (139, 0, 0)))
     tolerance: float = 40.0
 
 
@@ -49,8 +49,12 @@ def _grey_8bit(img: Image.Image, path: Path) -> np.ndarray:
     if img.mode in ("I", "F"):
         low, high = float(pixels.min()), float(pixels.max())
         if low < 0 or high > 65535 or not np.isfinite(pixels).all():
-            raise FileRejected(path, f"{img.mode}-mode grey levels span {low:g}..{high:g}: neither an 8-bit nor a "
-                               f"16-bit image, so no grey level can be matched to a die code", field="pixel")
+            raise FileRejected(
+                path,
+                f"{img.mode}-mode grey levels span {low:g}..{high:g}: neither an 8-bit nor a "
+                f"16-bit image, so no grey level can be matched to a die code",
+                field="pixel",
+            )
         return (pixels / (257.0 if high > 255 else 1.0)).astype(np.float32)
     return pixels.astype(np.float32)
 
@@ -78,15 +82,26 @@ def parse_image(path: str | Path, options: ImageOptions | None = None) -> ParseR
     far = dist.min(-1) > opts.tolerance
     if far.any():
         y, x = (int(i) for i in np.argwhere(far)[0])
-        raise FileRejected(path, f"{int(far.sum())} pixel(s) match no die code within tolerance "
-                           f"{opts.tolerance}; first at row {y}, column {x}: {pixels[y, x].tolist()} ({mode})",
-                           field="pixel")
+        raise FileRejected(
+            path,
+            f"{int(far.sum())} pixel(s) match no die code within tolerance "
+            f"{opts.tolerance}; first at row {y}, column {x}: {pixels[y, x].tolist()} ({mode})",
+            field="pixel",
+        )
     stem = path.stem
     lot, sep, wafer = stem.rpartition("_")
     if not sep:
         lot, wafer = path.parent.name or "images", stem
     label = normalise_label(path.parent.name)
-    return ParseResult(records=[WaferRecord(
-        die_grid=codes, lot_id=lot, wafer_id=wafer, label=label if label in CLASSES else None,
-        source="image", source_ref=str(path),
-    )])
+    return ParseResult(
+        records=[
+            WaferRecord(
+                die_grid=codes,
+                lot_id=lot,
+                wafer_id=wafer,
+                label=label if label in CLASSES else None,
+                source="image",
+                source_ref=str(path),
+            )
+        ]
+    )

@@ -40,7 +40,9 @@ def _load(path: Path) -> pd.DataFrame:
     except (EOFError, pickle.UnpicklingError, MemoryError, OverflowError, struct.error, IndexError, KeyError) as exc:
         raise FileRejected(path, f"truncated or corrupt pickle ({exc.__class__.__name__}: {exc})") from None
     except (ModuleNotFoundError, AttributeError, ImportError, TypeError, ValueError) as exc:
-        raise FileRejected(path, f"pickle does not hold a readable DataFrame ({exc.__class__.__name__}: {exc})") from None
+        raise FileRejected(
+            path, f"pickle does not hold a readable DataFrame ({exc.__class__.__name__}: {exc})"
+        ) from None
     if not isinstance(frame, pd.DataFrame):
         raise FileRejected(path, f"pickle holds a {type(frame).__name__}, expected a pandas DataFrame")
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]

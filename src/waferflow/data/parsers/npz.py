@@ -17,8 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from waferflow.data.parsers.base import (FileRejected, ParseResult, Reject, RowRejected, normalise_label, side_problem,
-                                        to_die_grid)
+from waferflow.data.parsers.base import (
+    FileRejected,
+    ParseResult,
+    Reject,
+    RowRejected,
+    normalise_label,
+    side_problem,
+    to_die_grid,
+)
 from waferflow.data.records import WaferRecord
 
 __all__ = ["NpzOptions", "parse_npz", "MIXEDWM38_LABELS"]
@@ -59,10 +66,13 @@ def _array(archive, path: Path, key: str) -> np.ndarray:
     try:
         return archive[key]
     except ValueError as exc:
-        raise FileRejected(path, f"array {key!r} is an object array ({exc}); waferflow never unpickles .npz "
-                                 "content, which could run code: store the grids as one N x H x W integer "
-                                 "array (pad with 0 = no die) and labels as integers or strings",
-                           field=key) from None
+        raise FileRejected(
+            path,
+            f"array {key!r} is an object array ({exc}); waferflow never unpickles .npz "
+            "content, which could run code: store the grids as one N x H x W integer "
+            "array (pad with 0 = no die) and labels as integers or strings",
+            field=key,
+        ) from None
 
 
 def _check_grid_sides(archive, path: Path, key: str) -> None:
@@ -71,7 +81,9 @@ def _check_grid_sides(archive, path: Path, key: str) -> None:
         member = f"{key}.npy" if f"{key}.npy" in archive.zip.namelist() else key
         with archive.zip.open(member) as fh:
             version = np.lib.format.read_magic(fh)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape = read_header(fh)[0]
     except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
         raise FileRejected(path, f"array {key!r} has no readable .npy header ({exc})", field=key) from None
@@ -108,8 +120,13 @@ def parse_npz(path: str | Path, options: NpzOptions | None = None) -> ParseResul
             label, mixed = _label_of(labels[i], opts.label_names) if labels is not None else (None, [])
             result.records.append(
                 WaferRecord(
-                    die_grid=grid, lot_id=path.stem, wafer_id=str(i), label=label, source="npz",
-                    source_ref=f"{path}#{i}", attrs={"labels": mixed} if mixed else {},
+                    die_grid=grid,
+                    lot_id=path.stem,
+                    wafer_id=str(i),
+                    label=label,
+                    source="npz",
+                    source_ref=f"{path}#{i}",
+                    attrs={"labels": mixed} if mixed else {},
                 )
             )
         except RowRejected as exc:

@@ -24,37 +24,73 @@ from pandas.compat import pickle_compat
 
 __all__ = ["load_frame", "PickleRefused", "ALLOWED"]
 
-ALLOWED = frozenset({
-    # numpy arrays, dtypes and scalars (both the numpy 1 and numpy 2 module paths)
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    # pandas frames, series, indexes and their block managers
-    ("pandas.core.frame", "DataFrame"), ("pandas.core.series", "Series"),
-    ("pandas.core.internals", "BlockManager"), ("pandas.core.internals", "SingleBlockManager"),
-    ("pandas.core.internals.managers", "BlockManager"), ("pandas.core.internals.managers", "SingleBlockManager"),
-    ("pandas._libs.internals", "_unpickle_block"), ("pandas._libs.internals", "BlockPlacement"),
-    ("pandas.core.indexes.base", "Index"), ("pandas.core.indexes.base", "_new_Index"),
-    ("pandas.core.indexes.range", "RangeIndex"), ("pandas.core.indexes.multi", "MultiIndex"),
-    ("pandas.core.indexes.frozen", "FrozenList"),
-    ("pandas.core.indexes.datetimes", "DatetimeIndex"), ("pandas.core.indexes.datetimes", "_new_DatetimeIndex"),
-    ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"), ("pandas._libs.tslibs.nattype", "__nat_unpickle"),
-    ("pandas.core.arrays", "Categorical"), ("pandas.core.arrays.categorical", "Categorical"),
-    ("pandas.core.dtypes.dtypes", "CategoricalDtype"),
-    # builtins that protocol 0-2 pickles (and Python 2's) use to rebuild plain values
-    *(("builtins", name) for name in ("slice", "object", "bytes", "bytearray", "str", "int", "float", "complex",
-                                      "bool", "list", "tuple", "dict", "set", "frozenset", "range")),
-    ("copyreg", "_reconstructor"), ("_codecs", "encode"),
-})
+ALLOWED = frozenset(
+    {
+        # numpy arrays, dtypes and scalars (both the numpy 1 and numpy 2 module paths)
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        # pandas frames, series, indexes and their block managers
+        ("pandas.core.frame", "DataFrame"),
+        ("pandas.core.series", "Series"),
+        ("pandas.core.internals", "BlockManager"),
+        ("pandas.core.internals", "SingleBlockManager"),
+        ("pandas.core.internals.managers", "BlockManager"),
+        ("pandas.core.internals.managers", "SingleBlockManager"),
+        ("pandas._libs.internals", "_unpickle_block"),
+        ("pandas._libs.internals", "BlockPlacement"),
+        ("pandas.core.indexes.base", "Index"),
+        ("pandas.core.indexes.base", "_new_Index"),
+        ("pandas.core.indexes.range", "RangeIndex"),
+        ("pandas.core.indexes.multi", "MultiIndex"),
+        ("pandas.core.indexes.frozen", "FrozenList"),
+        ("pandas.core.indexes.datetimes", "DatetimeIndex"),
+        ("pandas.core.indexes.datetimes", "_new_DatetimeIndex"),
+        ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"),
+        ("pandas._libs.tslibs.nattype", "__nat_unpickle"),
+        ("pandas.core.arrays", "Categorical"),
+        ("pandas.core.arrays.categorical", "Categorical"),
+        ("pandas.core.dtypes.dtypes", "CategoricalDtype"),
+        # builtins that protocol 0-2 pickles (and Python 2's) use to rebuild plain values
+        *(
+            ("builtins", name)
+            for name in (
+                "slice",
+                "object",
+                "bytes",
+                "bytearray",
+                "str",
+                "int",
+                "float",
+                "complex",
+                "bool",
+                "list",
+                "tuple",
+                "dict",
+                "set",
+                "frozenset",
+                "range",
+            )
+        ),
+        ("copyreg", "_reconstructor"),
+        ("_codecs", "encode"),
+    }
+)
 
 
 class PickleRefused(pickle.UnpicklingError):
     """The pickle names something outside :data:`ALLOWED`; it was not imported or called."""
 
     def __init__(self, module: str, name: str) -> None:
-        super().__init__(f"the pickle calls {module}.{name}, which a table of wafer maps does not need; "
-                         f"refused without running it (only numpy arrays and pandas frames are read from pickles)")
+        super().__init__(
+            f"the pickle calls {module}.{name}, which a table of wafer maps does not need; "
+            f"refused without running it (only numpy arrays and pandas frames are read from pickles)"
+        )
         self.module, self.name = module, name
 
 
