@@ -4,8 +4,8 @@ drift_check -> retrain_needed -> trigger_retrain
 shadow_report
 
 Both stage tasks run the stage table's non-DVC entries the way the retrain DAG runs the DVC
-stages: a shell command in the ML environment (``python pipelines/<stage>.py --json`` in the
-project), whose summary lines are the task log and whose values (the last line, JSON) are the
+stages: a shell command in the ML environment (``python -m waferflow.stages <stage> --json`` in
+the project), whose summary lines are the task log and whose values (the last line, JSON) are the
 task's XCom. No ML code runs inside Airflow's own Python.
 
 * ``drift_check`` (``pipelines/drift.py``) reads the prediction log's last ``drift.window_days``
@@ -58,7 +58,8 @@ def stage_task(name: str, task_id: str) -> BashOperator:
         cwd=str(PROJECT),
         retries=entry.retry.retries,
         execution_timeout=entry.retry.timeout,
-        doc_md=f"`python {entry.script} --json`: {entry.help} Retries {entry.retry.retries}: {entry.retry.why}",
+        doc_md=f"`python -m waferflow.stages {name} --json`: {entry.help} "
+        f"Retries {entry.retry.retries}: {entry.retry.why}",
     )
 
 

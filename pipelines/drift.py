@@ -3,7 +3,7 @@
 against the reference (the production maps the model was trained beside, with the champion's
 predictions on them), with evidently (``params.yaml → drift``).
 
-The monitor DAG runs ``python pipelines/drift.py --json`` daily; ``waferflow drift`` runs the same
+The monitor DAG runs ``python -m waferflow.stages drift --json`` daily; ``waferflow drift`` runs the same
 ``run`` (or :func:`check` on the files it is given). Outputs: ``metrics/drift.json`` (the summary
 and the decision) and evidently's ``metrics/drift.html``, an MLflow run ``drift``. A window with
 fewer than ``drift.min_wafers`` wafers is not judged: a quiet day must not page anyone, nor

@@ -3,7 +3,7 @@ wafers both answered in the prediction log's window, with accuracy on the wafers
 active learning; when ``gate.require_shadow`` holds and ``gate.min_shadow_wafers`` are reached,
 the gate judges the challenger again with the live-traffic rules.
 
-The monitor DAG runs ``python pipelines/shadow.py --json`` daily; ``waferflow shadow`` runs
+The monitor DAG runs ``python -m waferflow.stages shadow --json`` daily; ``waferflow shadow`` runs
 :func:`report` (after serving the files it is given). Outputs: ``gate.shadow_report``
 (``metrics/shadow.json``), an MLflow run ``shadow``.
 """

@@ -19,6 +19,7 @@ from typing import Optional
 import typer
 
 from waferflow.config import load_params
+from waferflow.layout import Layout
 from waferflow.stages import STAGES
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ remote_app = typer.Typer(help="Configure where DVC stores data and models for a 
 app.add_typer(remote_app, name="remote")
 
 PARAMS_FILE = Path("params.yaml")
+PROJECT = Layout()  # the current directory: a project root
 PARAMS = typer.Option(PARAMS_FILE, "--params", "-p", help="Pipeline parameters file.")
 
 
@@ -84,9 +86,9 @@ def ingest_cmd(
     from waferflow.data.ingest import ingest
 
     p = load_params(params)
-    target = out or Path("data/interim/ingested.parquet")
+    target = out or PROJECT.ingested
     if quarantine is None:  # an ad-hoc run never overwrites the pipeline's quarantine
-        quarantine = target.with_name(f"{target.stem}.quarantine") if out else Path("data/quarantine/ingest")
+        quarantine = target.with_name(f"{target.stem}.quarantine") if out else PROJECT.quarantine / "ingest"
     try:
         report = ingest(
             [str(s) for s in (sources or p.ingest.sources)],
@@ -121,7 +123,7 @@ def label_import(
         None,
         help="Who labeled, when the file has no annotator column (default: $WAFERFLOW_ANNOTATOR or the user name).",
     ),
-    queue: Path = typer.Option(Path("data/al/queue/queue.parquet"), help="The queue the labels answer."),
+    queue: Path = typer.Option(PROJECT.al_queue / "queue.parquet", help="The queue the labels answer."),
     params: Path = PARAMS,
 ) -> None:
     """Check annotator labels against the queue and the classes; merge the good ones with provenance,
@@ -130,7 +132,7 @@ def label_import(
 
     p = load_params(params)
     try:
-        report = import_labels(file, queue, p.al.labels_dir, Path("data/quarantine/labels"), annotator=annotator)
+        report = import_labels(file, queue, p.al.labels_dir, PROJECT.quarantine / "labels", annotator=annotator)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(report.summary())
@@ -162,11 +164,11 @@ def drift(
         "format. Default: the prediction log's last drift.window_days days.",
     ),
     reference: Path = typer.Option(
-        Path("data/interim/validated.parquet"),
+        PROJECT.validated,
         help="Reference wafers (canonical Parquet); its unlabeled production maps "
         "are used when it has any, else all of it.",
     ),
-    out: Path = typer.Option(Path("metrics"), help="Folder for drift.json and the evidently drift.html."),
+    out: Path = typer.Option(PROJECT.metrics, help="Folder for drift.json and the evidently drift.html."),
     mlflow_run: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Log the check as an MLflow run 'drift'."),
     params: Path = PARAMS,
 ) -> None:
@@ -225,7 +227,7 @@ def shadow(
         "challenger runs in the shadow (any ingestible format). "
         "Default: only report on the log window.",
     ),
-    out: Path = typer.Option(Path("metrics/shadow.json"), help="The shadow report."),
+    out: Path = typer.Option(PROJECT.metrics / "shadow.json", help="The shadow report."),
     params: Path = PARAMS,
 ) -> None:
     """Serve wafers with the champion while the challenger runs in the shadow; report both (log window)."""
@@ -379,7 +381,7 @@ def rollback(params: Path = PARAMS) -> None:
 def augment_ablation(
     keep: int = typer.Option(30, help="Training maps left for each rare class (Near-full, Donut, Random, Scratch)."),
     epochs: int = typer.Option(15, help="Max epochs of both fits (early stopping as in params.yaml)."),
-    out: Path = typer.Option(Path("metrics/augment_ablation.json"), help="Result JSON."),
+    out: Path = typer.Option(PROJECT.metrics / "augment_ablation.json", help="Result JSON."),
     params: Path = PARAMS,
 ) -> None:
     """Ablation: train with and without GAN maps on a starved split (same seed, same test split)."""

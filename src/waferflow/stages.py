@@ -227,7 +227,14 @@ def main(name: str, argv: list[str] | None = None) -> None:
         print(json.dumps(result.values, default=str), flush=True)
 
 
-if __name__ == "__main__":  # python -m waferflow.stages <stage> --result: what the stage wrote, as JSON
-    if len(sys.argv) != 3 or sys.argv[2] != "--result":
-        sys.exit("usage: python -m waferflow.stages <stage> --result")
-    print_result(sys.argv[1])
+if __name__ == "__main__":  # python -m waferflow.stages <stage> [--json | --result]
+    if len(sys.argv) < 2 or sys.argv[1] not in _BY_NAME or not set(sys.argv[2:]) <= {"--json", "--result"}:
+        sys.exit(
+            f"usage: python -m waferflow.stages <stage> [--json | --result]; stages: {', '.join(_BY_NAME)}\n"
+            "  run the stage in the current directory (--json: its values as the last line), or\n"
+            "  --result: print what it wrote last, as one JSON line"
+        )
+    if "--result" in sys.argv:
+        print_result(sys.argv[1])
+    else:
+        main(sys.argv[1], sys.argv[2:])

@@ -284,8 +284,8 @@ def test_monitor_dag_is_daily_and_triggers_the_retrain_only_after_the_drift_deci
     assert mon["types"]["retrain_needed"] == "_ShortCircuitDecoratedOperator"
     # the same execution model as the retrain DAG: the stage table's entries, run in the ML environment
     assert mon["types"]["drift_check"] == mon["types"]["shadow_report"] == "BashOperator"
-    assert "python pipelines/drift.py --json" in mon["commands"]["drift_check"]
-    assert "python pipelines/shadow.py --json" in mon["commands"]["shadow_report"]
+    assert "python -m waferflow.stages drift --json" in mon["commands"]["drift_check"]
+    assert "python -m waferflow.stages shadow --json" in mon["commands"]["shadow_report"]
     assert "reason" in dag_info["params"]  # the retrain form takes the monitor's reason
 
 

@@ -2,7 +2,7 @@
 it runs in Airflow's own Python).
 
 The DAG's ``drift_check`` and ``shadow_report`` tasks run the stage table's ``drift`` and
-``shadow`` entries as ``python pipelines/<stage>.py --json`` in the ML environment, exactly as the
+``shadow`` entries as ``python -m waferflow.stages <stage> --json`` in the ML environment, exactly as the
 retrain DAG's tasks run the DVC stages; the last line of their output (the stage's values) is
 the task's XCom. :func:`retrain_conf` turns the drift values into the retrain DAG's trigger conf.
 

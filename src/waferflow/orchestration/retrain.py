@@ -72,13 +72,13 @@ STAGE_POLICIES: dict[str, Retry] = {name: stage(name).retry for name in ALL_STAG
 def stage_command(name: str) -> str:
     """The shell command a DAG task runs for a stage of the table, in the project (or a run's
     workspace) with the ML environment first on ``PATH``: ``dvc repro`` for a DVC stage (so
-    unchanged stages are restored from DVC's run cache), the stage's script for the others. Both
+    unchanged stages are restored from DVC's run cache), the table's runner for the others. Both
     print the stage's summary lines; ``--json`` makes the values the last line (the XCom)."""
     entry = stage(name)
     if entry.dvc:
         run = f"dvc repro --single-item {name}\npython -m waferflow.stages {name} --result"
     else:
-        run = f"python {entry.script} --json"
+        run = f"python -m waferflow.stages {name} --json"
     return f'echo "waferflow: {run.splitlines()[0]} in $PWD"\n{run}\n'
 
 
