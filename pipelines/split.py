@@ -1,5 +1,5 @@
 """Stage split: annotator labels applied, maps resized to the model size, split
-train / val / test / unlabeled (stratified, seeded).
+train / val / test / unlabeled (whole lots: no lot in two splits; stratified, seeded).
 
 DVC runs ``python pipelines/split.py``. Outputs: ``data/processed/*.parquet``, a gallery of the
 training split as the model sees it, ``metrics/split.json``.
