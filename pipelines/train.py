@@ -23,7 +23,7 @@ def run(params: Params, layout: Layout) -> dict:
 
     from waferflow.data.arrays import WaferArrays
     from waferflow.models.predictor import WaferPredictor
-    from waferflow.registry.pyfunc import save_weights
+    from waferflow.registry.pyfunc import load_initial_weights, save_weights
     from waferflow.registry.register import log_and_register
     from waferflow.registry.tracking import data_version, git_commit, log_params_record
     from waferflow.training.lightning_module import WaferLitModule
@@ -49,6 +49,16 @@ def run(params: Params, layout: Layout) -> dict:
             "carry no per-die mask, so only the class loss learns from them (mask loss ignored)",
             flush=True,
         )
+    init_state = None
+    if params.train.init_from:  # fine-tuning: e.g. the generated-map champion on a fab's real maps
+        initial, provenance["init_from"] = load_initial_weights(params.train.init_from, layout.root)
+        if initial.config != params.model:
+            raise RuntimeError(
+                f"train.init_from {provenance['init_from']} is a {initial.config.encoder_name} U-Net of another "
+                f"shape than model in params.yaml ({initial.config} vs {params.model}): fine-tuning needs the same"
+            )
+        init_state = initial.net.state_dict()
+        print(f"train: starting from {provenance['init_from']} (fine-tuning)", flush=True)
     summary = fit(
         params.model,
         params.train,
@@ -58,6 +68,7 @@ def run(params: Params, layout: Layout) -> dict:
         layout.root,
         run_tags=provenance,
         extra_train=extra,
+        init_state=init_state,
     )
     if summary["run_id"] is None:  # not rank 0 of a distributed run: rank 0 does the bookkeeping
         return summary

@@ -41,3 +41,7 @@ class TrainConfig(BaseModel):
     deterministic: bool = True
     use_synthetic: bool = True  # add the augment stage's GAN maps (class loss only: they carry no mask)
     channels_last: bool = True  # NHWC convolutions: ~10-15 % faster on CPU (oneDNN) and on GPUs with AMP
+    # Fine-tuning: start from these weights instead of a random init — a weights.pt file or a registry
+    # URI ``models:/<name>@<alias>`` (e.g. the champion trained on generated maps, fine-tuned on a fab's
+    # real maps). Empty: train from scratch.
+    init_from: str = ""
