@@ -161,3 +161,34 @@ def test_fine_tuning_starts_from_given_weights_file_or_registered_version(traine
         torch.equal(next(iter(by_file.net.state_dict().values())), next(iter(by_alias.net.state_dict().values())))
         or info["alias"] != "champion"
     )
+
+
+def test_self_training_adds_confident_pseudo_labels_and_tags_the_run(tiny_project, tmp_path, monkeypatch):
+    import shutil
+
+    import yaml
+
+    from waferflow.data.records import read_frame
+
+    own_mlflow_store(monkeypatch)
+    root = tmp_path / "semi"
+    shutil.copytree(tiny_project / "data/processed", root / "data/processed")
+    raw = yaml.safe_load((tiny_project / "params.yaml").read_text())
+    raw["train"]["pseudo_label_threshold"] = 0.2
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(root)
+    info = stage("train").run(load_params(root / "params.yaml"), Layout(root)).values
+    pseudo = read_frame(root / "models/pseudo_labels.parquet")
+    pool = read_frame(root / "data/processed/unlabeled.parquet")
+    assert 0 < len(pseudo) <= len(pool) and int(info["pseudo_labeled"]) == len(pseudo)
+    assert (
+        pseudo["label"]
+        .isin(["Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full", "Random", "Scratch", "none"])
+        .all()
+        and pseudo["defect_mask"].isna().all()
+    )
+    confidences = [json.loads(a)["pseudo_confidence"] for a in pseudo["attrs"]]
+    assert min(confidences) >= 0.2
+    tags = MlflowClient().get_run(info["run_id"]).data.tags
+    teacher = MlflowClient().get_run(tags["teacher_run_id"]).data.tags
+    assert tags["pseudo_labeled"] == str(len(pseudo)) and teacher["role"].startswith("teacher")

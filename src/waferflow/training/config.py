@@ -45,3 +45,6 @@ class TrainConfig(BaseModel):
     # URI ``models:/<name>@<alias>`` (e.g. the champion trained on generated maps, fine-tuned on a fab's
     # real maps). Empty: train from scratch.
     init_from: str = ""
+    # Semi-supervised: > 0 fits a teacher, pseudo-labels the unlabeled split where its calibrated
+    # confidence reaches this, then fine-tunes on both (see training.pseudo_labels). 0: off.
+    pseudo_label_threshold: float = Field(0.0, ge=0.0, le=1.0)
