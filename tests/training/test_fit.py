@@ -192,3 +192,15 @@ def test_self_training_adds_confident_pseudo_labels_and_tags_the_run(tiny_projec
     tags = MlflowClient().get_run(info["run_id"]).data.tags
     teacher = MlflowClient().get_run(tags["teacher_run_id"]).data.tags
     assert tags["pseudo_labeled"] == str(len(pseudo)) and teacher["role"].startswith("teacher")
+
+
+def test_a_test_split_of_several_sources_is_also_scored_per_source(trained):
+    params, layout, _ = trained
+    test = WaferArrays.from_parquet(layout.processed / "test.parquet")
+    net = load_weights(layout.models / "weights.pt")
+    per_source = stage("evaluate").module().per_source
+    assert per_source(net, test) == {}  # one source: nothing more to say
+    test.frame["source"] = ["lswmd" if i % 3 == 0 else "synth" for i in range(len(test))]
+    out = per_source(net, test)["per_source"]
+    assert set(out) == {"lswmd", "synth"} and out["lswmd"]["wafers"] + out["synth"]["wafers"] == len(test)
+    assert all(0 <= s["macro_f1"] <= 1 and s["lots"] >= 1 for s in out.values())
