@@ -1,5 +1,5 @@
 """Stage split: annotator labels applied, maps resized to the model size, split
-train / val / test / unlabeled (stratified, seeded).
+train / val / test / unlabeled (whole lots: no lot in two splits; stratified, seeded).
 
 DVC runs ``python pipelines/split.py``. Outputs: ``data/processed/*.parquet``, a gallery of the
 training split as the model sees it, ``metrics/split.json``.
@@ -49,10 +49,11 @@ def result(layout: Layout) -> dict:
 
 
 def summarise(counts: dict) -> list[str]:
-    parts = {k: c for k, c in counts.items() if k != "annotator_labels"}
+    parts = {k: c for k, c in counts.items() if isinstance(c, dict) and "total" in c}
     return [
         "split: "
-        + ", ".join(f"{subset} {c['total']}" for subset, c in parts.items())
+        + ", ".join(f"{subset} {c['total']} ({c.get('lots', '?')} lots)" for subset, c in parts.items())
+        + f"; no lot in two splits ({counts.get('lots_in_two_splits', 0)} shared)"
         + f"; annotator labels applied: {counts.get('annotator_labels', {}).get('applied', 0)}",
         *(f"{subset}: {c}" for subset, c in counts.items()),
     ]

@@ -23,7 +23,7 @@ def run(params: Params, layout: Layout) -> dict:
 
     from waferflow.data.arrays import WaferArrays
     from waferflow.models.predictor import WaferPredictor
-    from waferflow.registry.pyfunc import save_weights
+    from waferflow.registry.pyfunc import load_initial_weights, save_weights
     from waferflow.registry.register import log_and_register
     from waferflow.registry.tracking import data_version, git_commit, log_params_record
     from waferflow.training.lightning_module import WaferLitModule
@@ -49,6 +49,18 @@ def run(params: Params, layout: Layout) -> dict:
             "carry no per-die mask, so only the class loss learns from them (mask loss ignored)",
             flush=True,
         )
+    init_state = None
+    if params.train.init_from:  # fine-tuning: e.g. the generated-map champion on a fab's real maps
+        initial, provenance["init_from"] = load_initial_weights(params.train.init_from, layout.root)
+        if initial.config != params.model:
+            raise RuntimeError(
+                f"train.init_from {provenance['init_from']} is a {initial.config.encoder_name} U-Net of another "
+                f"shape than model in params.yaml ({initial.config} vs {params.model}): fine-tuning needs the same"
+            )
+        init_state = initial.net.state_dict()
+        print(f"train: starting from {provenance['init_from']} (fine-tuning)", flush=True)
+    if params.train.pseudo_label_threshold > 0:  # semi-supervised: a teacher labels the unlabeled split
+        extra, init_state = self_training(params, layout, provenance, extra, init_state)
     summary = fit(
         params.model,
         params.train,
@@ -58,6 +70,7 @@ def run(params: Params, layout: Layout) -> dict:
         layout.root,
         run_tags=provenance,
         extra_train=extra,
+        init_state=init_state,
     )
     if summary["run_id"] is None:  # not rank 0 of a distributed run: rank 0 does the bookkeeping
         return summary
@@ -107,6 +120,51 @@ def run(params: Params, layout: Layout) -> dict:
         },
     )
     return run_info
+
+
+def self_training(params: Params, layout: Layout, provenance: dict, extra: list, init_state: dict | None):
+    """Fit a teacher, pseudo-label the unlabeled split with its calibrated confidence, and return
+    the student's extra training maps and starting weights (the teacher's)."""
+    import pyarrow as pa
+
+    from waferflow.data.arrays import WaferArrays
+    from waferflow.data.records import SCHEMA, write_records
+    from waferflow.models.predictor import WaferPredictor
+    from waferflow.training.lightning_module import WaferLitModule
+    from waferflow.training.pseudo_labels import pseudo_label, summary
+    from waferflow.training.trainer import fit
+
+    threshold = params.train.pseudo_label_threshold
+    teacher_run = fit(
+        params.model,
+        params.train,
+        layout.processed,
+        layout.models,
+        params.mlflow,
+        layout.root,
+        run_tags={**provenance, "role": "teacher (pseudo-labels for the next run)"},
+        extra_train=extra,
+        init_state=init_state,
+    )
+    teacher = WaferPredictor(WaferLitModule.load_from_checkpoint(teacher_run["checkpoint"], map_location="cpu").net)
+    val = WaferArrays.from_parquet(layout.processed / "val.parquet")
+    teacher.calibrate(val.grids, val.labels)  # the threshold is on calibrated confidences
+    pool = read_frame(layout.processed / "unlabeled.parquet")
+    pseudo = pseudo_label(teacher, pool, threshold)
+    path = layout.models / "pseudo_labels.parquet"
+    write_records(pa.Table.from_pandas(pseudo[SCHEMA.names], schema=SCHEMA, preserve_index=False), path)
+    report = summary(pseudo, len(pool), threshold)
+    provenance.update(
+        teacher_run_id=str(teacher_run["run_id"]),
+        pseudo_labeled=str(report["pseudo_labeled"]),
+        pseudo_per_class=json.dumps(report["pseudo_per_class"]),
+    )
+    print(
+        f"train: self-training: {report['pseudo_labeled']} of {len(pool)} unlabeled maps pseudo-labeled at calibrated "
+        f"confidence >= {threshold} ({report['pseudo_per_class']}); the student starts from the teacher",
+        flush=True,
+    )
+    return [*extra, path], teacher.net.state_dict()
 
 
 def result(layout: Layout) -> dict:

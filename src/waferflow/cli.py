@@ -78,7 +78,7 @@ def ingest_cmd(
     ),
     params: Path = PARAMS,
 ) -> None:
-    """Ingest wafer maps (LSWMD.pkl, .npz, CSV die lists, PNG/TIFF, Parquet) into the canonical table;
+    """Ingest wafer maps (LSWMD.pkl, .npz, CSV die lists and matrices, SEMI G85/E142 XML, PNG/TIFF, Parquet);
     without FILES or --out, the pipeline's ingest stage."""
     if sources is None and out is None:  # the pipeline's own ingest
         run_stage("ingest", params)

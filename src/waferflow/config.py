@@ -10,13 +10,14 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from waferflow.active.config import ALConfig
 from waferflow.monitoring.config import DriftConfig
-from waferflow.data.parsers import CsvOptions, ImageOptions, NpzOptions, ParserOptions
+from waferflow.data.parsers import CsvOptions, ImageOptions, NpzOptions, ParserOptions, SemiXmlOptions
 from waferflow.data.split import SplitConfig
 from waferflow.data.validation import ValidationConfig
 from waferflow.gan.config import GanAugmentConfig
@@ -39,6 +40,8 @@ class CsvParams(_Section):
     pass_bins: list[int] = Field(default_factory=lambda: [1])
     fail_bins: list[int] = Field(default_factory=list)
     flip_y: bool = False
+    null_bins: list[int] = Field(default_factory=lambda: [0])
+    layout: Literal["auto", "die_list", "matrix"] = "auto"
 
 
 class NpzParams(_Section):
@@ -53,11 +56,17 @@ class ImageParams(_Section):
     tolerance: float = 40.0
 
 
+class SemiXmlParams(_Section):
+    pass_bins: list[str] = Field(default_factory=list)
+    undeclared_bins: Literal["reject", "fail"] = "reject"
+
+
 class IngestParams(_Section):
     sources: list[str] = Field(default_factory=lambda: ["data/generated", "data/raw"])
     csv: CsvParams = Field(default_factory=CsvParams)
     npz: NpzParams = Field(default_factory=NpzParams)
     image: ImageParams = Field(default_factory=ImageParams)
+    semi_xml: SemiXmlParams = Field(default_factory=SemiXmlParams)
 
     def parser_options(self) -> ParserOptions:
         c = self.csv
@@ -68,6 +77,8 @@ class IngestParams(_Section):
                 pass_bins=tuple(c.pass_bins),
                 fail_bins=tuple(c.fail_bins),
                 flip_y=c.flip_y,
+                null_bins=tuple(c.null_bins),
+                layout=c.layout,
             ),
             npz=NpzOptions(
                 maps_keys=tuple(self.npz.maps_keys),
@@ -78,6 +89,9 @@ class IngestParams(_Section):
                 grey_levels=self.image.grey_levels,
                 palette=tuple(map(tuple, self.image.palette)),
                 tolerance=self.image.tolerance,
+            ),
+            semi_xml=SemiXmlOptions(
+                pass_bins=tuple(self.semi_xml.pass_bins), undeclared_bins=self.semi_xml.undeclared_bins
             ),
         )
 

@@ -20,6 +20,7 @@ from waferflow.training.augment import build_augmentation
 from waferflow.training.config import TrainConfig
 from waferflow.training.data import WaferDataset, class_weights
 from waferflow.training.lightning_module import WaferLitModule
+from waferflow.training.trainer import load_initial_state
 
 __all__ = ["fit_quick", "SMALL_MODEL"]
 
@@ -34,14 +35,18 @@ def fit_quick(
     model: ModelConfig = SMALL_MODEL,
     lr: float = 0.003,
     batch_size: int = 32,
+    init: WaferUNet | None = None,
 ) -> WaferUNet:
-    """Train ``model`` for ``steps`` optimiser steps on ``data``; returns the network in eval mode."""
+    """Train ``model`` for ``steps`` optimiser steps on ``data`` (from ``init``'s weights when given:
+    fine-tuning); returns the network in eval mode."""
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     cfg = TrainConfig(
         seed=seed, lr=lr, batch_size=batch_size, accelerator="cpu", channels_last=False, deterministic=False
     )
     L.seed_everything(seed, workers=False, verbose=False)
     module = WaferLitModule(model, cfg, class_weights(data.labels))
+    if init is not None:
+        load_initial_state(module.net, init.state_dict())
     loader = DataLoader(
         WaferDataset(data, build_augmentation(cfg.augment, seed)),
         batch_size=batch_size,

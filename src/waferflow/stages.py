@@ -130,7 +130,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "ingest",
-        "Ingest wafer maps (LSWMD.pkl, .npz, CSV die lists, PNG/TIFF, Parquet) into the canonical table.",
+        "Ingest wafer maps (LSWMD.pkl, .npz, CSV die lists and matrices, SEMI G85/E142 XML, PNG/TIFF, Parquet).",
         Retry(2, 60 * _M, "reads user/network storage, which can hiccup"),
     ),
     Stage(
@@ -140,7 +140,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "split",
-        "Resize to the model input size and split train/val/test/unlabeled (stratified, seeded).",
+        "Resize to the model input size and split train/val/test/unlabeled (whole lots, stratified, seeded).",
         Retry(1, 20 * _M, "deterministic"),
     ),
     Stage(

@@ -131,3 +131,76 @@ def test_export_stage_logs_onnx_beside_the_version_and_engine_loads_by_alias(tra
     np.testing.assert_allclose([r["confidence"] for r in served], local_probs.max(1), atol=1e-5)
     tags = MlflowClient().get_model_version(params.mlflow.registered_model, latest["version"]).tags
     assert tags["onnx_parity_passed"] == "True"
+
+
+def test_fine_tuning_starts_from_given_weights_file_or_registered_version(trained):
+    import torch
+
+    from waferflow.models.config import ModelConfig
+    from waferflow.quickfit import fit_quick
+    from waferflow.registry.pyfunc import load_initial_weights
+
+    params, layout, info = trained
+    by_file, where = load_initial_weights("models/weights.pt", layout.root)
+    by_alias, version = load_initial_weights(f"models:/{params.mlflow.registered_model}@champion")
+    assert where == str(layout.root / "models/weights.pt") and version.startswith("models:/") and version[-1].isdigit()
+    champion = MlflowClient().get_model_version_by_alias(params.mlflow.registered_model, "champion").version
+    assert version.endswith(f"/{champion}")
+    data = WaferArrays.from_parquet(layout.processed / "val.parquet")
+    tuned = fit_quick(data, steps=1, lr=1e-7, model=params.model, init=by_file.net)
+    fresh = fit_quick(data, steps=1, lr=1e-7, model=params.model)
+    start = dict(by_file.net.named_parameters())
+    drift = {name: (p - start[name]).abs().max().item() for name, p in tuned.named_parameters()}
+    assert max(drift.values()) < 1e-3  # one step at a tiny learning rate: still the given weights
+    assert max((p - start[n]).abs().max().item() for n, p in fresh.named_parameters()) > 0.05
+    with pytest.raises(RuntimeError, match="do not fit model in params.yaml"):
+        fit_quick(data, steps=1, model=ModelConfig(encoder_depth=4, decoder_channels=(32, 16, 8, 8)), init=by_file.net)
+    with pytest.raises(FileNotFoundError, match="train.init_from"):
+        load_initial_weights("models/missing.pt", layout.root)
+    assert (
+        torch.equal(next(iter(by_file.net.state_dict().values())), next(iter(by_alias.net.state_dict().values())))
+        or info["alias"] != "champion"
+    )
+
+
+def test_self_training_adds_confident_pseudo_labels_and_tags_the_run(tiny_project, tmp_path, monkeypatch):
+    import shutil
+
+    import yaml
+
+    from waferflow.data.records import read_frame
+
+    own_mlflow_store(monkeypatch)
+    root = tmp_path / "semi"
+    shutil.copytree(tiny_project / "data/processed", root / "data/processed")
+    raw = yaml.safe_load((tiny_project / "params.yaml").read_text())
+    raw["train"]["pseudo_label_threshold"] = 0.2
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(root)
+    info = stage("train").run(load_params(root / "params.yaml"), Layout(root)).values
+    pseudo = read_frame(root / "models/pseudo_labels.parquet")
+    pool = read_frame(root / "data/processed/unlabeled.parquet")
+    assert 0 < len(pseudo) <= len(pool) and int(info["pseudo_labeled"]) == len(pseudo)
+    assert (
+        pseudo["label"]
+        .isin(["Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full", "Random", "Scratch", "none"])
+        .all()
+        and pseudo["defect_mask"].isna().all()
+    )
+    confidences = [json.loads(a)["pseudo_confidence"] for a in pseudo["attrs"]]
+    assert min(confidences) >= 0.2
+    tags = MlflowClient().get_run(info["run_id"]).data.tags
+    teacher = MlflowClient().get_run(tags["teacher_run_id"]).data.tags
+    assert tags["pseudo_labeled"] == str(len(pseudo)) and teacher["role"].startswith("teacher")
+
+
+def test_a_test_split_of_several_sources_is_also_scored_per_source(trained):
+    params, layout, _ = trained
+    test = WaferArrays.from_parquet(layout.processed / "test.parquet")
+    net = load_weights(layout.models / "weights.pt")
+    per_source = stage("evaluate").module().per_source
+    assert per_source(net, test) == {}  # one source: nothing more to say
+    test.frame["source"] = ["lswmd" if i % 3 == 0 else "synth" for i in range(len(test))]
+    out = per_source(net, test)["per_source"]
+    assert set(out) == {"lswmd", "synth"} and out["lswmd"]["wafers"] + out["synth"]["wafers"] == len(test)
+    assert all(0 <= s["macro_f1"] <= 1 and s["lots"] >= 1 for s in out.values())

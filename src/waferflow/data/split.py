@@ -1,20 +1,24 @@
-"""Preprocess and split: resize to the model size, then a deterministic stratified split.
+"""Preprocess and split: resize to the model size, then a deterministic lot-disjoint split.
 
-Labeled wafers go to train / val / test, stratified by class with a fixed seed. When the
-source fixes the test set (WM-811K's ``trianTestLabel``, the generator's test set) and
-``honour_source_split`` is on, those wafers form the test split and the rest is split into
-train / val. Unlabeled wafers form the ``unlabeled`` pool (active learning reads it).
-Every resized wafer keeps its original shape in ``attrs["orig_shape"]``.
+Wafers of one lot share process conditions, so no lot sits in two of train / val / test: whole
+lots are held out, stratified by class as far as lots allow (scikit-learn's
+``StratifiedGroupKFold``, seeded). When the source fixes the test set (WM-811K's
+``trianTestLabel``, the generator's test set) and ``honour_source_split`` is on, those wafers
+form the test split — with every other labeled wafer of their lots, so that no test lot is
+trained on (``split.json`` says how many moved) — and the rest is split into train / val.
+Unlabeled wafers form the ``unlabeled`` pool (active learning reads it). Every resized wafer
+keeps its original shape in ``attrs["orig_shape"]``.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedGroupKFold
 from tqdm.auto import tqdm
 
 from waferflow.classes import CLASSES
@@ -53,41 +57,41 @@ def resize_frame(frame: pd.DataFrame, size: tuple[int, int], progress: bool = Fa
     return out
 
 
-def _stratified(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split off ``fraction`` of ``frame`` stratified by label; classes too small to split stay."""
-    if fraction <= 0 or frame.empty:
+def _hold_out_lots(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out whole lots, about ``fraction`` of the wafers, stratified by label as far as lots
+    allow; (rest, held out). A single lot cannot be split and stays whole in the rest."""
+    lots = frame["lot_id"].astype(str)
+    n_lots = lots.nunique()
+    if fraction <= 0 or frame.empty or n_lots < 2:
         return frame, frame.iloc[0:0]
-    counts = frame["label"].value_counts()
-    splittable = frame[frame["label"].map(counts) >= 2]
-    keep = frame[frame["label"].map(counts) < 2]
-    n_take = int(round(fraction * len(splittable)))
-    if n_take < splittable["label"].nunique() or len(splittable) - n_take < splittable["label"].nunique():
-        stratify = None  # too few wafers for one per class on each side
-    else:
-        stratify = splittable["label"]
-    if n_take == 0:
-        return frame, frame.iloc[0:0]
-    rest, taken = train_test_split(splittable, test_size=n_take, random_state=seed, stratify=stratify)
-    return pd.concat([rest, keep]), taken
+    n_splits = min(max(2, round(1 / fraction)), n_lots)
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # a class with fewer lots than folds: stratified as far as it goes
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        _, taken = next(folds.split(frame, frame["label"].astype(str), lots))
+    held = frame.iloc[taken]
+    return frame.drop(index=held.index), held
 
 
 def split_frame(frame: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.DataFrame]:
-    """Split a canonical DataFrame into train / val / test / unlabeled (deterministic per seed)."""
+    """Split a canonical DataFrame into train / val / test / unlabeled, lot-disjoint (deterministic per seed)."""
     frame = frame.sort_values(["lot_id", "wafer_id"], kind="stable").reset_index(drop=True)
     labeled = frame[frame["label"].notna()]
     unlabeled = frame[frame["label"].isna()]
     fixed_test = labeled[labeled["split_hint"] == "test"] if cfg.honour_source_split else labeled.iloc[0:0]
-    pool = labeled.drop(index=fixed_test.index)
     if fixed_test.empty:
-        pool, test = _stratified(pool, cfg.test_fraction, cfg.seed)
-    else:
-        test = fixed_test
+        pool, test = _hold_out_lots(labeled, cfg.test_fraction, cfg.seed)
+    else:  # the source's test wafers, and every labeled wafer of their lots
+        test = labeled[labeled["lot_id"].isin(set(fixed_test["lot_id"]))]
+        pool = labeled.drop(index=test.index)
     val_share = cfg.val_fraction / (1 - cfg.test_fraction) if fixed_test.empty else cfg.val_fraction
-    train, val = _stratified(pool, val_share, cfg.seed + 1)
-    return {
+    train, val = _hold_out_lots(pool, val_share, cfg.seed + 1)
+    parts = {
         name: part.sort_values(["lot_id", "wafer_id"], kind="stable").reset_index(drop=True)
         for name, part in zip(SPLITS, (train, val, test, unlabeled))
     }
+    parts["test"].attrs["moved_to_test"] = int(len(test) - len(fixed_test)) if not fixed_test.empty else 0
+    return parts
 
 
 def split_counts(splits: dict[str, pd.DataFrame]) -> dict:
@@ -97,6 +101,16 @@ def split_counts(splits: dict[str, pd.DataFrame]) -> dict:
         counts = part["label"].fillna("unlabeled").value_counts().to_dict()
         out[name] = {
             "total": int(len(part)),
+            "lots": int(part["lot_id"].nunique()),
             **{c: int(counts.get(c, 0)) for c in (*CLASSES, "unlabeled") if counts.get(c, 0)},
         }
+    labeled_lots = [set(splits[name]["lot_id"]) for name in ("train", "val", "test") if name in splits]
+    shared = (
+        set.union(*(a & b for i, a in enumerate(labeled_lots) for b in labeled_lots[i + 1 :]))
+        if labeled_lots
+        else set()
+    )
+    out["lots_in_two_splits"] = len(shared)
+    if "test" in splits:
+        out["moved_to_test"] = int(splits["test"].attrs.get("moved_to_test", 0))
     return out

@@ -23,7 +23,7 @@ from waferflow.models.config import ModelConfig
 from waferflow.models.predictor import WaferPredictor, as_predictor
 from waferflow.models.wafer_unet import WaferUNet
 
-__all__ = ["WaferPyfunc", "save_weights", "load_weights", "pip_requirements"]
+__all__ = ["WaferPyfunc", "save_weights", "load_weights", "load_initial_weights", "pip_requirements"]
 
 
 def save_weights(model: WaferUNet | WaferPredictor, path: str | Path) -> Path:
@@ -46,6 +46,27 @@ def load_weights(path: str | Path) -> WaferPredictor:
     net = WaferUNet(ModelConfig.model_validate(blob["model_config"]))
     net.load_state_dict(blob["state_dict"])
     return WaferPredictor(net, blob.get("temperature", 1.0)).eval()
+
+
+def load_initial_weights(source: str, root: Path = Path(".")) -> tuple[WaferPredictor, str]:
+    """The predictor ``train.init_from`` names — a ``weights.pt`` file (relative to ``root``) or a
+    registered ``models:/<name>@<alias>`` / ``models:/<name>/<version>`` — and what it resolved to
+    (the file, or the model URI with its version), for the run's tags."""
+    if source.startswith("models:/"):
+        from mlflow import MlflowClient
+
+        name, _, ref = source[len("models:/") :].partition("@")
+        client = MlflowClient()
+        if ref:
+            version = client.get_model_version_by_alias(name, ref).version
+        else:
+            name, _, version = source[len("models:/") :].rpartition("/")
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}")
+        return load_weights(Path(local) / "artifacts" / "weights.pt"), f"models:/{name}/{version}"
+    path = Path(source) if Path(source).is_absolute() else root / source
+    if not path.is_file():
+        raise FileNotFoundError(f"train.init_from: {path} is not a file (a weights.pt, or models:/<name>@<alias>)")
+    return load_weights(path), str(path)
 
 
 class WaferPyfunc(mlflow.pyfunc.PythonModel):

@@ -41,3 +41,10 @@ class TrainConfig(BaseModel):
     deterministic: bool = True
     use_synthetic: bool = True  # add the augment stage's GAN maps (class loss only: they carry no mask)
     channels_last: bool = True  # NHWC convolutions: ~10-15 % faster on CPU (oneDNN) and on GPUs with AMP
+    # Fine-tuning: start from these weights instead of a random init — a weights.pt file or a registry
+    # URI ``models:/<name>@<alias>`` (e.g. the champion trained on generated maps, fine-tuned on a fab's
+    # real maps). Empty: train from scratch.
+    init_from: str = ""
+    # Semi-supervised: > 0 fits a teacher, pseudo-labels the unlabeled split where its calibrated
+    # confidence reaches this, then fine-tunes on both (see training.pseudo_labels). 0: off.
+    pseudo_label_threshold: float = Field(0.0, ge=0.0, le=1.0)

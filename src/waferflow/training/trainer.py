@@ -23,7 +23,7 @@ from waferflow.training.data import WaferDataModule
 from waferflow.training.config import TrainConfig
 from waferflow.training.lightning_module import WaferLitModule
 
-__all__ = ["fit", "EpochLog"]
+__all__ = ["fit", "EpochLog", "load_initial_state"]
 
 
 class EpochLog(Callback):
@@ -54,6 +54,17 @@ class EpochLog(Callback):
         )
 
 
+def load_initial_state(net, state: dict) -> None:
+    """Start ``net`` from ``state``; a different architecture is a clear error, not a partial load."""
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise RuntimeError(
+            "train.init_from: its weights do not fit model in params.yaml (same encoder, depth and decoder "
+            f"channels needed): {str(exc).splitlines()[0]}"
+        ) from None
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -68,8 +79,10 @@ def fit(
     root: Path = Path("."),
     run_tags: dict[str, str] | None = None,
     extra_train: Sequence[Path] = (),
+    init_state: dict | None = None,
 ) -> dict:
     """Train on ``data_dir/{train,val}.parquet``; the best checkpoint (val macro-F1) lands in ``out_dir``.
+    ``init_state`` (a ``WaferUNet`` state dict of the same architecture) replaces the random init.
 
     Returns a summary (on every rank; only rank 0 has the MLflow run id).
     """
@@ -83,6 +96,8 @@ def fit(
         extra_train=extra_train,
     )
     module = WaferLitModule(model_cfg, train_cfg, dm.class_weights())
+    if init_state is not None:
+        load_initial_state(module.net, init_state)
     configure_mlflow(mlflow_cfg, root)
     logger = MLFlowLogger(
         experiment_name=mlflow_cfg.experiment,

@@ -2,7 +2,8 @@
 
 ``parse_file`` picks the parser by extension: ``.pkl``/``.pickle`` (WM-811K ``LSWMD.pkl``),
 ``.npz`` (MixedWM38 and similar), ``.csv``/``.tsv``/``.txt`` (die lists), ``.png``/``.tif``/
-``.tiff``/``.bmp`` (die-level images) and ``.parquet`` (canonical tables, e.g. the generator's).
+``.tiff``/``.bmp`` (die-level images), ``.xml`` (SEMI G85 and E142 map files) and ``.parquet``
+(canonical tables, e.g. the generator's).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from waferflow.data.parsers.csv_dies import CsvOptions, parse_csv
 from waferflow.data.parsers.image import ImageOptions, parse_image
 from waferflow.data.parsers.lswmd import parse_lswmd
 from waferflow.data.parsers.npz import NpzOptions, parse_npz
+from waferflow.data.parsers.semi_xml import SemiXmlOptions, parse_semi_xml
 from waferflow.data.records import SCHEMA, table_to_records
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "CsvOptions",
     "ImageOptions",
     "NpzOptions",
+    "SemiXmlOptions",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,7 @@ _FORMATS = {
     ".tif": "image",
     ".tiff": "image",
     ".bmp": "image",
+    ".xml": "semi_xml",
     ".parquet": "canonical",
 }
 SUPPORTED_SUFFIXES = tuple(_FORMATS)
@@ -70,6 +74,7 @@ class ParserOptions:
     csv: CsvOptions = field(default_factory=CsvOptions)
     npz: NpzOptions = field(default_factory=NpzOptions)
     image: ImageOptions = field(default_factory=ImageOptions)
+    semi_xml: SemiXmlOptions = field(default_factory=SemiXmlOptions)
 
 
 def format_of(path: str | Path) -> str | None:
@@ -148,6 +153,8 @@ def parse_file(path: str | Path, options: ParserOptions | None = None, progress:
             return parse_csv(path, opts.csv)
         if fmt == "image":
             return parse_image(path, opts.image)
+        if fmt == "semi_xml":
+            return parse_semi_xml(path, opts.semi_xml)
         return parse_canonical(path)
     except FileRejected:
         raise

@@ -1,4 +1,10 @@
-"""CSV die lists from wafer test: one row per die (lot, wafer, x, y, bin).
+"""CSV wafer maps from wafer test: die lists (one row per die: lot, wafer, x, y, bin) and
+matrix CSVs (one row per row of dies, one field per die).
+
+With ``layout: auto`` (the default) a file whose first line holds only numbers and blanks is a
+matrix (``layout: matrix`` / ``die_list`` force one reading): one wafer, a blank field or a
+code in ``null_bins`` (default 0) is no die, bins map to pass/fail as in die lists; the wafer is
+named by the file (lot = file name without suffix, wafer ``1``). Anything else is a die list:
 
 Column names are matched case-insensitively against configurable synonyms; the delimiter is
 sniffed from the header unless given. Text is UTF-8 (a BOM is fine); each line is one die. A bin in
@@ -51,6 +57,8 @@ class CsvOptions:
     pass_bins: tuple[int, ...] = (1,)
     fail_bins: tuple[int, ...] = ()
     flip_y: bool = False
+    null_bins: tuple[int, ...] = (0,)  # matrix CSV: codes that mean "no die" (a blank field always does)
+    layout: str = "auto"  # auto | die_list | matrix
 
 
 def _resolve_columns(header: list[str], opts: CsvOptions, path: Path) -> dict[str, str]:
@@ -112,8 +120,64 @@ def _integer(text: str) -> int | None:
         return int(value) if value.is_integer() else None
 
 
+def _die_code(b: int, opts: CsvOptions) -> int | None:
+    """Pass / fail for a bin, or ``None`` when it is in neither ``pass_bins`` nor a non-empty ``fail_bins``."""
+    if b in opts.pass_bins:
+        return DIE_PASS
+    if not opts.fail_bins or b in opts.fail_bins:
+        return DIE_FAIL
+    return None
+
+
+def _is_matrix(header: list[str]) -> bool:
+    """A first line of numbers and blanks only (at least one number): a matrix CSV, not a header."""
+    fields = [f.strip() for f in header]
+    return any(fields) and all(not f or _integer(f) is not None for f in fields)
+
+
+def parse_matrix(path: Path, lines: list[bytes], delimiter: str, opts: CsvOptions) -> ParseResult:
+    """One wafer from a matrix CSV; a line or field that cannot be read rejects the wafer, naming it."""
+    rows: list[list[int]] = []
+    for line_no, blob in enumerate(lines, start=1):
+        text = _decode(blob, path, f"line {line_no}")
+        if not text.strip() and line_no == len(lines):
+            continue
+        row = []
+        for col, value in enumerate(split_line(text, delimiter), start=1):
+            value = value.strip()
+            b = None if not value else _integer(value)
+            if value and b is None:
+                return ParseResult(
+                    rejects=[Reject(str(path), str(line_no), f"column {col}", f"not a bin code: {value!r}", raw=text)]
+                )
+            if b is None or b in opts.null_bins:
+                row.append(DIE_NONE)
+            elif (code := _die_code(b, opts)) is None:
+                reason = f"bin {b} is in neither pass_bins nor fail_bins (nor null_bins)"
+                return ParseResult(rejects=[Reject(str(path), str(line_no), f"column {col}", reason, raw=text)])
+            else:
+                row.append(code)
+        rows.append(row)
+    widths = {len(r) for r in rows}
+    if len(widths) > 1:
+        width = max(widths, key=[len(r) for r in rows].count)
+        bad = next(i for i, r in enumerate(rows, start=1) if len(r) != width)
+        reason = f"{len(rows[bad - 1])} field(s), most lines {width}: a matrix CSV needs one field per die column"
+        return ParseResult(rejects=[Reject(str(path), str(bad), None, reason)])
+    if problem := side_problem(len(rows), len(rows[0])):
+        raise FileRejected(path, problem)
+    record = WaferRecord(
+        die_grid=np.array(rows, dtype=np.uint8),
+        lot_id=path.stem,
+        wafer_id="1",
+        source="csv_matrix",
+        source_ref=f"{path}#lines 1-{len(rows)}",
+    )
+    return ParseResult(records=[record])
+
+
 def parse_csv(path: str | Path, options: CsvOptions | None = None) -> ParseResult:
-    """Parse a CSV die list into one canonical record per (lot, wafer).
+    """Parse a CSV die list into one canonical record per (lot, wafer), or a matrix CSV into one.
 
     The file is read line by line (one die per line): a line that is not UTF-8, has an
     unbalanced quote or the wrong number of fields is rejected with its line number and the rest
@@ -132,6 +196,8 @@ def parse_csv(path: str | Path, options: CsvOptions | None = None) -> ParseResul
         header = split_line(header_text, delimiter)
     except csv.Error as exc:
         raise FileRejected(path, f"unparseable CSV header ({exc})", field="header") from None
+    if opts.layout == "matrix" or (opts.layout == "auto" and _is_matrix(header)):
+        return parse_matrix(path, lines, delimiter, opts)
     cols = _resolve_columns(header, opts, path)
     at = {name: header.index(col) for name, col in cols.items()}
     result = ParseResult()
@@ -175,11 +241,8 @@ def parse_csv(path: str | Path, options: CsvOptions | None = None) -> ParseResul
             result.rejects.append(Reject(str(path), line, cols[name], "empty", raw=text))
             continue
         b = int(numbers["bin"])
-        if b in opts.pass_bins:
-            code = DIE_PASS
-        elif not opts.fail_bins or b in opts.fail_bins:
-            code = DIE_FAIL
-        else:
+        code = _die_code(b, opts)
+        if code is None:
             result.rejects.append(
                 Reject(str(path), line, cols["bin"], f"bin {b} is in neither pass_bins nor fail_bins", raw=text)
             )

@@ -1,0 +1,248 @@
+"""Train on a fab's own maps: what each way of using real labels gives on the real test lots.
+
+The real maps (``--real``, default ``../shared/data``: the WM-811K subset) are split by lot with
+the project's fixed split (:mod:`waferflow.evaluation.real_maps`, a salted hash of the lot name:
+no seed to tune): the *dev* lots are this benchmark's training lots, the *test* lots are only
+scored. Every arm trains the pipeline's model (``model`` in ``params.yaml``) for the same number
+of optimiser steps (``--steps``, batch 64, the training augmentation) and is scored on the same
+real test lots; one line per arm:
+
+* ``generated only`` — the default pipeline's model (``--weights``, trained on generated maps;
+  no real label).
+* ``real only`` — from scratch on the real training lots.
+* ``generated + real`` — from scratch on the real training lots plus as many generated training
+  maps (``data/processed/train.parquet``).
+* ``pre-train, fine-tune`` — ``--weights`` fine-tuned on the real training lots (lower LR):
+  ``train.init_from`` in the pipeline.
+* ``+ GAN maps (rare classes)`` — the fine-tune arm plus the augment stage's WGAN-GP maps for the
+  real classes under ``augment.min_count``, trained on the real training lots only.
+* ``active learning 10 % / 25 %`` — fine-tuned on the labels of 10 % / 25 % of the real training
+  maps, picked by the pre-trained model with ``al.strategy`` (one round, the rest unlabeled).
+* ``fine-tune, 25 % of lots labeled`` — fine-tuned on the labels of a random quarter of the real
+  training lots (the baseline of the next arm).
+* ``+ pseudo-labels (semi-supervised)`` — the same labels, then self-training: the fine-tuned
+  model labels the other lots' maps, those it gives a confidence of at least ``--pseudo-threshold``
+  join as pseudo-labeled maps, and the pre-trained model is fine-tuned again on both.
+
+Run after ``make pipeline`` (it reads ``models/weights.pt`` and ``data/processed``):
+
+    .venv/bin/python benchmarks/real_data.py [--steps 240 --seeds 1]
+
+Writes ``benchmarks/results/real_data.json`` and ``benchmarks/results/real_data.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from waferflow.classes import CLASSES
+from waferflow.config import load_params
+from waferflow.data.arrays import IGNORE_INDEX, WaferArrays
+from waferflow.data.split import resize_frame
+from waferflow.evaluation.evaluate import evaluate_arrays
+from waferflow.evaluation.real_maps import load_real_frame
+from waferflow.models.scoring import score_pool
+from waferflow.quickfit import fit_quick
+from waferflow.registry.pyfunc import load_weights
+
+FINE_TUNE_LR = 0.0005  # a quarter of train.lr: keep what the generated maps taught, adapt to the fab's
+SCRATCH_LR = 0.002
+
+
+def _concat(*parts: WaferArrays) -> WaferArrays:
+    return WaferArrays(
+        np.concatenate([p.grids for p in parts]),
+        np.concatenate([p.targets for p in parts]),
+        np.concatenate([p.labels for p in parts]),
+    )
+
+
+def _subset(arrays: WaferArrays, idx: np.ndarray) -> WaferArrays:
+    return WaferArrays(arrays.grids[idx], arrays.targets[idx], arrays.labels[idx])
+
+
+def _scores(net, test: WaferArrays) -> dict:
+    cls = evaluate_arrays(net, test)["classification"]
+    recalls = {c: cls["per_class"][c]["recall"] for c in CLASSES}
+    supported = [recalls[c] for c in CLASSES if cls["per_class"][c]["support"]]
+    return {"macro_f1": cls["macro_f1"], "accuracy": cls["accuracy"], "min_recall": min(supported), "recall": recalls}
+
+
+def _gan_maps(real: WaferArrays, params, out: Path) -> WaferArrays | None:
+    """The augment stage's GAN maps for the real training lots' rare classes (class labels only)."""
+    from waferflow.data.records import read_frame
+    from waferflow.gan.augment import run_augment
+
+    report = run_augment(real.grids, real.labels, params.augment, out, progress=False)
+    path = out / "synthetic.parquet"
+    if not report["kept_total"] or not path.is_file():
+        return None
+    synthetic = WaferArrays.from_frame(read_frame(path))
+    synthetic.targets[:] = IGNORE_INDEX  # no per-die mask: only the class loss learns from them
+    return synthetic
+
+
+def _active_subset(pretrained, real: WaferArrays, share: float, strategy: str, seed: int) -> np.ndarray:
+    """The ``share`` of the real training maps the pre-trained model asks labels for (one round)."""
+    from waferflow.active.strategies import select
+
+    budget = max(len(CLASSES), int(round(share * len(real))))
+    scores = score_pool(pretrained, real.grids, mc_samples=8 if strategy in ("bald", "hybrid") else 0)
+    picked, _ = select(
+        strategy,
+        budget,
+        probs=scores.probs,
+        mc_probs=scores.mc_probs,
+        pool_emb=scores.emb,
+        labeled_emb=scores.emb[:0],
+        rng=np.random.default_rng(seed),
+    )
+    return np.asarray(picked)
+
+
+def _quarter_of_lots(train: WaferArrays, seed: int) -> np.ndarray:
+    """Rows of a random quarter of the training lots (the rest: their labels hidden)."""
+    lots = train.frame["lot_id"].astype(str).to_numpy()
+    names = np.unique(lots)
+    chosen = np.random.default_rng(seed).choice(names, size=max(1, len(names) // 4), replace=False)
+    return np.flatnonzero(np.isin(lots, chosen))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--weights", type=Path, default=Path("models/weights.pt"))
+    parser.add_argument("--steps", type=int, default=240, help="optimiser steps of every trained arm")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--pseudo-threshold", type=float, default=0.9, help="confidence a pseudo-label needs")
+    parser.add_argument("--arms", nargs="*", default=None, help="run only these arms (names as in the table)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/real_data"))
+    args = parser.parse_args()
+    params = load_params("params.yaml")
+    size = tuple(params.preprocess.image_size)
+    frame, info = load_real_frame(args.real)
+    if frame is None:
+        raise SystemExit(f"no real labeled maps: {info['reason']} (pass --real DIR)")
+    parts = {p: WaferArrays.from_frame(resize_frame(frame[frame["part"] == p], size)) for p in ("dev", "test")}
+    train, test = parts["dev"], parts["test"]
+    for arrays in (train, test):
+        arrays.targets[:] = IGNORE_INDEX  # real maps carry no per-die mask
+    generated = WaferArrays.from_parquet("data/processed/train.parquet")
+    pick = np.random.default_rng(0).choice(len(generated), size=min(len(train), len(generated)), replace=False)
+    generated = _subset(generated, pick)
+    pretrained = load_weights(args.weights)
+    print(
+        f"real training lots: {len(train)} maps; real test lots: {len(test)} maps; {args.steps} steps per arm; "
+        f"{torch.get_num_threads()} threads on {platform.processor() or platform.machine()}",
+        flush=True,
+    )
+
+    def fit(data: WaferArrays, seed: int, init=None) -> torch.nn.Module:
+        lr = FINE_TUNE_LR if init is not None else SCRATCH_LR
+        return fit_quick(data, steps=args.steps, seed=seed, model=params.model, lr=lr, batch_size=64, init=init)
+
+    arms = {
+        "generated only": lambda seed: pretrained,
+        "real only": lambda seed: fit(train, seed),
+        "generated + real": lambda seed: fit(_concat(train, generated), seed),
+        "pre-train, fine-tune": lambda seed: fit(train, seed, init=pretrained.net),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        gan = {}
+
+        def gan_arm(seed: int):
+            if "maps" not in gan:
+                gan["maps"] = _gan_maps(train, params, Path(tmp) / "gan")
+            extra = () if gan["maps"] is None else (gan["maps"],)
+            return fit(_concat(train, *extra), seed, init=pretrained.net)
+
+        arms["+ GAN maps (rare classes)"] = gan_arm
+        for share in (0.10, 0.25):
+            arms[f"active learning {share:.0%}"] = lambda seed, share=share: fit(
+                _subset(train, _active_subset(pretrained, train, share, params.al.strategy, seed)),
+                seed,
+                init=pretrained.net,
+            )
+
+        def labeled_quarter(seed: int):
+            return fit(_subset(train, _quarter_of_lots(train, seed)), seed, init=pretrained.net)
+
+        def semi_supervised(seed: int):
+            labeled = _quarter_of_lots(train, seed)
+            hidden = np.setdiff1d(np.arange(len(train)), labeled)
+            teacher = fit(_subset(train, labeled), seed, init=pretrained.net)
+            probs = score_pool(teacher, train.grids[hidden]).probs
+            keep = probs.max(1) >= args.pseudo_threshold
+            pseudo = _subset(train, hidden[keep])
+            pseudo.labels = probs[keep].argmax(1).astype(np.int64)  # the teacher's answers, not the true labels
+            print(
+                f"  pseudo-labels: {keep.sum()} of {len(hidden)} hidden maps at confidence >= "
+                f"{args.pseudo_threshold} ({(pseudo.labels == train.labels[hidden[keep]]).mean():.1%} right)",
+                flush=True,
+            )
+            return fit(_concat(_subset(train, labeled), pseudo), seed, init=pretrained.net)
+
+        arms["fine-tune, 25 % of lots labeled"] = labeled_quarter
+        arms["+ pseudo-labels (semi-supervised)"] = semi_supervised
+        rows = []
+        for name, make in arms.items():
+            if args.arms and name not in args.arms:
+                continue
+            for seed in range(args.seeds) if name != "generated only" else [0]:
+                started = time.perf_counter()
+                net = make(seed)
+                seconds = time.perf_counter() - started
+                row = {"arm": name, "seed": seed, "seconds": round(seconds, 1), **_scores(net, test)}
+                rows.append(row)
+                print(
+                    f"{name} (seed {seed}): macro-F1 {row['macro_f1']:.4f}, min recall {row['min_recall']:.3f}, "
+                    f"{seconds:.0f} s",
+                    flush=True,
+                )
+    table = _table(rows)
+    print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "real": {k: v for k, v in info.items() if k != "reason"},
+        "train_maps": len(train),
+        "test_maps": len(test),
+        "steps": args.steps,
+        "pseudo_threshold": args.pseudo_threshold,
+        "seeds": args.seeds,
+        "weights": str(args.weights),
+        "machine": f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}",
+        "rows": rows,
+    }
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str))
+    args.out.with_suffix(".md").write_text(table + "\n")
+
+
+def _table(rows: list[dict]) -> str:
+    runs = pd.DataFrame([r for r in rows if "macro_f1" in r])
+    lines = [
+        "| arm | macro-F1 | min recall | " + " | ".join(CLASSES) + " | seconds |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in CLASSES) + " | --- |",
+    ]
+    for name, group in runs.groupby("arm", sort=False):
+        recall = {c: np.mean([r[c] for r in group["recall"]]) for c in CLASSES}
+        spread = f" ± {group['macro_f1'].std():.3f}" if len(group) > 1 else ""
+        lines.append(
+            f"| {name} | {group['macro_f1'].mean():.3f}{spread} | {group['min_recall'].mean():.2f} | "
+            + " | ".join(f"{recall[c]:.2f}" for c in CLASSES)
+            + f" | {group['seconds'].mean():.0f} |"
+        )
+    lines += [f"| {r['arm']} | {r['note']} |" for r in rows if "note" in r]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
