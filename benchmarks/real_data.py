@@ -193,10 +193,12 @@ def main() -> None:
 
         arms["fine-tune, 25 % of lots labeled"] = labeled_quarter
         arms["+ pseudo-labels (semi-supervised)"] = semi_supervised
+        unknown = set(args.arms or ()) - set(arms)
+        if unknown:
+            raise SystemExit(f"unknown arm(s) {sorted(unknown)}; arms: {list(arms)}")
         rows = []
-        for name, make in arms.items():
-            if args.arms and name not in args.arms:
-                continue
+        for name in args.arms or list(arms):  # in the order asked: the most telling first
+            make = arms[name]
             for seed in range(args.seeds) if name != "generated only" else [0]:
                 started = time.perf_counter()
                 net = make(seed)
@@ -208,8 +210,12 @@ def main() -> None:
                     f"{seconds:.0f} s",
                     flush=True,
                 )
+                _write(args, info, train, test, rows)  # after every arm: an interrupted run keeps what it measured
+    print(_table(rows))
+
+
+def _write(args, info: dict, train: WaferArrays, test: WaferArrays, rows: list[dict]) -> None:
     table = _table(rows)
-    print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "real": {k: v for k, v in info.items() if k != "reason"},

@@ -47,13 +47,13 @@ def _fail(message: str) -> None:
 
 
 def run_stage(name: str, params_path: Path = PARAMS_FILE) -> None:
-    """Run one stage of the table with ``params_path`` in its folder (the project root); print its summary."""
+    """Run one stage of the table in the current directory (the project root) with ``params_path``; print its summary."""
     from waferflow.data.validation import ValidationFailed
     from waferflow.layout import Layout
     from waferflow.stages import stage
 
     try:
-        result = stage(name).run(load_params(params_path), Layout(params_path.resolve().parent))
+        result = stage(name).run(load_params(params_path), Layout())  # the project: the current directory
     except (ValidationFailed, FileNotFoundError, RuntimeError, ValueError) as exc:
         typer.secho(f"stage {name} failed: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)

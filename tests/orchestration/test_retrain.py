@@ -297,7 +297,7 @@ def test_retrain_dag_schedule_order_and_policies(dag_info):
     assert dag_info["upstream"] == expected
     for stage in ALL_STAGES:  # each task publishes what its stage wrote as its XCom
         assert (
-            f"dvc repro --single-item {stage}\npython -m waferflow.stages {stage} --result\n"
+            f"dvc repro --single-item {stage} && python -m waferflow.stages {stage} --result\n"
             in dag_info["commands"][stage]
         )
         assert dag_info["timeouts"][stage] > 0

@@ -76,10 +76,11 @@ def stage_command(name: str) -> str:
     print the stage's summary lines; ``--json`` makes the values the last line (the XCom)."""
     entry = stage(name)
     if entry.dvc:
-        run = f"dvc repro --single-item {name}\npython -m waferflow.stages {name} --result"
+        # && : a failed stage fails the task (bash would go on to the next line and exit 0)
+        run = f"dvc repro --single-item {name} && python -m waferflow.stages {name} --result"
     else:
         run = f"python -m waferflow.stages {name} --json"
-    return f'echo "waferflow: {run.splitlines()[0]} in $PWD"\n{run}\n'
+    return f'echo "waferflow: {run.split(" && ")[0]} in $PWD"\n{run}\n'
 
 
 class RunFailed(RuntimeError):
