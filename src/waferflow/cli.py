@@ -47,7 +47,7 @@ def _fail(message: str) -> None:
 
 
 def run_stage(name: str, params_path: Path = PARAMS_FILE) -> None:
-    """Run one stage of the table in the current directory (the project root) with ``params_path``; print its summary."""
+    """Run one stage of the table in the current directory (the project root) with ``params_path``."""
     from waferflow.data.validation import ValidationFailed
     from waferflow.layout import Layout
     from waferflow.stages import stage
