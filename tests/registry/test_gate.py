@@ -118,7 +118,9 @@ def aliases():
 
 def test_gate_refuses_a_degraded_challenger_promotes_a_good_one_and_rollback_restores(registry):
     test, register = registry["test"], registry["register"]
-    cfg = GateConfig(latency_runs=60, max_latency_ratio=2.0)  # same architecture: latency differs by noise only
+    # Same architecture: latency differs by noise only, which on a loaded 2-core machine exceeds 2x;
+    # the latency rule itself is tested where a bound is made impossible (tests/monitoring/test_monitor.py).
+    cfg = GateConfig(latency_runs=60, max_latency_ratio=10.0)
     v1 = register(registry["good"], "trained")
     first = run_gate(NAME, v1, test, cfg)
     assert first["decision"] == "champion" and aliases() == {"champion": v1}

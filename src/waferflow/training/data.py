@@ -9,6 +9,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -93,12 +95,16 @@ class WaferDataModule(L.LightningDataModule):
 
     def _loader(self, name: str, train: bool) -> DataLoader:
         aug = build_augmentation(self.augment_cfg, seed=self.seed) if train else None
+        # A last training batch of one wafer breaks BatchNorm (a 1x1 deepest feature map has one
+        # value per channel): drop it, and only it. Per rank under DDP (its sampler pads to ceil).
+        world = getattr(self.trainer, "world_size", 1) if self.trainer is not None else 1
+        per_rank = math.ceil(len(self.arrays[name]) / max(1, world))
         return DataLoader(
             WaferDataset(self.arrays[name], aug),
             batch_size=self.batch_size,
             shuffle=train,
             num_workers=self.num_workers,
-            drop_last=False,
+            drop_last=train and per_rank > 1 and per_rank % self.batch_size == 1,
             persistent_workers=self.num_workers > 0,
             generator=torch.Generator().manual_seed(self.seed) if train else None,
         )
