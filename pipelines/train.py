@@ -27,7 +27,6 @@ def run(params: Params, layout: Layout) -> dict:
     from waferflow.registry.register import log_and_register
     from waferflow.registry.tracking import data_version, git_commit, log_params_record
     from waferflow.training.lightning_module import WaferLitModule
-    from waferflow.training.trainer import fit
 
     provenance = {
         "git_commit": git_commit(layout.root),
@@ -61,17 +60,7 @@ def run(params: Params, layout: Layout) -> dict:
         print(f"train: starting from {provenance['init_from']} (fine-tuning)", flush=True)
     if params.train.pseudo_label_threshold > 0:  # semi-supervised: a teacher labels the unlabeled split
         extra, init_state = self_training(params, layout, provenance, extra, init_state)
-    summary = fit(
-        params.model,
-        params.train,
-        layout.processed,
-        layout.models,
-        params.mlflow,
-        layout.root,
-        run_tags=provenance,
-        extra_train=extra,
-        init_state=init_state,
-    )
+    summary = _fit(params, layout, provenance, extra, init_state)
     if summary["run_id"] is None:  # not rank 0 of a distributed run: rank 0 does the bookkeeping
         return summary
     best = WaferLitModule.load_from_checkpoint(summary["checkpoint"], map_location="cpu")
@@ -122,6 +111,23 @@ def run(params: Params, layout: Layout) -> dict:
     return run_info
 
 
+def _fit(params: Params, layout: Layout, tags: dict, extra: list, init_state: dict | None) -> dict:
+    """One Lightning fit of the configured model on the processed splits (+ ``extra`` training maps)."""
+    from waferflow.training.trainer import fit
+
+    return fit(
+        params.model,
+        params.train,
+        layout.processed,
+        layout.models,
+        params.mlflow,
+        layout.root,
+        run_tags=tags,
+        extra_train=extra,
+        init_state=init_state,
+    )
+
+
 def self_training(params: Params, layout: Layout, provenance: dict, extra: list, init_state: dict | None):
     """Fit a teacher, pseudo-label the unlabeled split with its calibrated confidence, and return
     the student's extra training maps and starting weights (the teacher's)."""
@@ -132,19 +138,10 @@ def self_training(params: Params, layout: Layout, provenance: dict, extra: list,
     from waferflow.models.predictor import WaferPredictor
     from waferflow.training.lightning_module import WaferLitModule
     from waferflow.training.pseudo_labels import pseudo_label, summary
-    from waferflow.training.trainer import fit
 
     threshold = params.train.pseudo_label_threshold
-    teacher_run = fit(
-        params.model,
-        params.train,
-        layout.processed,
-        layout.models,
-        params.mlflow,
-        layout.root,
-        run_tags={**provenance, "role": "teacher (pseudo-labels for the next run)"},
-        extra_train=extra,
-        init_state=init_state,
+    teacher_run = _fit(
+        params, layout, {**provenance, "role": "teacher (pseudo-labels for the next run)"}, extra, init_state
     )
     teacher = WaferPredictor(WaferLitModule.load_from_checkpoint(teacher_run["checkpoint"], map_location="cpu").net)
     val = WaferArrays.from_parquet(layout.processed / "val.parquet")
