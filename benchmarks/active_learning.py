@@ -1,4 +1,4 @@
-"""Label efficiency of the active-learning strategies, simulated with the generator as the oracle.
+"""Label efficiency of the active-learning strategies, with the generator or real labels as the oracle.
 
 A fab-like setting: a WM-811K-like unlabeled pool (74 % ``none``, rare classes well under 1 %),
 a small balanced seed set (``--seed-per-class`` per class, with masks), and a fixed balanced
@@ -8,12 +8,22 @@ masks, so their mask loss is ignored); the model is retrained from scratch for a
 steps; macro-F1 on the test set is recorded. Every strategy starts from the same seed set and
 seed, over ``--seeds`` repetitions.
 
+``--oracle real`` runs the same rounds on real WM-811K maps (``--real``, default ``../shared/data``,
+split by lot as :mod:`waferflow.evaluation.real_maps` does): the pool is the *dev* lots' maps,
+whose real labels are revealed as the strategies pick them; the seed set is ``--seed-per-class``
+maps per class of that pool; the test set is the real *test* lots. Each training fine-tunes the
+pipeline's generated-map model (``--init``, default ``models/weights.pt``, run ``make pipeline``
+first) as ``train.init_from`` does, and one more fit on every dev label gives the all-labels
+reference the strategies are compared with (``--out`` default
+``benchmarks/results/active_learning_real``).
+
 Outputs (``--out``, default ``benchmarks/results/active_learning``): ``curve.png`` (test
 macro-F1 vs labels used, mean and min–max band per strategy), ``results.json`` (every run), and
 ``table.md``: labels each strategy needs to reach random sampling's final mean macro-F1, and the
 ratio to random's labels.
 
     .venv/bin/python benchmarks/active_learning.py [--seeds 3 --rounds 6 --budget 40 --steps 250]
+    .venv/bin/python benchmarks/active_learning.py --oracle real --strategies coreset --seeds 2 --rounds 3 --budget 80
 """
 
 from __future__ import annotations
@@ -36,9 +46,12 @@ from tqdm.auto import tqdm  # noqa: E402
 from waferflow.models.scoring import score_pool  # noqa: E402
 from waferflow.active.strategies import STRATEGIES, select  # noqa: E402
 from waferflow.classes import CLASSES  # noqa: E402
+from waferflow.config import load_params  # noqa: E402
 from waferflow.data.arrays import IGNORE_INDEX, WaferArrays  # noqa: E402
 from waferflow.data.records import read_frame, write_records  # noqa: E402
 from waferflow.data.split import resize_frame  # noqa: E402
+from waferflow.evaluation.real_maps import real_arrays  # noqa: E402
+from waferflow.fileio import write_json  # noqa: E402
 from waferflow.quickfit import fit_quick  # noqa: E402
 from waferflow.synth.dataset import DatasetConfig, generate_dataset  # noqa: E402
 
@@ -63,6 +76,39 @@ def load_data(args) -> dict[str, WaferArrays]:
     return out
 
 
+def load_real_data(args) -> dict[str, WaferArrays]:
+    """The dev lots' maps as both the seed-set source and the pool (one array: a map is either
+    labeled or not), the test lots' maps as the test set."""
+    parts, info = real_arrays(args.real, (args.size, args.size))
+    if parts is None:
+        raise SystemExit(f"--oracle real: no real labeled maps: {info['reason']} (pass --real DIR)")
+    return {"labeled": parts["dev"], "unlabeled": parts["dev"], "test": parts["test"]}
+
+
+def _take(arrays: WaferArrays, idx: np.ndarray) -> WaferArrays:
+    return WaferArrays(arrays.grids[idx], arrays.targets[idx], arrays.labels[idx])
+
+
+def _join(*parts: WaferArrays) -> WaferArrays:
+    return WaferArrays(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("grids", "targets", "labels")))
+
+
+def fit(train: WaferArrays, seed: int, args) -> torch.nn.Module:
+    """From scratch (generator oracle) or fine-tuned from ``--init`` (real oracle)."""
+    return fit_quick(
+        train, steps=args.steps, seed=seed, lr=args.lr, batch_size=args.batch_size, **getattr(args, "fit_from", {})
+    )
+
+
+def test_macro_f1(net, data: dict[str, WaferArrays]) -> float:
+    test = score_pool(net, data["test"].grids, batch_size=512)
+    return float(
+        f1_score(
+            data["test"].labels, test.probs.argmax(1), average="macro", labels=range(len(CLASSES)), zero_division=0
+        )
+    )
+
+
 def run(strategy: str, seed: int, data: dict[str, WaferArrays], args) -> list[dict]:
     rng = np.random.default_rng(seed)
     lab = data["labeled"]
@@ -70,20 +116,15 @@ def run(strategy: str, seed: int, data: dict[str, WaferArrays], args) -> list[di
         [rng.choice(np.flatnonzero(lab.labels == c), args.seed_per_class, replace=False) for c in range(len(CLASSES))]
     )
     pool = data["unlabeled"]
+    shared = lab is pool  # real oracle: the seed set is part of the pool
     taken = np.zeros(len(pool), bool)
+    taken[seed_idx] = shared
     curve = []
     for rnd in range(args.rounds + 1):
         picked = np.flatnonzero(taken)
-        train = WaferArrays(
-            np.concatenate([lab.grids[seed_idx], pool.grids[picked]]),
-            np.concatenate([lab.targets[seed_idx], pool.targets[picked]]),
-            np.concatenate([lab.labels[seed_idx], pool.labels[picked]]),
-        )
-        net = fit_quick(train, steps=args.steps, seed=seed, lr=args.lr, batch_size=args.batch_size)
-        test = score_pool(net, data["test"].grids, batch_size=512)
-        f1 = f1_score(
-            data["test"].labels, test.probs.argmax(1), average="macro", labels=range(len(CLASSES)), zero_division=0
-        )
+        train = _take(pool, picked) if shared else _join(_take(lab, seed_idx), _take(pool, picked))
+        net = fit(train, seed, args)
+        f1 = test_macro_f1(net, data)
         curve.append(
             {
                 "strategy": strategy,
@@ -93,7 +134,8 @@ def run(strategy: str, seed: int, data: dict[str, WaferArrays], args) -> list[di
                 "macro_f1": float(f1),
                 "rare_in_queries": int(
                     np.isin(
-                        pool.labels[picked], [CLASSES.index(c) for c in ("Near-full", "Donut", "Random", "Scratch")]
+                        pool.labels[np.setdiff1d(picked, seed_idx) if shared else picked],
+                        [CLASSES.index(c) for c in ("Near-full", "Donut", "Random", "Scratch")],
                     ).sum()
                 ),
             }
@@ -131,7 +173,7 @@ def labels_to_reach(xs: np.ndarray, ys: np.ndarray, target: float) -> float | No
 
 
 def summarise(rows: list[dict], out: Path) -> str:
-    strategies = list(dict.fromkeys(r["strategy"] for r in rows))
+    strategies = list(dict.fromkeys(r["strategy"] for r in rows if r["strategy"] != "all labels"))
     curves = {}
     for s in strategies:
         mine = [r for r in rows if r["strategy"] == s]
@@ -162,8 +204,11 @@ def summarise(rows: list[dict], out: Path) -> str:
     fig.savefig(out / "curve.png", dpi=120)
     plt.close(fig)
     random_labels = curves["random"][0][-1]
-    lines = [
-        f"Random sampling's final mean macro-F1: {target:.3f} with {random_labels:.0f} labels.",
+    lines = [f"Random sampling's final mean macro-F1: {target:.3f} with {random_labels:.0f} labels."]
+    for r in rows:
+        if r["strategy"] == "all labels":
+            lines.append(f"All {r['labels']} labels (seed {r['seed']}): macro-F1 {r['macro_f1']:.3f}.")
+    lines += [
         "",
         "| strategy | final macro-F1 (mean, min–max) | labels to reach random's final | share of random's labels "
         "| rare-class wafers queried (mean) |",
@@ -182,7 +227,7 @@ def summarise(rows: list[dict], out: Path) -> str:
 
 
 def arg_record(args) -> dict[str, str]:
-    return {k: str(v) for k, v in vars(args).items() if k != "resume"}
+    return {k: str(v) for k, v in vars(args).items() if k not in ("resume", "fit_from")}
 
 
 def resumed_rows(args) -> list[dict]:
@@ -196,7 +241,12 @@ def resumed_rows(args) -> list[dict]:
     runs: dict[tuple, list] = {}
     for r in old["rows"]:
         runs.setdefault((r["strategy"], r["seed"]), []).append(r)
-    kept = [r for run_rows in runs.values() if len(run_rows) == args.rounds + 1 for r in run_rows]
+    kept = [
+        r
+        for (strategy, _), run_rows in runs.items()
+        if len(run_rows) == (1 if strategy == "all labels" else args.rounds + 1)
+        for r in run_rows
+    ]
     print(f"resuming: {len(kept) // (args.rounds + 1)} finished runs kept from {path}")
     return kept
 
@@ -204,20 +254,23 @@ def resumed_rows(args) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    ap.add_argument("--oracle", choices=("generator", "real"), default="generator")
+    ap.add_argument("--real", type=Path, default=Path("../shared/data"), help="real labeled maps (--oracle real)")
+    ap.add_argument("--init", type=Path, default=Path("models/weights.pt"), help="model to fine-tune (--oracle real)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--budget", type=int, default=40)
     ap.add_argument("--seed-per-class", type=int, default=5)
     ap.add_argument("--pool", type=int, default=3000)
     ap.add_argument("--test-per-class", type=int, default=80)
-    ap.add_argument("--size", type=int, default=32, help="model input side (the pipeline uses 64)")
-    ap.add_argument("--steps", type=int, default=250, help="optimiser steps per retraining")
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=0.003)
+    ap.add_argument("--size", type=int, default=None, help="model input side (generator: 32; real: the pipeline's)")
+    ap.add_argument("--steps", type=int, default=None, help="optimiser steps per retraining (250; real: 120)")
+    ap.add_argument("--batch-size", type=int, default=None, help="32; real: 64")
+    ap.add_argument("--lr", type=float, default=None, help="0.003; real: 0.0005, fine-tuning")
     ap.add_argument("--mc-samples", type=int, default=20)
     ap.add_argument("--prefilter", type=float, default=5.0)
     ap.add_argument("--data-seed", type=int, default=7)
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/active_learning"))
+    ap.add_argument("--out", type=Path, default=None, help="benchmarks/results/active_learning[_real]")
     ap.add_argument(
         "--resume",
         action="store_true",
@@ -226,9 +279,22 @@ def main() -> None:
     args = ap.parse_args()
     if "random" not in args.strategies:
         args.strategies.insert(0, "random")
+    real = args.oracle == "real"
+    defaults = {"steps": (250, 120), "batch_size": (32, 64), "lr": (0.003, 0.0005)}
+    for name, (generator, fine_tune) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, fine_tune if real else generator)
+    args.out = args.out or Path("benchmarks/results/active_learning" + ("_real" if real else ""))
+    if real:
+        from waferflow.registry.pyfunc import load_weights
+
+        params = load_params("params.yaml")
+        args.size = args.size or params.preprocess.image_size[0]
+        args.fit_from = {"model": params.model, "init": load_weights(args.init).net}
+    args.size = args.size or 32
     torch.set_num_threads(max(1, torch.get_num_threads()))
     args.out.mkdir(parents=True, exist_ok=True)
-    data = load_data(args)
+    data = load_real_data(args) if real else load_data(args)
     mix = {CLASSES[c]: int((data["unlabeled"].labels == c).sum()) for c in range(len(CLASSES))}
     print(
         f"pool {len(data['unlabeled'])} wafers, class mix {mix}; test {len(data['test'])}; "
@@ -237,9 +303,24 @@ def main() -> None:
     rows, started = resumed_rows(args), time.perf_counter()
     done = {(r["strategy"], r["seed"]) for r in rows}
     jobs = [(s, seed) for seed in range(args.seeds) for s in args.strategies]
+    if real and ("all labels", 0) not in done:
+        jobs.append(("all labels", 0))
     for strategy, seed in tqdm([j for j in jobs if j not in done], desc="strategy x seed", unit="run"):
-        rows += run(strategy, seed, data, args)
-        (args.out / "results.json").write_text(json.dumps({"args": arg_record(args), "rows": rows}, indent=1))
+        if strategy == "all labels":
+            net = fit(data["unlabeled"], seed, args)
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "seed": seed,
+                    "round": 0,
+                    "labels": len(data["unlabeled"]),
+                    "macro_f1": test_macro_f1(net, data),
+                    "rare_in_queries": 0,
+                }
+            )
+        else:
+            rows += run(strategy, seed, data, args)
+        write_json(args.out / "results.json", {"args": arg_record(args), "rows": rows})
     print(summarise(rows, args.out))
     print(
         f"{len(jobs)} runs x {args.rounds + 1} trainings in {time.perf_counter() - started:.0f} s; "

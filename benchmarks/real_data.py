@@ -16,6 +16,10 @@ real test lots; one line per arm:
   ``train.init_from`` in the pipeline.
 * ``+ GAN maps (rare classes)`` — the fine-tune arm plus the augment stage's WGAN-GP maps for the
   real classes under ``augment.min_count``, trained on the real training lots only.
+* ``fine-tune / + GAN maps, Near-full and Donut <= K`` (``--starve K ...``) — the GAN ablation on
+  real maps: the two rarest real classes cut to at most ``K`` training maps each (the same maps for
+  every seed), fine-tuned without and with the GAN maps the augment stage makes from that starved
+  set; the recall of both classes against ``K`` is drawn in ``<out>_starved.png``.
 * ``active learning 10 % / 25 %`` — fine-tuned on the labels of 10 % / 25 % of the real training
   maps, picked by the pre-trained model with ``al.strategy`` (one round, the rest unlabeled).
 * ``fine-tune, 25 % of lots labeled`` — fine-tuned on the labels of a random quarter of the real
@@ -27,6 +31,8 @@ real test lots; one line per arm:
 Run after ``make pipeline`` (it reads ``models/weights.pt`` and ``data/processed``):
 
     .venv/bin/python benchmarks/real_data.py [--steps 240 --seeds 1]
+    .venv/bin/python benchmarks/real_data.py --starve 38 12 4 --seeds 2 --out benchmarks/results/real_starved \
+        --arms "fine-tune, Near-full and Donut <= 38" "+ GAN maps, Near-full and Donut <= 38" ...
 
 Writes ``benchmarks/results/real_data.json`` and ``benchmarks/results/real_data.md``.
 """
@@ -34,7 +40,6 @@ Writes ``benchmarks/results/real_data.json`` and ``benchmarks/results/real_data.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -47,9 +52,10 @@ import torch
 from waferflow.classes import CLASSES
 from waferflow.config import load_params
 from waferflow.data.arrays import IGNORE_INDEX, WaferArrays
-from waferflow.data.split import resize_frame
 from waferflow.evaluation.evaluate import evaluate_arrays
-from waferflow.evaluation.real_maps import load_real_frame
+from waferflow.evaluation.real_maps import real_arrays
+from waferflow.fileio import save_figure, write_json, write_text
+from waferflow.gan.ablation import starved_rows
 from waferflow.models.scoring import score_pool
 from waferflow.quickfit import fit_quick
 from waferflow.registry.pyfunc import load_weights
@@ -124,18 +130,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=240, help="optimiser steps of every trained arm")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--pseudo-threshold", type=float, default=0.9, help="confidence a pseudo-label needs")
+    parser.add_argument(
+        "--starve", type=int, nargs="*", default=[], help="GAN ablation arms: Near-full and Donut cut to K maps"
+    )
     parser.add_argument("--arms", nargs="*", default=None, help="run only these arms (names as in the table)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/real_data"))
     args = parser.parse_args()
     params = load_params("params.yaml")
     size = tuple(params.preprocess.image_size)
-    frame, info = load_real_frame(args.real)
-    if frame is None:
+    parts, info = real_arrays(args.real, size)
+    if parts is None:
         raise SystemExit(f"no real labeled maps: {info['reason']} (pass --real DIR)")
-    parts = {p: WaferArrays.from_frame(resize_frame(frame[frame["part"] == p], size)) for p in ("dev", "test")}
     train, test = parts["dev"], parts["test"]
-    for arrays in (train, test):
-        arrays.targets[:] = IGNORE_INDEX  # real maps carry no per-die mask
     generated = WaferArrays.from_parquet("data/processed/train.parquet")
     pick = np.random.default_rng(0).choice(len(generated), size=min(len(train), len(generated)), replace=False)
     generated = _subset(generated, pick)
@@ -159,13 +165,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         gan = {}
 
-        def gan_arm(seed: int):
-            if "maps" not in gan:
-                gan["maps"] = _gan_maps(train, params, Path(tmp) / "gan")
-            extra = () if gan["maps"] is None else (gan["maps"],)
-            return fit(_concat(train, *extra), seed, init=pretrained.net)
+        def gan_arm(seed: int, keep: int | None = None):
+            data = train if keep is None else _subset(train, starved_rows(_names(train), keep, 0, STARVED))
+            if keep not in gan:  # one GAN per training set, shared by the seeds
+                gan[keep] = _gan_maps(data, params, Path(tmp) / f"gan-{keep}")
+            extra = () if gan[keep] is None else (gan[keep],)
+            return fit(_concat(data, *extra), seed, init=pretrained.net)
 
         arms["+ GAN maps (rare classes)"] = gan_arm
+        for keep in args.starve:
+            arms[_starved_arm("fine-tune", keep)] = lambda seed, keep=keep: fit(
+                _subset(train, starved_rows(_names(train), keep, 0, STARVED)), seed, init=pretrained.net
+            )
+            arms[_starved_arm("+ GAN maps", keep)] = lambda seed, keep=keep: gan_arm(seed, keep)
         for share in (0.10, 0.25):
             arms[f"active learning {share:.0%}"] = lambda seed, share=share: fit(
                 _subset(train, _active_subset(pretrained, train, share, params.al.strategy, seed)),
@@ -212,6 +224,47 @@ def main() -> None:
                 )
                 _write(args, info, train, test, rows)  # after every arm: an interrupted run keeps what it measured
     print(_table(rows))
+    if args.starve:
+        _plot_starved(rows, args.out.parent / f"{args.out.name}_starved.png")
+
+
+STARVED = ("Near-full", "Donut")  # the rarest real classes (WM-811K: 149 Near-full maps in all)
+
+
+def _starved_arm(kind: str, keep: int) -> str:
+    return f"{kind}, {' and '.join(STARVED)} <= {keep}"
+
+
+def _names(arrays: WaferArrays) -> np.ndarray:
+    return np.asarray(CLASSES)[arrays.labels]
+
+
+def _plot_starved(rows: list[dict], path: Path) -> None:
+    """Recall of each starved class against the maps kept, without and with GAN maps (mean, min-max)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = pd.DataFrame([r for r in rows if " <= " in r["arm"]])
+    if runs.empty:
+        return
+    runs["kind"] = runs["arm"].str.split(",").str[0]
+    runs["keep"] = runs["arm"].str.rsplit(" <= ", n=1).str[1].astype(int)
+    fig, axes = plt.subplots(1, len(STARVED), figsize=(5 * len(STARVED), 3.8), sharey=True)
+    for ax, cls in zip(axes, STARVED):
+        for kind, group in runs.groupby("kind"):
+            recall = group.assign(r=[r[cls] for r in group["recall"]]).groupby("keep")["r"].agg(["mean", "min", "max"])
+            ax.plot(recall.index, recall["mean"], marker="o", label=kind)
+            ax.fill_between(recall.index, recall["min"], recall["max"], alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"real {cls} training maps kept")
+        ax.set_title(f"{cls} recall on the real test lots")
+    axes[0].set_ylabel("recall")
+    axes[0].legend()
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+    plt.close(fig)
 
 
 def _write(args, info: dict, train: WaferArrays, test: WaferArrays, rows: list[dict]) -> None:
@@ -228,8 +281,8 @@ def _write(args, info: dict, train: WaferArrays, test: WaferArrays, rows: list[d
         "machine": f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}",
         "rows": rows,
     }
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str))
-    args.out.with_suffix(".md").write_text(table + "\n")
+    write_json(args.out.with_suffix(".json"), result, sort_keys=False, default=str)
+    write_text(args.out.with_suffix(".md"), table + "\n")
 
 
 def _table(rows: list[dict]) -> str:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from waferflow.active.config import ALConfig
 from waferflow.monitoring.config import DriftConfig
-from waferflow.data.parsers import CsvOptions, ImageOptions, NpzOptions, ParserOptions, SemiXmlOptions
+from waferflow.data.parsers import CsvOptions, ImageOptions, NpzOptions, ParserOptions, SemiXmlOptions, StdfOptions
 from waferflow.data.split import SplitConfig
 from waferflow.data.validation import ValidationConfig
 from waferflow.gan.config import GanAugmentConfig
@@ -61,12 +61,19 @@ class SemiXmlParams(_Section):
     undeclared_bins: Literal["reject", "fail"] = "reject"
 
 
+class StdfParams(_Section):
+    pass_bins: list[int] = Field(default_factory=list)
+    bin: Literal["hard", "soft"] = "hard"
+    undeclared_bins: Literal["reject", "fail"] = "reject"
+
+
 class IngestParams(_Section):
     sources: list[str] = Field(default_factory=lambda: ["data/generated", "data/raw"])
     csv: CsvParams = Field(default_factory=CsvParams)
     npz: NpzParams = Field(default_factory=NpzParams)
     image: ImageParams = Field(default_factory=ImageParams)
     semi_xml: SemiXmlParams = Field(default_factory=SemiXmlParams)
+    stdf: StdfParams = Field(default_factory=StdfParams)
 
     def parser_options(self) -> ParserOptions:
         c = self.csv
@@ -92,6 +99,9 @@ class IngestParams(_Section):
             ),
             semi_xml=SemiXmlOptions(
                 pass_bins=tuple(self.semi_xml.pass_bins), undeclared_bins=self.semi_xml.undeclared_bins
+            ),
+            stdf=StdfOptions(
+                pass_bins=tuple(self.stdf.pass_bins), bin=self.stdf.bin, undeclared_bins=self.stdf.undeclared_bins
             ),
         )
 

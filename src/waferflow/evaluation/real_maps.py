@@ -23,10 +23,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from waferflow.data.arrays import IGNORE_INDEX, WaferArrays
 from waferflow.data.ingest import discover, ingest
 from waferflow.data.records import read_frame
+from waferflow.data.split import resize_frame
 
-__all__ = ["SPLIT_SALT", "PARTS", "real_part", "load_real_frame"]
+__all__ = ["SPLIT_SALT", "PARTS", "real_part", "load_real_frame", "real_arrays"]
 
 SPLIT_SALT = "waferflow-real-split"
 PARTS = ("dev", "test")
@@ -67,3 +69,17 @@ def load_real_frame(data_dir: Path, part: str | None = None) -> tuple[pd.DataFra
         "ingest_rejected": report.rejected,
         "split": f"by lot: sha256('{SPLIT_SALT}:' + lot) % 2 -> {PARTS[0]} | {PARTS[1]}",
     }
+
+
+def real_arrays(data_dir: Path, size: tuple[int, int]) -> tuple[dict[str, WaferArrays] | None, dict]:
+    """Both parts of :func:`load_real_frame` as model inputs of ``size`` (``{"dev": ..., "test": ...}``),
+    class labels only: real maps carry no per-die mask, so their mask targets are ignored."""
+    frame, info = load_real_frame(data_dir)
+    if frame is None:
+        return None, info
+    parts = {}
+    for part in PARTS:
+        arrays = WaferArrays.from_frame(resize_frame(frame[frame["part"] == part], size))
+        arrays.targets[:] = IGNORE_INDEX
+        parts[part] = arrays
+    return parts, info

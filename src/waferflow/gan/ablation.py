@@ -23,20 +23,25 @@ import pandas as pd
 from waferflow.classes import CLASSES
 from waferflow.config import Params
 
-__all__ = ["RARE", "starve", "run_ablation", "ablation_table"]
+__all__ = ["RARE", "starved_rows", "starve", "run_ablation", "ablation_table"]
 
 RARE = ("Near-full", "Donut", "Random", "Scratch")
 
 
-def starve(train: pd.DataFrame, keep: int, seed: int, classes=RARE) -> pd.DataFrame:
-    """``train`` with each of ``classes`` cut to at most ``keep`` maps (seeded); other classes untouched."""
+def starved_rows(labels: np.ndarray, keep: int, seed: int, classes=RARE) -> np.ndarray:
+    """Sorted rows of ``labels`` left when each of ``classes`` is cut to at most ``keep`` maps (seeded)."""
     rng = np.random.default_rng(seed)
     drop: list[int] = []
-    labels = train["label"].to_numpy()
     for cls in classes:
         idx = np.flatnonzero(labels == cls)
         drop += rng.choice(idx, size=max(0, len(idx) - keep), replace=False).tolist()
-    return train.drop(index=train.index[drop]).reset_index(drop=True)
+    return np.setdiff1d(np.arange(len(labels)), drop)
+
+
+def starve(train: pd.DataFrame, keep: int, seed: int, classes=RARE) -> pd.DataFrame:
+    """``train`` with each of ``classes`` cut to at most ``keep`` maps (seeded); other classes untouched."""
+    rows = starved_rows(train["label"].to_numpy(), keep, seed, classes)
+    return train.iloc[rows].reset_index(drop=True)
 
 
 def run_ablation(

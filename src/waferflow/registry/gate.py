@@ -1,11 +1,12 @@
 """The promotion gate: a challenger replaces the champion only when every rule passes.
 
-Both versions are measured on the same frozen test split (and on real labeled wafers when
-present) through their ONNX exports and the inference engine: macro-F1, recall per class, mask
+Both versions are measured on the same frozen test split — each source apart when it mixes
+generated maps with a fab's files (:func:`gate_splits`) — and on real labeled wafers when
+present, through their ONNX exports and the inference engine: macro-F1, recall per class, mask
 IoU, p95 batch-1 latency; the challenger's ONNX parity comes from its export tags. Rules
 (``gate`` in ``params.yaml``):
 
-* ``macro_f1``: challenger >= champion - ``max_macro_f1_drop`` (also on real data when present);
+* ``macro_f1``: challenger >= champion - ``max_macro_f1_drop`` (on each test source, and on real data when present);
 * ``class_recall``: no class's recall drops by more than ``max_class_recall_drop``;
 * ``onnx_parity``: the challenger's export passed its parity check (when ``require_onnx_parity``);
 * ``latency``: challenger p95 <= ``max_latency_ratio`` x champion p95;
@@ -39,11 +40,26 @@ from waferflow.registry.aliases import PREVIOUS, AliasMoved, alias_lock, move_ch
 from waferflow.registry.gate_config import GateConfig
 from waferflow.registry.register import CHAMPION, tag_version
 
-__all__ = ["GateConfig", "measure_version", "decide", "run_gate", "promote", "rollback", "PREVIOUS"]
+__all__ = ["GateConfig", "gate_splits", "measure_version", "decide", "run_gate", "promote", "rollback", "PREVIOUS"]
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def gate_splits(arrays: WaferArrays) -> dict[str, WaferArrays]:
+    """The test split as the gate judges it: ``{"test": arrays}``, or one ``test[<source>]`` per
+    source when it mixes sources (generated maps beside a fab's files) — never pooled, so a better
+    score on one source cannot hide a worse one on the other."""
+    frame = arrays.frame
+    sources = None if frame is None or "source" not in frame else frame["source"].fillna("unknown").to_numpy()
+    if sources is None or len(set(sources)) < 2:
+        return {"test": arrays}
+    return {
+        f"test[{source}]": WaferArrays(arrays.grids[rows], arrays.targets[rows], arrays.labels[rows])
+        for source in sorted(set(sources))
+        for rows in [np.flatnonzero(sources == source)]
+    }
 
 
 def measure_version(
@@ -63,7 +79,8 @@ def measure_version(
             "mask_iou": mask_metrics(a.targets, masks)["mean_iou"],
         }
 
-    out = {"version": str(version), "test": quality(arrays), "real": quality(real) if real is not None else None}
+    out = {"version": str(version), **{n: quality(a) for n, a in gate_splits(arrays).items()}}
+    out["real"] = quality(real) if real is not None else None
     singles = [arrays.grids[i % len(arrays.grids)][None] for i in range(latency_runs + 10)]
     times = []
     for i, grid in enumerate(singles):
@@ -93,8 +110,8 @@ def decide(
             }
         )
 
-    for split in ("test", "real"):
-        if challenger[split] is None or champion[split] is None:
+    for split in [k for k in challenger if k == "real" or k.startswith("test")]:
+        if challenger[split] is None or champion.get(split) is None:
             continue
         ch, cp = challenger[split], champion[split]
         rule(

@@ -2,8 +2,8 @@
 
 ``parse_file`` picks the parser by extension: ``.pkl``/``.pickle`` (WM-811K ``LSWMD.pkl``),
 ``.npz`` (MixedWM38 and similar), ``.csv``/``.tsv``/``.txt`` (die lists), ``.png``/``.tif``/
-``.tiff``/``.bmp`` (die-level images), ``.xml`` (SEMI G85 and E142 map files) and ``.parquet``
-(canonical tables, e.g. the generator's).
+``.tiff``/``.bmp`` (die-level images), ``.xml`` (SEMI G85 and E142 map files), ``.stdf``/``.std``
+(STDF V4 wafer sort data) and ``.parquet`` (canonical tables, e.g. the generator's).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from waferflow.data.parsers.image import ImageOptions, parse_image
 from waferflow.data.parsers.lswmd import parse_lswmd
 from waferflow.data.parsers.npz import NpzOptions, parse_npz
 from waferflow.data.parsers.semi_xml import SemiXmlOptions, parse_semi_xml
+from waferflow.data.parsers.stdf import StdfOptions, parse_stdf
 from waferflow.data.records import SCHEMA, table_to_records
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "ImageOptions",
     "NpzOptions",
     "SemiXmlOptions",
+    "StdfOptions",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,8 @@ _FORMATS = {
     ".tiff": "image",
     ".bmp": "image",
     ".xml": "semi_xml",
+    ".stdf": "stdf",
+    ".std": "stdf",
     ".parquet": "canonical",
 }
 SUPPORTED_SUFFIXES = tuple(_FORMATS)
@@ -75,6 +79,7 @@ class ParserOptions:
     npz: NpzOptions = field(default_factory=NpzOptions)
     image: ImageOptions = field(default_factory=ImageOptions)
     semi_xml: SemiXmlOptions = field(default_factory=SemiXmlOptions)
+    stdf: StdfOptions = field(default_factory=StdfOptions)
 
 
 def format_of(path: str | Path) -> str | None:
@@ -155,6 +160,8 @@ def parse_file(path: str | Path, options: ParserOptions | None = None, progress:
             return parse_image(path, opts.image)
         if fmt == "semi_xml":
             return parse_semi_xml(path, opts.semi_xml)
+        if fmt == "stdf":
+            return parse_stdf(path, opts.stdf)
         return parse_canonical(path)
     except FileRejected:
         raise
