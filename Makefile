@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1s
 # The machine's pip config names local mirrors that lack most packages; hide pip's per-package notes about it.
 QUIET_PIP := grep -v 'is ignored: it is neither a file nor a directory' || true
 
-.PHONY: install pipeline test test-fast lock clean-venv mlflow-ui airflow airflow-retrain airflow-monitor
+.PHONY: install pipeline test test-fast lock clean-venv mlflow-ui serve airflow airflow-retrain airflow-monitor
 
 $(STAMP):
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -43,6 +43,9 @@ clean-venv:
 
 mlflow-ui: install  ## MLflow UI over the project's embedded store, on http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+serve: install  ## the live service: the registry's champion on http://127.0.0.1:8000 (docs /docs, metrics /metrics)
+	$(VENV)/bin/waferflow serve
 
 # Airflow 3 in the same environment: SQLite metadata DB and logs under .cache/airflow/home,
 # DAGs from dags/, UI and API on http://127.0.0.1:8080 (user admin, password printed at start and

@@ -402,6 +402,27 @@ def augment_ablation(
 
 
 @app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, help="Address to listen on (default serve.host: 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, help="Port (default serve.port: 8000)."),
+    params: Path = PARAMS,
+) -> None:
+    """Serve the registry's champion over HTTP (the challenger in its shadow); docs at /docs."""
+    import uvicorn
+
+    from waferflow.serve.app import ServeConfigError, create_app
+
+    p = load_params(params)
+    host, port = host or p.serve.host, port or p.serve.port
+    try:
+        application = create_app(params, host=host)
+    except ServeConfigError as exc:
+        _fail(str(exc))
+    typer.echo(f"serving {p.mlflow.registered_model}@champion on http://{host}:{port} (docs: /docs)")
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+@app.command()
 def info(path: Path = typer.Argument(..., help="A canonical Parquet table.")) -> None:
     """Summarise a canonical table: wafers, classes, grid shapes, sources."""
     from waferflow.data.records import read_frame

@@ -144,6 +144,18 @@ class ExportParams(_Section):
     calibration_size: int = 256  # validation wafers used to calibrate INT8 activations
 
 
+class ServeParams(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key_env: str = "WAFERFLOW_API_KEYS"
+    api_key_file: str = ""
+    poll_seconds: float = 5.0
+    max_wafers: int = 512
+    max_request_mb: float = 32.0
+    shadow_max_pending: int = 8
+    cors_origins: list[str] = Field(default_factory=list)
+
+
 class Params(_Section):
     synth: DatasetConfig = Field(default_factory=DatasetConfig)
     ingest: IngestParams = Field(default_factory=IngestParams)
@@ -160,6 +172,7 @@ class Params(_Section):
     al: ALConfig = Field(default_factory=ALConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    serve: ServeParams = Field(default_factory=ServeParams)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
 

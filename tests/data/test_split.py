@@ -63,3 +63,17 @@ def test_resize_frame_records_original_shape(frame):
     row = small.iloc[0].to_dict()
     assert grid_from_row(row).shape == (32, 40)
     assert f'"orig_shape": [{frame.iloc[0].height}, {frame.iloc[0].width}]' in row["attrs"]
+
+
+def test_a_source_that_fixes_no_test_set_gets_its_own_lot_hold_out_beside_one_that_does(frame):
+    generated = frame[frame.label.notna()]
+    fab = generated[generated.split_hint != "test"].copy()
+    fab["source"], fab["split_hint"] = "lswmd", None  # a fab's labeled files: no test hint
+    fab["lot_id"] = "fab-" + fab["lot_id"].astype(str)
+    parts = split_frame(pd.concat([generated, fab], ignore_index=True), SplitConfig(seed=5))
+    counts = split_counts(parts)
+    assert counts["test_by_source"]["synth"] == 36  # the generator's own test set, as before
+    assert abs(counts["test_by_source"]["lswmd"] - 0.15 * len(fab)) <= 15  # whole lots, about test_fraction
+    assert counts["lots_in_two_splits"] == 0 and counts["moved_to_test"] == 0
+    trained = pd.concat([parts["train"], parts["val"]])
+    assert (trained["source"] == "lswmd").sum() + counts["test_by_source"]["lswmd"] == len(fab)

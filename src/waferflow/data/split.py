@@ -5,7 +5,10 @@ lots are held out, stratified by class as far as lots allow (scikit-learn's
 ``StratifiedGroupKFold``, seeded). When the source fixes the test set (WM-811K's
 ``trianTestLabel``, the generator's test set) and ``honour_source_split`` is on, those wafers
 form the test split — with every other labeled wafer of their lots, so that no test lot is
-trained on (``split.json`` says how many moved) — and the rest is split into train / val.
+trained on (``split.json`` says how many moved) — and the rest is split into train / val. A source
+that fixes no test set beside one that does (a fab's files beside the generated maps) gets its
+own ``test_fraction`` of whole lots held out, so each source is tested (``split.json``:
+``test_by_source``; evaluate and gate score each source apart).
 Unlabeled wafers form the ``unlabeled`` pool (active learning reads it). Every resized wafer
 keeps its original shape in ``attrs["orig_shape"]``.
 """
@@ -78,19 +81,23 @@ def split_frame(frame: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.DataFrame
     frame = frame.sort_values(["lot_id", "wafer_id"], kind="stable").reset_index(drop=True)
     labeled = frame[frame["label"].notna()]
     unlabeled = frame[frame["label"].isna()]
+    sources = labeled["source"].fillna("unknown") if "source" in labeled else pd.Series("unknown", labeled.index)
     fixed_test = labeled[labeled["split_hint"] == "test"] if cfg.honour_source_split else labeled.iloc[0:0]
-    if fixed_test.empty:
-        pool, test = _hold_out_lots(labeled, cfg.test_fraction, cfg.seed)
-    else:  # the source's test wafers, and every labeled wafer of their lots
-        test = labeled[labeled["lot_id"].isin(set(fixed_test["lot_id"]))]
-        pool = labeled.drop(index=test.index)
+    fixing = set(sources[fixed_test.index])  # sources that fix their own test set
+    test_lots = set(fixed_test["lot_id"])  # their test wafers, and every labeled wafer of those lots
+    free = labeled[~sources.isin(fixing) & ~labeled["lot_id"].isin(test_lots)]
+    if not free.empty:  # sources that fix none (a fab's files beside the generator's): whole lots held out
+        test_lots |= set(_hold_out_lots(free, cfg.test_fraction, cfg.seed)[1]["lot_id"])
+    test = labeled[labeled["lot_id"].isin(test_lots)]
+    pool = labeled.drop(index=test.index)
     val_share = cfg.val_fraction / (1 - cfg.test_fraction) if fixed_test.empty else cfg.val_fraction
     train, val = _hold_out_lots(pool, val_share, cfg.seed + 1)
     parts = {
         name: part.sort_values(["lot_id", "wafer_id"], kind="stable").reset_index(drop=True)
         for name, part in zip(SPLITS, (train, val, test, unlabeled))
     }
-    parts["test"].attrs["moved_to_test"] = int(len(test) - len(fixed_test)) if not fixed_test.empty else 0
+    moved = sources[test.index].isin(fixing) & (test["split_hint"] != "test")
+    parts["test"].attrs["moved_to_test"] = int(moved.sum())
     return parts
 
 
@@ -113,4 +120,9 @@ def split_counts(splits: dict[str, pd.DataFrame]) -> dict:
     out["lots_in_two_splits"] = len(shared)
     if "test" in splits:
         out["moved_to_test"] = int(splits["test"].attrs.get("moved_to_test", 0))
+        if "source" in splits["test"]:
+            out["test_by_source"] = {
+                str(k): int(v)
+                for k, v in splits["test"]["source"].fillna("unknown").value_counts().sort_index().items()
+            }
     return out

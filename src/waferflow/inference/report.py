@@ -7,22 +7,22 @@ leaves the previous file in place. Each overlay's path is recorded in its wafer'
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from waferflow.data.records import WaferRecord
+from waferflow.fileio import atomic_path, save_figure
+from waferflow.inference.engine import to_json
+from waferflow.viz.names import wafer_file_name
+from waferflow.viz.wafer_plots import plot_wafer
 
-from waferflow.data.records import WaferRecord  # noqa: E402
-from waferflow.fileio import atomic_path, save_figure  # noqa: E402
-from waferflow.inference.engine import to_json  # noqa: E402
-from waferflow.viz.names import wafer_file_name  # noqa: E402
-from waferflow.viz.wafer_plots import plot_wafer  # noqa: E402
-
-__all__ = ["write_predictions", "CSV_COLUMNS"]
+__all__ = ["write_predictions", "overlay_png", "CSV_COLUMNS"]
 
 log = logging.getLogger(__name__)
 CSV_COLUMNS = [
@@ -44,19 +44,33 @@ CSV_COLUMNS = [
 OVERLAYS = "overlays"
 
 
+def _overlay_figure(result: dict, grid: np.ndarray) -> Figure:
+    """The wafer with its predicted mask, titled with lot/wafer, class, confidence and severity.
+    A bare :class:`Figure` (no pyplot state): safe to draw from a server's worker threads."""
+    fig = Figure(figsize=(3.2, 3.4))
+    FigureCanvasAgg(fig)
+    plot_wafer(
+        fig.add_subplot(),
+        grid,
+        result["mask"],
+        f"{result['lot_id']}/{result['wafer_id']}: "
+        f"{result['class']} {result['confidence']:.2f}, severity {result['defects']['severity']}",
+    )
+    fig.tight_layout()
+    return fig
+
+
+def overlay_png(result: dict, grid: np.ndarray) -> bytes:
+    """One prediction's overlay (:func:`_overlay_figure`) as PNG bytes."""
+    buffer = io.BytesIO()
+    _overlay_figure(result, grid).savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
 def _draw_overlay(result: dict, record: WaferRecord, path: Path) -> bool:
     """Draw the wafer with its mask to ``path``; False (reported, not raised) when that failed."""
-    fig, ax = plt.subplots(figsize=(3.2, 3.4))
     try:
-        plot_wafer(
-            ax,
-            record.die_grid,
-            result["mask"],
-            f"{result['lot_id']}/{result['wafer_id']}: "
-            f"{result['class']} {result['confidence']:.2f}, severity {result['defects']['severity']}",
-        )
-        fig.tight_layout()
-        save_figure(fig, path, dpi=110)
+        save_figure(_overlay_figure(result, record.die_grid), path, dpi=110)
         return True
     except Exception as exc:  # noqa: BLE001 - one wafer's picture must not cost the others theirs
         log.warning(
@@ -68,8 +82,6 @@ def _draw_overlay(result: dict, record: WaferRecord, path: Path) -> bool:
             exc,
         )
         return False
-    finally:
-        plt.close(fig)
 
 
 def _write_overlays(results: list[dict], records_by_key: dict[tuple, WaferRecord], out_dir: Path) -> list[str | None]:

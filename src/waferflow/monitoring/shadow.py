@@ -42,6 +42,7 @@ class ShadowEngine:
         self.champion, self.challenger = champion, challenger
         self.max_pending = max_pending
         self.dropped = self.failed = self.shadowed = 0
+        self.agreed = self.compared = 0  # wafers both answered, and those they gave the same class
         self._slots = threading.BoundedSemaphore(max_pending)
         self._pool = ThreadPoolExecutor(
             max_workers=1,
@@ -55,23 +56,33 @@ class ShadowEngine:
         """The champion's predictions; the challenger gets the same wafers in the background."""
         results = self.champion.predict(wafers, **kwargs)
         if self._slots.acquire(blocking=False):
-            self._pool.submit(self._shadow, wafers, kwargs)
-        else:
-            with self._lock:
-                self.dropped += 1
+            try:
+                self._pool.submit(self._shadow, wafers, kwargs, [r["class"] for r in results])
+                return results
+            except RuntimeError:  # closed (a hot swap retired this pair while the request ran): no shadow
+                self._slots.release()
+        with self._lock:
+            self.dropped += 1
         return results
 
-    def _shadow(self, wafers, kwargs) -> None:
+    def _shadow(self, wafers, kwargs, champion_classes: list[str]) -> None:
         try:
-            self.challenger.predict(wafers, **kwargs)
+            answers = self.challenger.predict(wafers, **kwargs)
             with self._lock:
                 self.shadowed += 1
+                self.compared += len(answers)
+                self.agreed += sum(a["class"] == c for a, c in zip(answers, champion_classes))
         except Exception as exc:  # noqa: BLE001 - the shadow never affects the caller
             with self._lock:
                 self.failed += 1
             log.warning("shadow: the challenger failed on a batch: %s: %s", type(exc).__name__, exc)
         finally:
             self._slots.release()
+
+    def counts(self) -> dict[str, int]:
+        """Batches shadowed / dropped / failed, wafers compared and agreed, so far."""
+        with self._lock:
+            return {k: getattr(self, k) for k in ("shadowed", "dropped", "failed", "compared", "agreed")}
 
     def close(self) -> None:
         """Wait for the shadow work in flight (call before reading the report)."""
