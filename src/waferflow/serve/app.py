@@ -52,7 +52,7 @@ from waferflow.data.parsers.base import side_problem
 from waferflow.data.records import WaferRecord
 from waferflow.serve.models import CHALLENGER, CHAMPION, ServedModels
 
-__all__ = ["create_app", "ServeConfigError", "api_keys", "is_loopback"]
+__all__ = ["create_app", "registry_models", "ServeConfigError", "api_keys", "is_loopback"]
 
 log = logging.getLogger(__name__)
 API_KEY_HEADER = "X-API-Key"
@@ -97,7 +97,7 @@ def api_keys(cfg: ServeParams, root: Path) -> set[str]:
     return {k for k in keys if k}
 
 
-def _registry_models(p: Params, root: Path) -> ServedModels:
+def registry_models(p: Params, root: Path) -> ServedModels:
     """Engines from the MLflow registry, logging every prediction under their alias."""
     from mlflow import MlflowClient
 
@@ -208,7 +208,7 @@ def create_app(
             f"refusing to listen on {host} without an API key: set {cfg.api_key_env} (comma-separated keys) "
             "or serve.api_key_file, or listen on 127.0.0.1"
         )
-    models = models or _registry_models(p, root)
+    models = models or registry_models(p, root)
     max_bytes = int(cfg.max_request_mb * 1024 * 1024)
 
     @asynccontextmanager

@@ -69,7 +69,7 @@ class ServedModels:
         aliases: Callable[[], dict[str, str]],
         shadow_max_pending: int = 8,
     ) -> None:
-        self.model_name, self._load, self._aliases = model_name, load, aliases
+        self.model_name, self.load_engine, self._aliases = model_name, load, aliases
         self.shadow_max_pending = shadow_max_pending
         self.current: Served | None = None
         self.last_error: str | None = None
@@ -83,7 +83,7 @@ class ServedModels:
         self._thread: threading.Thread | None = None
 
     def _probed(self, version: str, alias: str):
-        engine = self._load(version, alias)
+        engine = self.load_engine(version, alias)
         log_to, engine.prediction_log = getattr(engine, "prediction_log", None), None  # a probe is not traffic
         try:
             result = engine.predict(probe_grid())
