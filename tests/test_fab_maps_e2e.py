@@ -66,5 +66,5 @@ def test_a_fabs_lswmd_and_stdf_files_are_trained_on_scored_and_gated_per_source(
     run_ok(["dvc", "repro"], project)
     gate = json.loads((project / "metrics/gate.json").read_text())
     rules = {r["rule"] for r in gate["rules"]}
-    assert {"test[lswmd]_macro_f1", "test[synth]_macro_f1", "test[lswmd]_class_recall"} <= rules, gate["reason"]
+    assert {"test/lswmd_macro_f1", "test/synth_macro_f1", "test/lswmd_class_recall"} <= rules, gate["reason"]
     assert "test_macro_f1" not in rules  # never the pooled figure

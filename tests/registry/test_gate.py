@@ -192,6 +192,8 @@ def test_a_gate_that_loses_the_race_moves_nothing_and_alias_writers_take_turns(r
 
 
 def test_a_test_split_that_mixes_sources_is_judged_per_source_never_pooled():
+    import re
+
     import numpy as np
     import pandas as pd
 
@@ -206,24 +208,26 @@ def test_a_test_split_that_mixes_sources_is_judged_per_source_never_pooled():
         frame,
     )
     splits = gate_splits(arrays)
-    assert sorted(splits) == ["test[lswmd]", "test[stdf]", "test[synth]", "test[unknown]"]
-    assert splits["test[lswmd]"].labels.tolist() == [1, 4] and splits["test[synth]"].grids[:, 0, 0].tolist() == [0, 2]
+    assert sorted(splits) == ["test/lswmd", "test/stdf", "test/synth", "test/unknown"]
+    assert splits["test/lswmd"].labels.tolist() == [1, 4] and splits["test/synth"].grids[:, 0, 0].tolist() == [0, 2]
     assert list(gate_splits(WaferArrays(arrays.grids, arrays.targets, arrays.labels))) == ["test"]
 
     cfg = GateConfig(max_macro_f1_drop=0.01, max_class_recall_drop=0.05, max_latency_ratio=1.2)
     # the pooled figure would rise (generated +0.05), but the fab's own maps lose 0.08: refused, named
     champion = {
-        "test[synth]": {"macro_f1": 0.90, "recall": {"Loc": 0.9}, "mask_iou": 0.5},
-        "test[lswmd]": {"macro_f1": 0.80, "recall": {"Loc": 0.8}, "mask_iou": None},
+        "test/synth": {"macro_f1": 0.90, "recall": {"Loc": 0.9}, "mask_iou": 0.5},
+        "test/lswmd": {"macro_f1": 0.80, "recall": {"Loc": 0.8}, "mask_iou": None},
         "real": None,
         "p95_latency_ms": 4.0,
     }
     challenger = {
         **champion,
-        "test[synth]": {"macro_f1": 0.95, "recall": {"Loc": 0.95}, "mask_iou": 0.5},
-        "test[lswmd]": {"macro_f1": 0.72, "recall": {"Loc": 0.8}, "mask_iou": None},
+        "test/synth": {"macro_f1": 0.95, "recall": {"Loc": 0.95}, "mask_iou": 0.5},
+        "test/lswmd": {"macro_f1": 0.72, "recall": {"Loc": 0.8}, "mask_iou": None},
     }
     ok, rules = decide(champion, challenger, True, cfg)
     failed = [r["rule"] for r in rules if not r["passed"]]
-    assert not ok and failed == ["test[lswmd]_macro_f1"]
-    assert {"test[synth]_macro_f1", "test[lswmd]_class_recall"} <= {r["rule"] for r in rules}
+    assert not ok and failed == ["test/lswmd_macro_f1"]
+    assert {"test/synth_macro_f1", "test/lswmd_class_recall"} <= {r["rule"] for r in rules}
+    # rule names become MLflow tag keys (gate.rule.<name>): only the characters MLflow accepts
+    assert all(re.fullmatch(r"[A-Za-z0-9_./ -]+", r["rule"]) for r in rules)

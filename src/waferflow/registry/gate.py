@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import getpass
+import re
 import time
 from datetime import datetime, timezone
 
@@ -48,7 +49,7 @@ def _now() -> str:
 
 
 def gate_splits(arrays: WaferArrays) -> dict[str, WaferArrays]:
-    """The test split as the gate judges it: ``{"test": arrays}``, or one ``test[<source>]`` per
+    """The test split as the gate judges it: ``{"test": arrays}``, or one ``test/<source>`` per
     source when it mixes sources (generated maps beside a fab's files) — never pooled, so a better
     score on one source cannot hide a worse one on the other."""
     frame = arrays.frame
@@ -56,7 +57,9 @@ def gate_splits(arrays: WaferArrays) -> dict[str, WaferArrays]:
     if sources is None or len(set(sources)) < 2:
         return {"test": arrays}
     return {
-        f"test[{source}]": WaferArrays(arrays.grids[rows], arrays.targets[rows], arrays.labels[rows])
+        f"test/{re.sub(r'[^A-Za-z0-9_.-]', '_', source)}": WaferArrays(  # rule names become MLflow tag keys
+            arrays.grids[rows], arrays.targets[rows], arrays.labels[rows]
+        )
         for source in sorted(set(sources))
         for rows in [np.flatnonzero(sources == source)]
     }
