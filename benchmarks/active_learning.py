@@ -76,6 +76,9 @@ def load_data(args) -> dict[str, WaferArrays]:
     return out
 
 
+REAL_TITLE = "active learning on real WM-811K maps (dev-lot pool, test lots scored)"
+
+
 def load_real_data(args) -> dict[str, WaferArrays]:
     """The dev lots' maps as both the seed-set source and the pool (one array: a map is either
     labeled or not), the test lots' maps as the test set."""
@@ -172,7 +175,7 @@ def labels_to_reach(xs: np.ndarray, ys: np.ndarray, target: float) -> float | No
     return None
 
 
-def summarise(rows: list[dict], out: Path) -> str:
+def summarise(rows: list[dict], out: Path, title: str = "active learning on a WM-811K-like pool") -> str:
     strategies = list(dict.fromkeys(r["strategy"] for r in rows if r["strategy"] != "all labels"))
     curves = {}
     for s in strategies:
@@ -198,7 +201,7 @@ def summarise(rows: list[dict], out: Path) -> str:
     ax.axhline(target, ls=":", color="grey", lw=1)
     ax.set_xlabel("labeled wafers used")
     ax.set_ylabel("test macro-F1 (9 classes)")
-    ax.set_title("active learning on a WM-811K-like pool: mean and min-max over seeds")
+    ax.set_title(f"{title}: mean and min-max over seeds", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "curve.png", dpi=120)
@@ -321,7 +324,7 @@ def main() -> None:
         else:
             rows += run(strategy, seed, data, args)
         write_json(args.out / "results.json", {"args": arg_record(args), "rows": rows})
-    print(summarise(rows, args.out))
+    print(summarise(rows, args.out, REAL_TITLE if real else "active learning on a WM-811K-like pool"))
     print(
         f"{len(jobs)} runs x {args.rounds + 1} trainings in {time.perf_counter() - started:.0f} s; "
         f"plot {args.out / 'curve.png'}"
