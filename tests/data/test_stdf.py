@@ -158,3 +158,14 @@ def test_ingest_reads_stdf_with_the_configured_bins_and_quarantines_bad_wafers(t
         (row,) = list(csv.DictReader(handle))
     assert row["file"].endswith("lot7.std") and row["row"] == "1" and row["field"] == "X_COORD,Y_COORD"
     assert (src / "lot7.std").read_bytes() == before  # the user's file is untouched
+
+
+@pytest.mark.parametrize("compress", ["gzip", "bz2", "lzma"])
+def test_compressed_stdf_is_recognised_by_its_content(tmp_path, compress):
+    import importlib
+
+    plain = stdf_file(tmp_path / "plain.stdf", wafer("W01", CROSS)).read_bytes()
+    packed = tmp_path / "packed.stdf"
+    packed.write_bytes(importlib.import_module(compress).compress(plain))
+    (rec,) = parse_file(packed).records
+    np.testing.assert_array_equal(rec.die_grid, parse_stdf(tmp_path / "plain.stdf").records[0].die_grid)
