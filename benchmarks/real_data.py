@@ -258,6 +258,8 @@ def _plot_starved(rows: list[dict], path: Path) -> None:
             ax.plot(recall.index, recall["mean"], marker="o", label=kind)
             ax.fill_between(recall.index, recall["min"], recall["max"], alpha=0.15)
         ax.set_xscale("log")
+        ax.set_xticks(sorted(runs["keep"].unique()), [str(k) for k in sorted(runs["keep"].unique())])
+        ax.minorticks_off()
         ax.set_xlabel(f"real {cls} training maps kept")
         ax.set_title(f"{cls} recall on the real test lots")
     axes[0].set_ylabel("recall")
