@@ -88,14 +88,6 @@ def load_real_data(args) -> dict[str, WaferArrays]:
     return {"labeled": parts["dev"], "unlabeled": parts["dev"], "test": parts["test"]}
 
 
-def _take(arrays: WaferArrays, idx: np.ndarray) -> WaferArrays:
-    return WaferArrays(arrays.grids[idx], arrays.targets[idx], arrays.labels[idx])
-
-
-def _join(*parts: WaferArrays) -> WaferArrays:
-    return WaferArrays(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("grids", "targets", "labels")))
-
-
 def fit(train: WaferArrays, seed: int, args) -> torch.nn.Module:
     """From scratch (generator oracle) or fine-tuned from ``--init`` (real oracle)."""
     return fit_quick(
@@ -125,7 +117,7 @@ def run(strategy: str, seed: int, data: dict[str, WaferArrays], args) -> list[di
     curve = []
     for rnd in range(args.rounds + 1):
         picked = np.flatnonzero(taken)
-        train = _take(pool, picked) if shared else _join(_take(lab, seed_idx), _take(pool, picked))
+        train = pool.take(picked) if shared else WaferArrays.concat(lab.take(seed_idx), pool.take(picked))
         net = fit(train, seed, args)
         f1 = test_macro_f1(net, data)
         curve.append(

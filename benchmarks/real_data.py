@@ -31,7 +31,7 @@ real test lots; one line per arm:
 Run after ``make pipeline`` (it reads ``models/weights.pt`` and ``data/processed``):
 
     .venv/bin/python benchmarks/real_data.py [--steps 240 --seeds 1]
-    .venv/bin/python benchmarks/real_data.py --starve 38 12 4 --seeds 2 --out benchmarks/results/real_starved \
+    .venv/bin/python benchmarks/real_data.py --starve 5 16 38 --seeds 2 --out benchmarks/results/real_starved \
         --arms "fine-tune, Near-full and Donut <= 38" "+ GAN maps, Near-full and Donut <= 38" ...
 
 Writes ``benchmarks/results/real_data.json`` and ``benchmarks/results/real_data.md``.
@@ -62,18 +62,6 @@ from waferflow.registry.pyfunc import load_weights
 
 FINE_TUNE_LR = 0.0005  # a quarter of train.lr: keep what the generated maps taught, adapt to the fab's
 SCRATCH_LR = 0.002
-
-
-def _concat(*parts: WaferArrays) -> WaferArrays:
-    return WaferArrays(
-        np.concatenate([p.grids for p in parts]),
-        np.concatenate([p.targets for p in parts]),
-        np.concatenate([p.labels for p in parts]),
-    )
-
-
-def _subset(arrays: WaferArrays, idx: np.ndarray) -> WaferArrays:
-    return WaferArrays(arrays.grids[idx], arrays.targets[idx], arrays.labels[idx])
 
 
 def _scores(net, test: WaferArrays) -> dict:
@@ -144,7 +132,7 @@ def main() -> None:
     train, test = parts["dev"], parts["test"]
     generated = WaferArrays.from_parquet("data/processed/train.parquet")
     pick = np.random.default_rng(0).choice(len(generated), size=min(len(train), len(generated)), replace=False)
-    generated = _subset(generated, pick)
+    generated = generated.take(pick)
     pretrained = load_weights(args.weights)
     print(
         f"real training lots: {len(train)} maps; real test lots: {len(test)} maps; {args.steps} steps per arm; "
@@ -159,49 +147,53 @@ def main() -> None:
     arms = {
         "generated only": lambda seed: pretrained,
         "real only": lambda seed: fit(train, seed),
-        "generated + real": lambda seed: fit(_concat(train, generated), seed),
+        "generated + real": lambda seed: fit(WaferArrays.concat(train, generated), seed),
         "pre-train, fine-tune": lambda seed: fit(train, seed, init=pretrained.net),
     }
     with tempfile.TemporaryDirectory() as tmp:
         gan = {}
 
+        def starved(keep: int | None) -> WaferArrays:
+            """The training lots with Near-full and Donut cut to ``keep`` maps (the same for every seed)."""
+            return train if keep is None else train.take(starved_rows(_names(train), keep, 0, STARVED))
+
         def gan_arm(seed: int, keep: int | None = None):
-            data = train if keep is None else _subset(train, starved_rows(_names(train), keep, 0, STARVED))
+            data = starved(keep)
             if keep not in gan:  # one GAN per training set, shared by the seeds
                 gan[keep] = _gan_maps(data, params, Path(tmp) / f"gan-{keep}")
             extra = () if gan[keep] is None else (gan[keep],)
-            return fit(_concat(data, *extra), seed, init=pretrained.net)
+            return fit(WaferArrays.concat(data, *extra), seed, init=pretrained.net)
 
         arms["+ GAN maps (rare classes)"] = gan_arm
         for keep in args.starve:
             arms[_starved_arm("fine-tune", keep)] = lambda seed, keep=keep: fit(
-                _subset(train, starved_rows(_names(train), keep, 0, STARVED)), seed, init=pretrained.net
+                starved(keep), seed, init=pretrained.net
             )
             arms[_starved_arm("+ GAN maps", keep)] = lambda seed, keep=keep: gan_arm(seed, keep)
         for share in (0.10, 0.25):
             arms[f"active learning {share:.0%}"] = lambda seed, share=share: fit(
-                _subset(train, _active_subset(pretrained, train, share, params.al.strategy, seed)),
+                train.take(_active_subset(pretrained, train, share, params.al.strategy, seed)),
                 seed,
                 init=pretrained.net,
             )
 
         def labeled_quarter(seed: int):
-            return fit(_subset(train, _quarter_of_lots(train, seed)), seed, init=pretrained.net)
+            return fit(train.take(_quarter_of_lots(train, seed)), seed, init=pretrained.net)
 
         def semi_supervised(seed: int):
             labeled = _quarter_of_lots(train, seed)
             hidden = np.setdiff1d(np.arange(len(train)), labeled)
-            teacher = fit(_subset(train, labeled), seed, init=pretrained.net)
+            teacher = fit(train.take(labeled), seed, init=pretrained.net)
             probs = score_pool(teacher, train.grids[hidden]).probs
             keep = probs.max(1) >= args.pseudo_threshold
-            pseudo = _subset(train, hidden[keep])
+            pseudo = train.take(hidden[keep])
             pseudo.labels = probs[keep].argmax(1).astype(np.int64)  # the teacher's answers, not the true labels
             print(
                 f"  pseudo-labels: {keep.sum()} of {len(hidden)} hidden maps at confidence >= "
                 f"{args.pseudo_threshold} ({(pseudo.labels == train.labels[hidden[keep]]).mean():.1%} right)",
                 flush=True,
             )
-            return fit(_concat(_subset(train, labeled), pseudo), seed, init=pretrained.net)
+            return fit(WaferArrays.concat(train.take(labeled), pseudo), seed, init=pretrained.net)
 
         arms["fine-tune, 25 % of lots labeled"] = labeled_quarter
         arms["+ pseudo-labels (semi-supervised)"] = semi_supervised

@@ -21,7 +21,6 @@ import argparse
 import os
 import platform
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -30,38 +29,16 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import uvicorn
 from mlflow import MlflowClient
 
 from waferflow.config import load_params
 from waferflow.data.arrays import WaferArrays
 from waferflow.fileio import write_json, write_text
-from waferflow.serve.app import registry_models, create_app
+from waferflow.serve.app import create_app, registry_models, running
 from waferflow.serve.models import CHALLENGER, CHAMPION
 
 CONCURRENCY = (1, 4, 16)
 BATCHES = (1, 32)
-
-
-class _Server:
-    def __init__(self, app) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise SystemExit("the service did not start")
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 def _cell(url: str, bodies: list[dict], clients: int, requests: int, seconds: float) -> dict:
@@ -147,7 +124,7 @@ def main() -> None:
             base.model_name, base.load_engine, lambda aliases=aliases: aliases, p.serve.shadow_max_pending
         )
         app = create_app(args.params, models=models, poll=False)
-        with _Server(app) as url:
+        with running(app) as url:
             with httpx.Client(base_url=url, timeout=120) as http:  # warm-up
                 for _ in range(5):
                     http.post("/v1/predict?mask=false", json=bodies[1][0]).raise_for_status()

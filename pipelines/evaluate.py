@@ -50,15 +50,13 @@ def sim_to_real(layout: Layout, real_dev: pd.DataFrame, plot_dir: Path) -> dict:
 def per_source(net, test) -> dict:
     """When the test split mixes sources (generated maps beside a fab's files), each source's
     figures apart — pooled figures would hide how the model does on the real ones."""
-    from waferflow.data.arrays import WaferArrays
     from waferflow.evaluation.evaluate import evaluate_arrays
 
-    sources = test.frame["source"].fillna("unknown")
-    if sources.nunique() < 2:
+    parts = test.by_source()
+    if len(parts) < 2:
         return {}
     out = {}
-    for source in sorted(sources.unique()):
-        part = WaferArrays.from_frame(test.frame[sources == source])
+    for source, part in parts.items():
         cls = evaluate_arrays(net, part)["classification"]
         out[source] = {
             "wafers": len(part),

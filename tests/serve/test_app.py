@@ -3,7 +3,6 @@
 
 import io
 import shutil
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 import yaml
 from mlflow import MlflowClient
 
@@ -19,7 +17,7 @@ from tests.conftest import own_mlflow_store
 from waferflow.data.records import WaferRecord, write_records
 from waferflow.inference.prediction_log import PredictionLog
 from waferflow.registry.gate import promote
-from waferflow.serve.app import ServeConfigError, api_keys, create_app
+from waferflow.serve.app import ServeConfigError, api_keys, create_app, running
 from waferflow.serve.models import probe_grid
 
 
@@ -39,34 +37,10 @@ def project(monitored_project, tmp_path, monkeypatch):
     return root
 
 
-class Server:
-    """The app under uvicorn in a thread, on a free loopback port."""
-
-    def __init__(self, app) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 120
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the server did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
 @pytest.fixture
 def served(project):
     app = create_app(project / "params.yaml", poll=False)
-    with Server(app) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+    with running(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         yield app, client
 
 
@@ -148,7 +122,7 @@ def test_bad_wafers_are_refused_naming_them_and_the_reason(served):
 def test_limits_on_wafers_and_body_size(project):
     _set(project, "serve", max_wafers=3, max_request_mb=0.01)
     app = create_app(project / "params.yaml", poll=False)
-    with Server(app) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+    with running(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         small = probe_grid(8).tolist()
         many = client.post("/v1/predict", json={"wafers": [{"die_grid": small}] * 4})
         assert many.status_code == 413 and "at most 3" in many.json()["detail"]
@@ -222,7 +196,7 @@ def test_a_public_address_needs_an_api_key(project, monkeypatch):
 
     assert api_keys(load_params(project / "params.yaml").serve, project) == {"k-env", "k-file"}
     app = create_app(project / "params.yaml", host="0.0.0.0", poll=False)  # the key guards it; tested on loopback
-    with Server(app) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+    with running(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         grid = {"die_grid": probe_grid(16).tolist()}
         assert client.post("/v1/predict", json=grid).status_code == 401
         assert client.post("/v1/predict", json=grid, headers={"X-API-Key": "wrong"}).status_code == 401

@@ -71,3 +71,22 @@ class WaferArrays:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def take(self, rows) -> "WaferArrays":
+        """The wafers at ``rows`` (indexes or a boolean mask), with their rows of ``frame``."""
+        rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, dtype=np.int64)
+        frame = None if self.frame is None else self.frame.iloc[rows].reset_index(drop=True)
+        return WaferArrays(self.grids[rows], self.targets[rows], self.labels[rows], frame)
+
+    @classmethod
+    def concat(cls, *parts: "WaferArrays") -> "WaferArrays":
+        """The wafers of ``parts`` one after the other (no ``frame``: the parts may come from other tables)."""
+        return cls(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("grids", "targets", "labels")))
+
+    def by_source(self) -> dict[str, "WaferArrays"]:
+        """The wafers of each ``frame["source"]`` (``unknown`` where empty), in source order;
+        ``{}`` without a frame or a source column."""
+        if self.frame is None or "source" not in self.frame:
+            return {}
+        sources = self.frame["source"].fillna("unknown").to_numpy()
+        return {str(source): self.take(sources == source) for source in sorted(set(sources))}

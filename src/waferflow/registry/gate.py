@@ -52,17 +52,11 @@ def gate_splits(arrays: WaferArrays) -> dict[str, WaferArrays]:
     """The test split as the gate judges it: ``{"test": arrays}``, or one ``test/<source>`` per
     source when it mixes sources (generated maps beside a fab's files) — never pooled, so a better
     score on one source cannot hide a worse one on the other."""
-    frame = arrays.frame
-    sources = None if frame is None or "source" not in frame else frame["source"].fillna("unknown").to_numpy()
-    if sources is None or len(set(sources)) < 2:
+    parts = arrays.by_source()
+    if len(parts) < 2:
         return {"test": arrays}
-    return {
-        f"test/{re.sub(r'[^A-Za-z0-9_.-]', '_', source)}": WaferArrays(  # rule names become MLflow tag keys
-            arrays.grids[rows], arrays.targets[rows], arrays.labels[rows]
-        )
-        for source in sorted(set(sources))
-        for rows in [np.flatnonzero(sources == source)]
-    }
+    # rule names become MLflow tag keys: only the characters those allow
+    return {f"test/{re.sub(r'[^A-Za-z0-9_.-]', '_', source)}": part for source, part in parts.items()}
 
 
 def measure_version(

@@ -33,9 +33,9 @@ import os
 import re
 import tempfile
 import uuid
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -52,7 +52,7 @@ from waferflow.data.parsers.base import side_problem
 from waferflow.data.records import WaferRecord
 from waferflow.serve.models import CHALLENGER, CHAMPION, ServedModels
 
-__all__ = ["create_app", "registry_models", "ServeConfigError", "api_keys", "is_loopback"]
+__all__ = ["create_app", "running", "registry_models", "ServeConfigError", "api_keys", "is_loopback"]
 
 log = logging.getLogger(__name__)
 API_KEY_HEADER = "X-API-Key"
@@ -188,6 +188,35 @@ def _parse_uploads(files: list[tuple[str, bytes]], p: Params) -> tuple[list[Wafe
             records.extend(result.records)
             rejects += [{"file": name, "row": r.row, "field": r.field, "reason": r.reason} for r in result.rejects]
     return records, rejects
+
+
+@contextmanager
+def running(app: FastAPI, host: str = "127.0.0.1", timeout: float = 120) -> Iterator[str]:
+    """``app`` under uvicorn in a background thread on a free port of ``host``; yields its base URL
+    once it accepts connections, and stops it on exit (tests and ``benchmarks/serve.py``)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="waferflow-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the service did not start on {host}:{port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def create_app(
