@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha1s
 # The machine's pip config names local mirrors that lack most packages; hide pip's per-package notes about it.
 QUIET_PIP := grep -v 'is ignored: it is neither a file nor a directory' || true
 
-.PHONY: install pipeline test test-fast lock clean-venv mlflow-ui serve airflow airflow-retrain airflow-monitor
+.PHONY: install browser pipeline test test-fast lock clean-venv mlflow-ui serve airflow airflow-retrain airflow-monitor
 
 $(STAMP):
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -21,15 +21,24 @@ $(STAMP):
 
 install: $(STAMP)
 
+# The pages' browser test drives Debian's chromium through chromium-driver (Selenium; browser
+# downloads are blocked on these machines): installed from the Debian archive when missing.
+browser:  ## Debian's chromium + chromium-driver for the browser test (apt-get; root or sudo)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing Debian's chromium and chromium-driver (browser test of the service's pages)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q >/dev/null && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null; }
+
 pipeline: install  ## the whole pipeline on the embedded default data (dvc repro)
 	PATH=$(abspath $(VENV))/bin:$$PATH dvc repro
 
-test: install  ## lint (ruff), then every test, the slow end-to-end ones included (what CI runs)
+test: install browser  ## lint (ruff), then every test, the slow end-to-end ones included (what CI runs)
 	$(PY) -m ruff check src tests benchmarks dags pipelines
 	$(PY) -m ruff format --check src tests benchmarks dags pipelines
 	$(PY) -m pytest -m "slow or not slow"
 
-test-fast: install  ## unit tests only
+test-fast: install browser  ## unit tests only
 	$(PY) -m pytest
 
 lock:  ## re-resolve requirements.in into requirements.lock in a scratch venv

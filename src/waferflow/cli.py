@@ -418,7 +418,7 @@ def serve(
         application = create_app(params, host=host)
     except ServeConfigError as exc:
         _fail(str(exc))
-    typer.echo(f"serving {p.mlflow.registered_model}@champion on http://{host}:{port} (docs: /docs)")
+    typer.echo(f"serving {p.mlflow.registered_model}@champion on http://{host}:{port} (pages: /, API docs: /docs)")
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 

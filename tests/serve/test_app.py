@@ -2,7 +2,6 @@
 (champion and challenger registered, tiny U-Nets exported to ONNX)."""
 
 import io
-import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,42 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
-import yaml
-from mlflow import MlflowClient
 
-from tests.conftest import own_mlflow_store
+from tests.serve.conftest import set_params as _set
+from tests.serve.conftest import versions as _versions
 from waferflow.data.records import WaferRecord, write_records
 from waferflow.inference.prediction_log import PredictionLog
 from waferflow.registry.gate import promote
 from waferflow.serve.app import ServeConfigError, api_keys, create_app, running
 from waferflow.serve.models import probe_grid
-
-
-def _set(root, section, **values):
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params.setdefault(section, {}).update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-@pytest.fixture
-def project(monitored_project, tmp_path, monkeypatch):
-    """A copy: promotions and the prediction log stay in it."""
-    root = tmp_path / "project"
-    shutil.copytree(monitored_project, root, ignore=shutil.ignore_patterns("prediction_log", "metrics"))
-    _set(root, "drift", prediction_log=str(tmp_path / "log"))
-    own_mlflow_store(monkeypatch)
-    return root
-
-
-@pytest.fixture
-def served(project):
-    app = create_app(project / "params.yaml", poll=False)
-    with running(app) as url, httpx.Client(base_url=url, timeout=60) as client:
-        yield app, client
-
-
-def _versions(project) -> dict:
-    return {k: str(v) for k, v in MlflowClient().get_registered_model("monitor-test-model").aliases.items()}
 
 
 def test_predict_json_one_and_many_with_the_challenger_in_the_shadow(project, served):

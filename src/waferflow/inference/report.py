@@ -22,7 +22,7 @@ from waferflow.inference.engine import to_json
 from waferflow.viz.names import wafer_file_name
 from waferflow.viz.wafer_plots import plot_wafer
 
-__all__ = ["write_predictions", "overlay_png", "CSV_COLUMNS"]
+__all__ = ["write_predictions", "overlay_png", "csv_text", "CSV_COLUMNS"]
 
 log = logging.getLogger(__name__)
 CSV_COLUMNS = [
@@ -115,6 +115,15 @@ def _csv_row(r: dict) -> dict:
         "cols": r["shape"][1],
         "model_version": r["model_version"],
     }
+
+
+def csv_text(results: list[dict]) -> str:
+    """``results`` as the CSV :func:`write_predictions` writes (:data:`CSV_COLUMNS`)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(_csv_row(r) for r in results)
+    return buffer.getvalue()
 
 
 def write_predictions(

@@ -12,6 +12,8 @@ FastAPI app (OpenAPI docs at ``/docs``), run by uvicorn. Endpoints:
 * ``GET /healthz`` (process up), ``GET /readyz`` (a model loaded and its probe prediction passed).
 * ``GET /metrics`` — Prometheus: request latency histogram (prometheus-fastapi-instrumentator),
   wafers by predicted class, errors by reason, served model versions, shadow batches and wafers.
+* Pages for people (``/`` → ``/ui/predict.html``, review queue, models) and the review and
+  registry API behind them: :mod:`waferflow.serve.pages`.
 
 Every prediction goes to the prediction log (``drift.prediction_log``), the challenger's too,
 without ever failing a request. The registry is the project's own MLflow store unless
@@ -25,6 +27,7 @@ without one; CORS is off unless ``serve.cors_origins`` lists origins.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import ipaddress
 import json
@@ -51,8 +54,17 @@ from waferflow.config import Params, ServeParams, load_params
 from waferflow.data.parsers.base import side_problem
 from waferflow.data.records import WaferRecord
 from waferflow.serve.models import CHALLENGER, CHAMPION, ServedModels
+from waferflow.serve.pages import add_pages
 
-__all__ = ["create_app", "running", "registry_models", "ServeConfigError", "api_keys", "is_loopback"]
+__all__ = [
+    "create_app",
+    "running",
+    "registry_models",
+    "ServeConfigError",
+    "api_keys",
+    "is_loopback",
+    "key_matches",
+]
 
 log = logging.getLogger(__name__)
 API_KEY_HEADER = "X-API-Key"
@@ -84,6 +96,11 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def key_matches(given: str, keys: set[str]) -> bool:
+    """``given`` is one of ``keys`` (compared in constant time)."""
+    return any(hmac.compare_digest(given.encode(), k.encode()) for k in keys)
 
 
 def api_keys(cfg: ServeParams, root: Path) -> set[str]:
@@ -271,8 +288,7 @@ def create_app(
     def require_key(request: Request) -> None:
         if not keys:
             return
-        given = request.headers.get(API_KEY_HEADER, "")
-        if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
+        if not key_matches(request.headers.get(API_KEY_HEADER, ""), keys):
             errors.labels("unauthorised").inc()
             raise HTTPException(401, f"missing or wrong {API_KEY_HEADER} header")
 
@@ -388,6 +404,9 @@ def create_app(
         overlay: Literal["png"] | None = Query(None, description="png: the wafer's map with its defect mask"),
         top_k: int = Query(3, ge=1, le=9),
         mask: bool = Query(True, description="include each wafer's defect mask (die grid of pattern indexes)"),
+        images: bool = Query(
+            False, description="add each wafer's overlay as a PNG data URL, and the CSV of waferflow predict"
+        ),
     ):
         """Classify wafers: JSON die grids or uploaded map files (any format ingest reads)."""
         from waferflow.inference.engine import to_json
@@ -415,13 +434,27 @@ def create_app(
             png = await run_in_threadpool(overlay_png, results[0], records[0].die_grid)
             return Response(png, media_type="image/png")
         wafers = [to_json(r) if mask else {k: v for k, v in r.items() if k != "mask"} for r in results]
-        return {
+        answer = {
             "model_version": served.champion_version,
             "shadow_version": served.challenger_version,
             "wafers": wafers,
             "rejected": rejects,
         }
+        if images:
+            from waferflow.inference.report import csv_text, overlay_png
 
+            def draw() -> list[str]:
+                return [
+                    "data:image/png;base64," + base64.b64encode(overlay_png(r, rec.die_grid)).decode()
+                    for r, rec in zip(results, records)
+                ]
+
+            for wafer, png in zip(wafers, await run_in_threadpool(draw)):
+                wafer["overlay_png"] = png
+            answer["csv"] = csv_text(results)
+        return answer
+
+    add_pages(app, p, root, models, keys, require_key, API_KEY_HEADER)
     Instrumentator(registry=registry, excluded_handlers=["/metrics"]).instrument(app).expose(
         app, include_in_schema=True, dependencies=[Depends(require_key)]
     )
