@@ -34,8 +34,8 @@ pipeline: install  ## the whole pipeline on the embedded default data (dvc repro
 	PATH=$(abspath $(VENV))/bin:$$PATH dvc repro
 
 test: install browser  ## lint (ruff), then every test, the slow end-to-end ones included (what CI runs)
-	$(PY) -m ruff check src tests benchmarks dags pipelines
-	$(PY) -m ruff format --check src tests benchmarks dags pipelines
+	$(PY) -m ruff check src tests benchmarks dags pipelines docs
+	$(PY) -m ruff format --check src tests benchmarks dags pipelines docs
 	$(PY) -m pytest -m "slow or not slow"
 
 test-fast: install browser  ## unit tests only
