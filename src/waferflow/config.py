@@ -153,6 +153,7 @@ class ServeParams(_Section):
     max_wafers: int = 512
     max_request_mb: float = 32.0
     shadow_max_pending: int = 8
+    log_flush_seconds: float = Field(2.0, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
 
 

@@ -3,6 +3,7 @@
 import signal
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from moto import mock_aws
 
 from tests.conftest import PROJECT_ROOT, disc
 from waferflow.data.features import FEATURES
-from waferflow.inference.prediction_log import LOG_COLUMNS, PredictionLog
+from waferflow.inference.prediction_log import LOG_COLUMNS, BufferedPredictionLog, PredictionLog
 
 T0 = datetime(2026, 11, 20, 8, 30, tzinfo=timezone.utc)
 
@@ -49,6 +50,39 @@ def test_a_failed_write_is_counted_and_reported_not_raised(tmp_path, caplog):
     assert plog.append(*batch(2), when=T0) is None
     assert plog.errors == 1 and plog.written == 0
     assert "could not write" in caplog.text and "not-a-folder" in caplog.text
+
+
+def test_the_services_buffered_log_writes_one_part_per_flush_and_day_and_loses_nothing_on_close(tmp_path):
+    plog = BufferedPredictionLog(tmp_path / "log", flush_seconds=3600)  # flushed by hand and on close
+    for k in range(5):
+        assert plog.append(*batch(2), alias="champion", when=T0 + timedelta(seconds=k)) is None
+    plog.append(*batch(1, "Donut"), alias="challenger", when=T0 + timedelta(days=1))
+    assert not list((tmp_path / "log").rglob("*.parquet"))  # nothing written per request
+    parts = plog.flush()
+    assert len(parts) == 2 and plog.written == 11 and plog.errors == 0  # one part per day
+    plog.append(*batch(3), alias="champion", when=T0 + timedelta(minutes=5))
+    plog.close()  # what is pending is written
+    window = plog.read(days=7, end=(T0 + timedelta(days=1)).date())
+    assert len(window) == 14 and window["predicted_class"].tolist().count("Donut") == 1
+    assert window["logged_at"].is_monotonic_increasing and (window["n_dies"] > 0).all()
+    plog.append(*batch(2), when=T0)  # after close: written at once
+    assert plog.written == 16 and len(list((tmp_path / "log").rglob("*.parquet"))) == 4
+
+
+def test_the_buffered_log_flushes_by_itself_and_counts_a_failed_flush(tmp_path, caplog):
+    plog = BufferedPredictionLog(tmp_path / "log", flush_seconds=3600, max_rows=4)
+    plog.append(*batch(5), when=T0)  # over max_rows: the flusher wakes up
+    deadline = datetime.now() + timedelta(seconds=30)
+    while plog.written < 5:
+        assert datetime.now() < deadline, "the flusher did not write a full buffer"
+        time.sleep(0.02)
+    plog.close()
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the log folder should be")
+    broken = BufferedPredictionLog(blocker, flush_seconds=3600)
+    broken.append(*batch(2), when=T0)
+    broken.close()
+    assert broken.errors == 1 and broken.written == 0 and "could not write" in caplog.text
 
 
 def test_s3_log_round_trip(monkeypatch):

@@ -34,7 +34,7 @@ import pandas as pd
 
 from waferflow.data.features import FEATURES, wafer_features
 
-__all__ = ["PredictionLog", "LOG_COLUMNS"]
+__all__ = ["PredictionLog", "BufferedPredictionLog", "LOG_COLUMNS"]
 
 log = logging.getLogger(__name__)
 LOG_COLUMNS = (
@@ -96,11 +96,15 @@ class PredictionLog:
         """Log one batch (``latency_ms``: the engine's time per wafer in it); returns where it went,
         or None (reported and counted) when it could not."""
         when = when or datetime.now(timezone.utc)
+        return self._write(lambda: self.rows(results, grids, alias, when, latency_ms), len(results), when)
+
+    def _write(self, frame: Callable[[], pd.DataFrame], wafers: int, when: datetime) -> str | None:
+        """One new part of ``frame()``'s rows in ``when``'s day (see the module doc)."""
         name = f"date={when:%Y-%m-%d}/part-{when:%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
         target = f"{self.root.rstrip('/')}/{name}"
         try:
             buf = io.BytesIO()
-            self.rows(results, grids, alias, when, latency_ms).to_parquet(buf, index=False)
+            frame().to_parquet(buf, index=False)
             if self._s3:
                 bucket, key = _split_s3(target)
                 _s3_client().put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
@@ -110,11 +114,11 @@ class PredictionLog:
             with self._lock:
                 self.errors += 1
             log.warning(
-                "prediction log: could not write %s (%d wafers): %s: %s", target, len(results), type(exc).__name__, exc
+                "prediction log: could not write %s (%d wafers): %s: %s", target, wafers, type(exc).__name__, exc
             )
             return None
         with self._lock:
-            self.written += len(results)
+            self.written += wafers
         return target
 
     def read(self, days: int = 7, end: date | None = None) -> pd.DataFrame:
@@ -149,6 +153,85 @@ class PredictionLog:
                 for path in sorted((Path(self.root) / part).glob("*.parquet")):
                     if _is_part(path.name):
                         yield str(path), path.read_bytes
+
+
+class BufferedPredictionLog(PredictionLog):
+    """A :class:`PredictionLog` for a service: an append only keeps what the row needs (no
+    features, no Parquet, no file), and a background thread writes what was gathered as one part
+    per day every ``flush_seconds``, or sooner once ``max_rows`` wafers wait. A request then pays
+    microseconds instead of a Parquet file and an fsync (~10 ms a request on 2 cores). A process
+    killed between flushes loses at most ``flush_seconds`` of log rows, never a prediction;
+    :meth:`close` writes what is pending (the service calls it when it stops).
+    """
+
+    KEPT = ("lot_id", "wafer_id", "model_version", "class", "confidence")
+
+    def __init__(self, root: str | Path, flush_seconds: float = 2.0, max_rows: int = 4096) -> None:
+        super().__init__(root)
+        self.flush_seconds, self.max_rows = flush_seconds, max_rows
+        self._pending: list[tuple] = []
+        self._pending_rows = 0
+        self._wake = threading.Condition()
+        self._closed = False
+        self._flusher = threading.Thread(target=self._run, name="prediction-log-flush", daemon=True)
+        self._flusher.start()
+
+    def append(
+        self,
+        results: list[dict],
+        grids: list[np.ndarray],
+        alias: str | None = None,
+        when: datetime | None = None,
+        latency_ms: float | None = None,
+    ) -> str | None:
+        """Queue one batch for the next flush; returns None (where it goes is known at the flush).
+        After :meth:`close` the batch is written at once."""
+        when = when or datetime.now(timezone.utc)
+        kept = [{k: r.get(k) for k in self.KEPT} for r in results]
+        with self._wake:
+            if not self._closed:
+                self._pending.append((kept, list(grids), alias, when, latency_ms))
+                self._pending_rows += len(kept)
+                if self._pending_rows >= self.max_rows:
+                    self._wake.notify()
+                return None
+        return super().append(kept, grids, alias, when, latency_ms)
+
+    def flush(self) -> list[str]:
+        """Write what is pending now, one part per day; returns the parts written."""
+        with self._wake:
+            batches, self._pending, self._pending_rows = self._pending, [], 0
+        by_day: dict[date, list[tuple]] = {}
+        for batch in batches:
+            by_day.setdefault(batch[3].date(), []).append(batch)
+        written = []
+        for day_batches in by_day.values():
+
+            def frame(day_batches=day_batches) -> pd.DataFrame:
+                return pd.concat([self.rows(*b) for b in day_batches], ignore_index=True)
+
+            wafers = sum(len(b[0]) for b in day_batches)
+            if where := self._write(frame, wafers, day_batches[0][3]):
+                written.append(where)
+        return written
+
+    def close(self) -> None:
+        """Stop the flusher and write what is pending (idempotent)."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._flusher.join()
+        self.flush()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                if not self._closed:
+                    self._wake.wait(self.flush_seconds)
+                closed = self._closed
+            if closed:
+                return
+            self.flush()
 
 
 def _is_part(name: str) -> bool:

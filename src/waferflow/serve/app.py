@@ -16,9 +16,11 @@ FastAPI app (OpenAPI docs at ``/docs``), run by uvicorn. Endpoints:
   registry API behind them: :mod:`waferflow.serve.pages`.
 
 Every prediction goes to the prediction log (``drift.prediction_log``), the challenger's too,
-without ever failing a request. The registry is the project's own MLflow store unless
-``MLFLOW_TRACKING_URI`` names a server; the aliases are polled (``serve.poll_seconds``) and a
-promotion is picked up without a failed request (:mod:`waferflow.serve.models`).
+without ever failing a request; the service gathers log rows and writes them as one part every
+``serve.log_flush_seconds`` (:class:`~waferflow.inference.prediction_log.BufferedPredictionLog`).
+The registry is the project's own MLflow store unless ``MLFLOW_TRACKING_URI`` names a server;
+the aliases are polled (``serve.poll_seconds``) and a promotion is picked up without a failed
+request (:mod:`waferflow.serve.models`).
 
 Security: on any address but loopback an API key is required (``X-API-Key`` header; keys from the
 ``serve.api_key_env`` variable and/or ``serve.api_key_file``) and the service refuses to start
@@ -119,11 +121,13 @@ def registry_models(p: Params, root: Path) -> ServedModels:
     from mlflow import MlflowClient
 
     from waferflow.inference.engine import InferenceEngine
+    from waferflow.inference.prediction_log import BufferedPredictionLog
     from waferflow.monitoring.windows import prediction_log
     from waferflow.registry.tracking import configure_mlflow
 
     configure_mlflow(p.mlflow, root)
-    plog, name = prediction_log(p, root), p.mlflow.registered_model
+    plog = BufferedPredictionLog(prediction_log(p, root).root, flush_seconds=p.serve.log_flush_seconds)
+    name = p.mlflow.registered_model
 
     def load(version: str, alias: str):  # the challenger on one thread: it only gets what the champion leaves
         engine = InferenceEngine.from_registry(
@@ -137,6 +141,7 @@ def registry_models(p: Params, root: Path) -> ServedModels:
         load,
         lambda: MlflowClient().get_registered_model(name).aliases,
         shadow_max_pending=p.serve.shadow_max_pending,
+        on_stop=plog.close,
     )
 
 

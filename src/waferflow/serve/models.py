@@ -60,6 +60,8 @@ class ServedModels:
             :meth:`InferenceEngine.from_registry` with the prediction log.
         aliases: ``aliases() -> {alias: version}`` of the registered model (the registry's).
         shadow_max_pending: :class:`ShadowEngine`'s ``max_pending``.
+        on_stop: called by :meth:`stop` once the engines are done (the service's prediction log
+            writes what it still holds).
     """
 
     def __init__(
@@ -68,8 +70,10 @@ class ServedModels:
         load: Callable[[str, str], object],
         aliases: Callable[[], dict[str, str]],
         shadow_max_pending: int = 8,
+        on_stop: Callable[[], None] | None = None,
     ) -> None:
         self.model_name, self.load_engine, self._aliases = model_name, load, aliases
+        self._on_stop = on_stop
         self.shadow_max_pending = shadow_max_pending
         self.current: Served | None = None
         self.last_error: str | None = None
@@ -166,3 +170,5 @@ class ServedModels:
             self._thread.join(timeout=5)
         if self.current is not None and self.current.shadow is not None:
             self.current.shadow.close()
+        if self._on_stop is not None:
+            self._on_stop()
