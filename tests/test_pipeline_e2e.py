@@ -29,6 +29,7 @@ def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(project):
         "train",
         "evaluate",
         "al_query",
+        "index",
         "export",
         "gate",
     ):
@@ -54,6 +55,7 @@ def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(project):
         "export/model.onnx",
         "data/al/queue/queue.csv",
         "data/al/queue/overview.png",
+        "data/index/embeddings.npy",
     ):
         assert (project / rel).stat().st_size > 0, rel
     again = _run(["dvc", "repro"], project)

@@ -280,6 +280,12 @@ def predict(
     alias: str = typer.Option("champion", help="Registry alias to serve when --model is not given."),
     int8: bool = typer.Option(False, help="Serve the INT8 model (when the export kept one)."),
     overlay: bool = typer.Option(False, help="Also write a PNG per wafer: die map with the predicted mask."),
+    explain: bool = typer.Option(
+        False,
+        help="Also write explanations/<wafer>.png: map | predicted mask | where the class head looked "
+        "(a registry model: its torch weights are needed).",
+    ),
+    method: str = typer.Option("gradcam", help="Class-activation map for --explain: gradcam or gradcam++."),
     prediction_log: Optional[str] = typer.Option(
         None,
         help="Append every prediction to this log (folder or "
@@ -297,6 +303,10 @@ def predict(
     from waferflow.inference.prediction_log import PredictionLog
 
     p = load_params(params)
+    if explain and model is not None:
+        _fail("--explain needs a registry model (its torch weights): leave out --model, or pick --alias")
+    if method not in ("gradcam", "gradcam++"):
+        _fail(f"--method {method!r}: gradcam or gradcam++")
     plog = None if prediction_log == "off" else PredictionLog(prediction_log) if prediction_log else project_log(p)
     try:
         if model is not None:
@@ -334,11 +344,102 @@ def predict(
         f"{len(results)} wafers predicted with model version {engine.model_version or engine.path}; "
         f"wrote {', '.join(str(p) for p in paths)}"
     )
+    if explain:
+        folder = _write_explanations(results, records, engine, p.mlflow.registered_model, out, method)
+        typer.echo(f"explanations ({method}) of {len(results)} wafers in {folder}")
     if plog is not None:
         typer.echo(
             f"prediction log {plog.root}: {plog.written} wafers logged"
             + (f", {plog.errors} batches could not be written (see the warnings)" if plog.errors else "")
         )
+
+
+def _write_explanations(results: list[dict], records: list, engine, model_name: str, out: Path, method: str) -> Path:
+    """``out/explanations/<wafer>.png`` per result, from the torch weights of the served version."""
+    from tqdm.auto import tqdm
+
+    from waferflow.classes import CLASSES
+    from waferflow.explain.cam import class_activation_maps
+    from waferflow.fileio import atomic_path
+    from waferflow.inference.report import explanation_png
+    from waferflow.registry.pyfunc import load_initial_weights
+    from waferflow.viz.names import wafer_file_name
+
+    predictor, _ = load_initial_weights(f"models:/{model_name}/{engine.model_version}")
+    by_key = {(r.lot_id, r.wafer_id): r for r in records}
+    folder = out / "explanations"
+    folder.mkdir(parents=True, exist_ok=True)
+    for start in tqdm(range(0, len(results), 64), desc="explain", unit="batch", disable=len(results) <= 64):
+        chunk = results[start : start + 64]
+        grids = [by_key[(r["lot_id"], r["wafer_id"])].die_grid for r in chunk]
+        label = "Grad-CAM++" if method == "gradcam++" else "Grad-CAM"
+        cams, _ = class_activation_maps(
+            predictor, grids, engine.input_size, method=method, classes=[CLASSES.index(r["class"]) for r in chunk]
+        )
+        for r, grid, cam in zip(chunk, grids, cams):
+            with atomic_path(folder / wafer_file_name(r["lot_id"], r["wafer_id"])) as tmp:
+                tmp.write_bytes(explanation_png(r, grid, cam, label))
+    return folder
+
+
+@app.command()
+def similar(
+    files: list[Path] = typer.Argument(..., help="Wafer maps in any ingestible format."),
+    k: int = typer.Option(10, "-k", min=1, max=100, help="Nearest past wafers per map."),
+    index: Path = typer.Option(PROJECT / "data/index", help="The index `dvc repro index` built."),
+    out: Path = typer.Option(Path("similar"), help="Folder for similar.json and a gallery PNG per wafer."),
+    params: Path = PARAMS,
+) -> None:
+    """The past labeled wafers most like each map (lot, wafer, label, distance), with a gallery."""
+    import numpy as np
+
+    from waferflow.data.arrays import WaferArrays
+    from waferflow.data.resize import resize_grid
+    from waferflow.explain.similar import WaferIndex, embed
+    from waferflow.fileio import write_json
+    from waferflow.registry.pyfunc import load_weights
+    from waferflow.viz.names import wafer_file_name
+    from waferflow.viz.wafer_plots import save_wafer_grid
+
+    p = load_params(params)
+    try:
+        found = WaferIndex.load(index)
+        trained = PROJECT.train_run()
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    if str(trained["version"]) != str(found.info.get("model_version")):
+        _fail(
+            f"{index} was built by model version {found.info.get('model_version')}, models/ holds version "
+            f"{trained['version']}: run `dvc repro index`"
+        )
+    records, problems = _parse_files(files, p)
+    for problem in problems:
+        typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
+    if not records:
+        _fail("no wafer could be read")
+    size = tuple(p.preprocess.image_size)
+    grids = np.stack([resize_grid(r.die_grid, size) for r in records])
+    nearest = found.neighbours(embed(load_weights(PROJECT / found.info["weights"]), grids), k=k + 1)
+    neighbours = [  # a map already in the index is not its own past wafer
+        [n for n in near if (n["lot_id"], n["wafer_id"]) != (rec.lot_id, rec.wafer_id)][:k]
+        for rec, near in zip(records, nearest)
+    ]
+    splits = {s: WaferArrays.from_parquet(PROJECT.processed / f"{s}.parquet").grids for s in found.info["splits"]}
+    answers = []
+    for rec, grid, near in zip(records, grids, neighbours):
+        gallery = out / "galleries" / wafer_file_name(rec.lot_id, rec.wafer_id)
+        panels = [(grid, None, f"query {rec.lot_id}/{rec.wafer_id}")] + [
+            (splits[n["split"]][n["row"]], None, f"{n['label']} d={n['distance']:.3f}\n{n['lot_id']}/{n['wafer_id']}")
+            for n in near
+        ]
+        save_wafer_grid([panels], gallery, f"{rec.lot_id}/{rec.wafer_id}: the {k} nearest past wafers")
+        answers.append({"lot_id": rec.lot_id, "wafer_id": rec.wafer_id, "neighbours": near, "gallery": str(gallery)})
+        typer.echo(
+            f"{rec.lot_id}/{rec.wafer_id}: "
+            + ", ".join(f"{n['label']} ({n['lot_id']}/{n['wafer_id']}, {n['distance']:.3f})" for n in near[:5])
+        )
+    write_json(out / "similar.json", {"model_version": trained["version"], "k": k, "wafers": answers})
+    typer.echo(f"{len(answers)} wafers; neighbours and galleries in {out}")
 
 
 @app.command()

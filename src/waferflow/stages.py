@@ -165,6 +165,12 @@ STAGES: tuple[Stage, ...] = (
         after="evaluate",
     ),
     Stage(
+        "index",
+        "Similar-wafer index: every labeled wafer embedded by the trained model -> data/index.",
+        Retry(1, 30 * _M, "deterministic"),
+        after="evaluate",
+    ),
+    Stage(
         "export",
         "Export the trained model to ONNX, check parity with PyTorch, log it beside the model version.",
         Retry(1, 30 * _M, "a parity failure fails again: see the task log"),

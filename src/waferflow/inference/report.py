@@ -22,7 +22,7 @@ from waferflow.inference.engine import to_json
 from waferflow.viz.names import wafer_file_name
 from waferflow.viz.wafer_plots import plot_wafer
 
-__all__ = ["write_predictions", "overlay_png", "csv_text", "CSV_COLUMNS"]
+__all__ = ["write_predictions", "overlay_png", "explanation_png", "csv_text", "CSV_COLUMNS"]
 
 log = logging.getLogger(__name__)
 CSV_COLUMNS = [
@@ -58,6 +58,26 @@ def _overlay_figure(result: dict, grid: np.ndarray) -> Figure:
     )
     fig.tight_layout()
     return fig
+
+
+def explanation_png(result: dict, grid: np.ndarray, cam: np.ndarray, method: str = "Grad-CAM") -> bytes:
+    """Three panels: the die map | the predicted defect mask on it | where the class head looked
+    (``cam`` in [0, 1] on the die grid, :mod:`waferflow.explain.cam`)."""
+    fig = Figure(figsize=(8.4, 3.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
+    plot_wafer(axes[0], grid, None, f"{result['lot_id']}/{result['wafer_id']}")
+    plot_wafer(axes[1], grid, result["mask"], f"{result['class']} {result['confidence']:.2f}: predicted mask")
+    axes[2].imshow(np.where(grid > 0, 1, 0), cmap="Greys", vmin=0, vmax=4, interpolation="nearest")
+    heat = axes[2].imshow(np.ma.masked_where(grid == 0, cam), cmap="inferno", vmin=0, vmax=1, alpha=0.85)
+    axes[2].set_xticks([])
+    axes[2].set_yticks([])
+    axes[2].set_title(f"{method}: where '{result['class']}' was seen", fontsize=7)
+    fig.colorbar(heat, ax=axes[2], fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
 
 
 def overlay_png(result: dict, grid: np.ndarray) -> bytes:

@@ -1,0 +1,1 @@
+"""Why the model said what it said: class-activation maps, their faithfulness, similar past wafers."""

@@ -1,0 +1,58 @@
+"""`waferflow predict --explain` over the registry's champion: a picture per wafer."""
+
+from typer.testing import CliRunner
+
+from waferflow.cli import app
+from waferflow.data.records import write_records
+
+
+def test_predict_explain_writes_map_mask_and_activation_per_wafer(project, small_records, tmp_path, monkeypatch):
+    monkeypatch.chdir(project)
+    maps = write_records(small_records[:4], tmp_path / "maps.parquet")
+    out = tmp_path / "pred"
+    args = ["predict", str(maps), "--out", str(out), "--explain", "--prediction-log", "off"]
+    result = CliRunner().invoke(app, [*args, "--method", "gradcam++"])
+    assert result.exit_code == 0, result.output
+    pictures = sorted((out / "explanations").glob("*.png"))
+    assert len(pictures) == 4 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pictures)
+    assert "explanations (gradcam++) of 4 wafers" in result.output
+    with_model = CliRunner().invoke(app, [*args, "--model", str(tmp_path / "model.onnx")])
+    assert with_model.exit_code == 1 and "--explain needs a registry model" in with_model.output
+    bad_method = CliRunner().invoke(app, [*args, "--method", "lime"])
+    assert bad_method.exit_code == 1 and "gradcam or gradcam++" in bad_method.output
+
+
+def test_the_index_stage_and_similar_answer_past_wafers_of_the_trained_model(
+    project, small_records, tmp_path, monkeypatch
+):
+    import json
+
+    from waferflow.config import load_params
+    from waferflow.layout import Layout
+    from waferflow.registry.pyfunc import save_weights
+    from waferflow.stages import stage
+    from waferflow.training.lightning_module import WaferLitModule
+
+    layout = Layout(project)
+    net = WaferLitModule.load_from_checkpoint(layout.models / "best.ckpt", map_location="cpu").net.eval()
+    save_weights(net, layout.models / "weights.pt")
+    (layout.models / "train_run.json").write_text(json.dumps({"version": "3", "weights": "models/weights.pt"}))
+    built = stage("index").run(load_params(project / "params.yaml"), layout, progress=False).values
+    assert built["wafers"] == sum(built["by_split"].values()) > 0 and built["model_version"] == "3"
+    assert 0 <= built["test_precision_at_10"] <= 1
+
+    monkeypatch.chdir(project)
+    maps = write_records(small_records[:3], tmp_path / "maps.parquet")
+    result = CliRunner().invoke(app, ["similar", str(maps), "-k", "4", "--out", str(tmp_path / "sim")])
+    assert result.exit_code == 0, result.output
+    answer = json.loads((tmp_path / "sim" / "similar.json").read_text())
+    assert answer["model_version"] == "3" and len(answer["wafers"]) == 3
+    for wafer in answer["wafers"]:
+        near = wafer["neighbours"]
+        assert len(near) == 4 and [n["distance"] for n in near] == sorted(n["distance"] for n in near)
+        assert {"lot_id", "wafer_id", "label", "split"} <= set(near[0])
+        assert (tmp_path / "sim" / "galleries").joinpath(wafer["gallery"].rsplit("/", 1)[-1]).is_file()
+
+    (layout.models / "train_run.json").write_text(json.dumps({"version": "4", "weights": "models/weights.pt"}))
+    stale = CliRunner().invoke(app, ["similar", str(maps), "--out", str(tmp_path / "sim2")])
+    assert stale.exit_code == 1 and "dvc repro index" in stale.output
