@@ -419,11 +419,8 @@ def similar(
         _fail("no wafer could be read")
     size = tuple(p.preprocess.image_size)
     grids = np.stack([resize_grid(r.die_grid, size) for r in records])
-    nearest = found.neighbours(embed(load_weights(PROJECT / found.info["weights"]), grids), k=k + 1)
-    neighbours = [  # a map already in the index is not its own past wafer
-        [n for n in near if (n["lot_id"], n["wafer_id"]) != (rec.lot_id, rec.wafer_id)][:k]
-        for rec, near in zip(records, nearest)
-    ]
+    query = embed(load_weights(PROJECT / found.info["weights"]), grids)
+    neighbours = found.past_wafers(query, [(r.lot_id, r.wafer_id) for r in records], k=k)
     splits = {s: WaferArrays.from_parquet(PROJECT.processed / f"{s}.parquet").grids for s in found.info["splits"]}
     answers = []
     for rec, grid, near in zip(records, grids, neighbours):

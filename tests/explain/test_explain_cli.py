@@ -1,5 +1,6 @@
 """`waferflow predict --explain` over the registry's champion: a picture per wafer."""
 
+import pytest
 from typer.testing import CliRunner
 
 from waferflow.cli import app
@@ -52,6 +53,21 @@ def test_the_index_stage_and_similar_answer_past_wafers_of_the_trained_model(
         assert len(near) == 4 and [n["distance"] for n in near] == sorted(n["distance"] for n in near)
         assert {"lot_id", "wafer_id", "label", "split"} <= set(near[0])
         assert (tmp_path / "sim" / "galleries").joinpath(wafer["gallery"].rsplit("/", 1)[-1]).is_file()
+
+    import httpx
+
+    from waferflow.serve.app import create_app, running
+
+    wafers = [{"die_grid": r.die_grid.tolist(), "lot_id": r.lot_id, "wafer_id": r.wafer_id} for r in small_records[:2]]
+    with running(create_app(project / "params.yaml", poll=False)) as url, httpx.Client(base_url=url, timeout=60) as c:
+        served = c.post("/v1/similar?k=3", json={"wafers": wafers})
+        assert served.status_code == 200, served.text
+        body = served.json()
+        assert body["index_model_version"] == "3" and [len(w["neighbours"]) for w in body["wafers"]] == [3, 3]
+        for api, cli in zip(body["wafers"], answer["wafers"]):  # the CLI's answer, to float noise
+            assert [n["distance"] for n in api["neighbours"]] == pytest.approx(
+                [n["distance"] for n in cli["neighbours"][:3]], abs=1e-4
+            )
 
     (layout.models / "train_run.json").write_text(json.dumps({"version": "4", "weights": "models/weights.pt"}))
     stale = CliRunner().invoke(app, ["similar", str(maps), "--out", str(tmp_path / "sim2")])

@@ -31,6 +31,12 @@ def test_predict_with_images_gives_each_card_its_picture_and_the_csv(served):
     )
 
 
+def test_similar_wafers_without_an_index_is_a_503_that_says_how_to_build_it(served):
+    _, client = served
+    answer = client.post("/v1/similar", json={"die_grid": probe_grid(30).tolist()})
+    assert answer.status_code == 503 and "dvc repro index" in answer.json()["detail"]
+
+
 def test_pages_are_served_with_a_strict_content_policy(served):
     _, client = served
     assert client.get("/", follow_redirects=False).headers["location"] == "/ui/predict.html"

@@ -71,6 +71,12 @@ class WaferIndex:
             answers.append([{**self.wafers.iloc[idx[j]].to_dict(), "distance": round(float(dist[j]), 6)} for j in keep])
         return answers
 
+    def past_wafers(self, query: np.ndarray, ids: list[tuple[str, str]], k: int = 10) -> list[list[dict]]:
+        """:meth:`neighbours` of wafers ``ids`` (lot, wafer): one already in the index is not its
+        own past wafer."""
+        nearest = self.neighbours(query, k=k + 1)
+        return [[n for n in near if (n["lot_id"], n["wafer_id"]) != tuple(i)][:k] for i, near in zip(ids, nearest)]
+
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

@@ -55,6 +55,7 @@ from starlette.datastructures import UploadFile
 from waferflow.config import Params, ServeParams, load_params
 from waferflow.data.parsers.base import side_problem
 from waferflow.data.records import WaferRecord
+from waferflow.layout import Layout
 from waferflow.serve.models import CHALLENGER, CHAMPION, ServedModels
 from waferflow.serve.pages import add_pages
 
@@ -458,6 +459,47 @@ def create_app(
                 wafer["overlay_png"] = png
             answer["csv"] = csv_text(results)
         return answer
+
+    index_cache: dict = {}
+
+    def similar_index():
+        """The index ``dvc repro index`` built, with the weights that embedded it; reloaded when rebuilt."""
+        from waferflow.explain.similar import WaferIndex
+        from waferflow.registry.pyfunc import load_weights
+
+        folder = Layout(root) / "data/index"
+        stamp = (folder / "index.json").stat().st_mtime_ns if (folder / "index.json").is_file() else None
+        if index_cache.get("stamp") != stamp or "index" not in index_cache:
+            index = WaferIndex.load(folder)
+            index_cache.update(stamp=stamp, index=index, predictor=load_weights(root / index.info["weights"]))
+        return index_cache["index"], index_cache["predictor"]
+
+    @app.post("/v1/similar", tags=["predict"], dependencies=[Depends(require_key)])
+    async def similar(request: Request, k: int = Query(10, ge=1, le=100)):
+        """The past labeled wafers most like each wafer sent (same bodies as ``/v1/predict``): lot,
+        wafer, label, split and cosine distance, from the index of ``dvc repro index``."""
+        from waferflow.data.resize import resize_grid
+        from waferflow.explain.similar import embed
+
+        records, rejects = await wafers_of(request, await read_body(request))
+        try:
+            index, predictor = await run_in_threadpool(similar_index)
+        except FileNotFoundError as exc:
+            raise refuse(503, "no_index", str(exc)) from None
+        size = tuple(p.preprocess.image_size)
+
+        def answer() -> list[list[dict]]:
+            query = embed(predictor, np.stack([resize_grid(r.die_grid, size) for r in records]))
+            return index.past_wafers(query, [(r.lot_id, r.wafer_id) for r in records], k=k)
+
+        found = await run_in_threadpool(answer)
+        return {
+            "index_model_version": index.info.get("model_version"),
+            "wafers": [
+                {"lot_id": r.lot_id, "wafer_id": r.wafer_id, "neighbours": near} for r, near in zip(records, found)
+            ],
+            "rejected": rejects,
+        }
 
     add_pages(app, p, root, models, keys, require_key, API_KEY_HEADER)
     Instrumentator(registry=registry, excluded_handlers=["/metrics"]).instrument(app).expose(
