@@ -17,6 +17,16 @@ def test_predict_explain_writes_map_mask_and_activation_per_wafer(project, small
     pictures = sorted((out / "explanations").glob("*.png"))
     assert len(pictures) == 4 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pictures)
     assert "explanations (gradcam++) of 4 wafers" in result.output
+    import httpx
+
+    from waferflow.serve.app import create_app, running
+
+    wafer = {"die_grid": small_records[0].die_grid.tolist(), "lot_id": "L", "wafer_id": "1"}
+    with running(create_app(project / "params.yaml", poll=False)) as url, httpx.Client(base_url=url, timeout=60) as c:
+        picture = c.post("/v1/explain?method=gradcam%2B%2B", json=wafer)
+        assert picture.status_code == 200 and picture.content[:8] == b"\x89PNG\r\n\x1a\n", picture.text
+        two = c.post("/v1/explain", json={"wafers": [wafer, wafer]})
+        assert two.status_code == 422 and "one wafer" in two.json()["detail"]
     with_model = CliRunner().invoke(app, [*args, "--model", str(tmp_path / "model.onnx")])
     assert with_model.exit_code == 1 and "--explain needs a registry model" in with_model.output
     bad_method = CliRunner().invoke(app, [*args, "--method", "lime"])

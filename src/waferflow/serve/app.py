@@ -501,6 +501,51 @@ def create_app(
             "rejected": rejects,
         }
 
+    explainer: dict = {}
+
+    def served_weights(version: str):
+        """The torch weights of the served version (Grad-CAM needs gradients; ONNX has none)."""
+        if explainer.get("version") != version:
+            from waferflow.registry.pyfunc import load_initial_weights
+            from waferflow.registry.tracking import configure_mlflow
+
+            configure_mlflow(p.mlflow, root)
+            predictor, _ = load_initial_weights(f"models:/{p.mlflow.registered_model}/{version}")
+            explainer.update(version=version, predictor=predictor)
+        return explainer["predictor"]
+
+    @app.post("/v1/explain", tags=["predict"], dependencies=[Depends(require_key)])
+    async def explain(
+        request: Request,
+        method: Literal["gradcam", "gradcam++"] = Query("gradcam", description="class-activation map"),
+    ):
+        """One wafer's picture: map | predicted mask | where the class head saw its class (PNG)."""
+        from waferflow.classes import CLASSES
+        from waferflow.explain.cam import class_activation_maps
+        from waferflow.inference.report import explanation_png
+
+        served = models.current
+        if served is None:
+            raise refuse(503, "no_model", f"no model loaded: {models.last_error or 'starting'}")
+        records, _ = await wafers_of(request, await read_body(request))
+        if len(records) != 1:
+            raise refuse(422, "bad_request", f"explain answers one wafer; the request holds {len(records)}")
+
+        def draw() -> bytes:
+            result = served.champion.predict(records)[0]
+            cams, _ = class_activation_maps(
+                served_weights(served.champion_version),
+                [records[0].die_grid],
+                served.champion.input_size,
+                method=method,
+                classes=[CLASSES.index(result["class"])],
+            )
+            return explanation_png(
+                result, records[0].die_grid, cams[0], "Grad-CAM++" if method == "gradcam++" else "Grad-CAM"
+            )
+
+        return Response(await run_in_threadpool(draw), media_type="image/png")
+
     add_pages(app, p, root, models, keys, require_key, API_KEY_HEADER)
     Instrumentator(registry=registry, excluded_handlers=["/metrics"]).instrument(app).expose(
         app, include_in_schema=True, dependencies=[Depends(require_key)]
