@@ -358,10 +358,8 @@ def _write_explanations(results: list[dict], records: list, engine, model_name: 
     """``out/explanations/<wafer>.png`` per result, from the torch weights of the served version."""
     from tqdm.auto import tqdm
 
-    from waferflow.classes import CLASSES
-    from waferflow.explain.cam import class_activation_maps
     from waferflow.fileio import atomic_path
-    from waferflow.inference.report import explanation_png
+    from waferflow.inference.report import explanation_pngs
     from waferflow.registry.pyfunc import load_initial_weights
     from waferflow.viz.names import wafer_file_name
 
@@ -372,13 +370,9 @@ def _write_explanations(results: list[dict], records: list, engine, model_name: 
     for start in tqdm(range(0, len(results), 64), desc="explain", unit="batch", disable=len(results) <= 64):
         chunk = results[start : start + 64]
         grids = [by_key[(r["lot_id"], r["wafer_id"])].die_grid for r in chunk]
-        label = "Grad-CAM++" if method == "gradcam++" else "Grad-CAM"
-        cams, _ = class_activation_maps(
-            predictor, grids, engine.input_size, method=method, classes=[CLASSES.index(r["class"]) for r in chunk]
-        )
-        for r, grid, cam in zip(chunk, grids, cams):
+        for r, png in zip(chunk, explanation_pngs(predictor, chunk, grids, engine.input_size, method)):
             with atomic_path(folder / wafer_file_name(r["lot_id"], r["wafer_id"])) as tmp:
-                tmp.write_bytes(explanation_png(r, grid, cam, label))
+                tmp.write_bytes(png)
     return folder
 
 
@@ -391,11 +385,8 @@ def similar(
     params: Path = PARAMS,
 ) -> None:
     """The past labeled wafers most like each map (lot, wafer, label, distance), with a gallery."""
-    import numpy as np
-
     from waferflow.data.arrays import WaferArrays
-    from waferflow.data.resize import resize_grid
-    from waferflow.explain.similar import WaferIndex, embed
+    from waferflow.explain.similar import WaferIndex
     from waferflow.fileio import write_json
     from waferflow.registry.pyfunc import load_weights
     from waferflow.viz.names import wafer_file_name
@@ -417,15 +408,13 @@ def similar(
         typer.secho(f"skipped: {problem}", fg=typer.colors.YELLOW, err=True)
     if not records:
         _fail("no wafer could be read")
-    size = tuple(p.preprocess.image_size)
-    grids = np.stack([resize_grid(r.die_grid, size) for r in records])
-    query = embed(load_weights(PROJECT / found.info["weights"]), grids)
-    neighbours = found.past_wafers(query, [(r.lot_id, r.wafer_id) for r in records], k=k)
+    predictor = load_weights(PROJECT / found.info["weights"])
+    neighbours = found.past_wafers_of(predictor, records, tuple(p.preprocess.image_size), k=k)
     splits = {s: WaferArrays.from_parquet(PROJECT.processed / f"{s}.parquet").grids for s in found.info["splits"]}
     answers = []
-    for rec, grid, near in zip(records, grids, neighbours):
+    for rec, near in zip(records, neighbours):
         gallery = out / "galleries" / wafer_file_name(rec.lot_id, rec.wafer_id)
-        panels = [(grid, None, f"query {rec.lot_id}/{rec.wafer_id}")] + [
+        panels = [(rec.die_grid, None, f"query {rec.lot_id}/{rec.wafer_id}")] + [
             (splits[n["split"]][n["row"]], None, f"{n['label']} d={n['distance']:.3f}\n{n['lot_id']}/{n['wafer_id']}")
             for n in near
         ]

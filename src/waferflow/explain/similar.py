@@ -77,6 +77,14 @@ class WaferIndex:
         nearest = self.neighbours(query, k=k + 1)
         return [[n for n in near if (n["lot_id"], n["wafer_id"]) != tuple(i)][:k] for i, near in zip(ids, nearest)]
 
+    def past_wafers_of(self, predictor, records, input_size: tuple[int, int], k: int = 10) -> list[list[dict]]:
+        """:meth:`past_wafers` of wafer records (any grid size), embedded by ``predictor`` at
+        ``input_size`` — the model that built the index."""
+        from waferflow.data.resize import resize_grid
+
+        query = embed(predictor, np.stack([resize_grid(r.die_grid, input_size) for r in records]))
+        return self.past_wafers(query, [(r.lot_id, r.wafer_id) for r in records], k=k)
+
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

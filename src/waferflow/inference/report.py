@@ -22,7 +22,7 @@ from waferflow.inference.engine import to_json
 from waferflow.viz.names import wafer_file_name
 from waferflow.viz.wafer_plots import plot_wafer
 
-__all__ = ["write_predictions", "overlay_png", "explanation_png", "csv_text", "CSV_COLUMNS"]
+__all__ = ["write_predictions", "overlay_png", "explanation_png", "explanation_pngs", "csv_text", "CSV_COLUMNS"]
 
 log = logging.getLogger(__name__)
 CSV_COLUMNS = [
@@ -78,6 +78,21 @@ def explanation_png(result: dict, grid: np.ndarray, cam: np.ndarray, method: str
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     return buffer.getvalue()
+
+
+def explanation_pngs(
+    predictor, results: list[dict], grids: list[np.ndarray], input_size: tuple[int, int], method: str = "gradcam"
+) -> list[bytes]:
+    """:func:`explanation_png` of each prediction, its class explained by ``predictor`` (the torch
+    weights of the version that made ``results``) with :func:`waferflow.explain.cam.class_activation_maps`."""
+    from waferflow.classes import CLASSES
+    from waferflow.explain.cam import class_activation_maps
+
+    cams, _ = class_activation_maps(
+        predictor, grids, input_size, method=method, classes=[CLASSES.index(r["class"]) for r in results]
+    )
+    label = "Grad-CAM++" if method == "gradcam++" else "Grad-CAM"
+    return [explanation_png(r, g, cam, label) for r, g, cam in zip(results, grids, cams)]
 
 
 def overlay_png(result: dict, grid: np.ndarray) -> bytes:

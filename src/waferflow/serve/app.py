@@ -478,21 +478,12 @@ def create_app(
     async def similar(request: Request, k: int = Query(10, ge=1, le=100)):
         """The past labeled wafers most like each wafer sent (same bodies as ``/v1/predict``): lot,
         wafer, label, split and cosine distance, from the index of ``dvc repro index``."""
-        from waferflow.data.resize import resize_grid
-        from waferflow.explain.similar import embed
-
         records, rejects = await wafers_of(request, await read_body(request))
         try:
             index, predictor = await run_in_threadpool(similar_index)
         except FileNotFoundError as exc:
             raise refuse(503, "no_index", str(exc)) from None
-        size = tuple(p.preprocess.image_size)
-
-        def answer() -> list[list[dict]]:
-            query = embed(predictor, np.stack([resize_grid(r.die_grid, size) for r in records]))
-            return index.past_wafers(query, [(r.lot_id, r.wafer_id) for r in records], k=k)
-
-        found = await run_in_threadpool(answer)
+        found = await run_in_threadpool(index.past_wafers_of, predictor, records, tuple(p.preprocess.image_size), k)
         return {
             "index_model_version": index.info.get("model_version"),
             "wafers": [
@@ -520,9 +511,7 @@ def create_app(
         method: Literal["gradcam", "gradcam++"] = Query("gradcam", description="class-activation map"),
     ):
         """One wafer's picture: map | predicted mask | where the class head saw its class (PNG)."""
-        from waferflow.classes import CLASSES
-        from waferflow.explain.cam import class_activation_maps
-        from waferflow.inference.report import explanation_png
+        from waferflow.inference.report import explanation_pngs
 
         served = models.current
         if served is None:
@@ -532,17 +521,9 @@ def create_app(
             raise refuse(422, "bad_request", f"explain answers one wafer; the request holds {len(records)}")
 
         def draw() -> bytes:
-            result = served.champion.predict(records)[0]
-            cams, _ = class_activation_maps(
-                served_weights(served.champion_version),
-                [records[0].die_grid],
-                served.champion.input_size,
-                method=method,
-                classes=[CLASSES.index(result["class"])],
-            )
-            return explanation_png(
-                result, records[0].die_grid, cams[0], "Grad-CAM++" if method == "gradcam++" else "Grad-CAM"
-            )
+            results = served.champion.predict(records)
+            predictor = served_weights(served.champion_version)
+            return explanation_pngs(predictor, results, [records[0].die_grid], served.champion.input_size, method)[0]
 
         return Response(await run_in_threadpool(draw), media_type="image/png")
 
