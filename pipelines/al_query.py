@@ -29,10 +29,24 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
         layout.al_queue,
         layout.resolve(params.al.labels_dir),
         progress=progress,
+        novelty=_novelty(layout) if params.al.novel_first else None,
     )
     summary["model_version"] = trained["version"]
     write_json(layout.metrics / "al_query.json", summary)
     return summary
+
+
+def _novelty(layout: Layout):
+    """The novelty stage's head and calibration (``al.novel_first``)."""
+    import torch
+
+    from waferflow.triage.novelty import NoveltyHead
+
+    folder = layout.root / "data/novelty"
+    if not (folder / "head.pt").is_file():
+        raise FileNotFoundError(f"al.novel_first needs {folder}/head.pt: run `dvc repro novelty`")
+    head = NoveltyHead.from_state(torch.load(folder / "head.pt", weights_only=True))
+    return head, json.loads((folder / "triage.json").read_text())
 
 
 def result(layout: Layout) -> dict:

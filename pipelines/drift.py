@@ -72,6 +72,7 @@ def check(
             "retrain_recommended": float(summary["retrain_recommended"]),
             "current_wafers": summary["n_current"],
             "reference_wafers": summary["n_reference"],
+            **({"novel_share": summary["novel"]["share"]} if summary.get("novel") else {}),
             **{f"drift_score.{c}": v["score"] for c, v in {**summary["features"], **summary["predictions"]}.items()},
         }
         summary["mlflow_run_id"] = log_run(

@@ -27,6 +27,7 @@ def run(params: Params, layout: Layout) -> dict:
     from waferflow.registry.tracking import configure_mlflow
 
     trained = layout.train_run()
+    head, triage = _triage(layout, trained["version"])
     val = WaferArrays.from_parquet(layout.processed / "val.parquet")
     test = WaferArrays.from_parquet(layout.processed / "test.parquet")
     cfg = params.export
@@ -41,6 +42,8 @@ def run(params: Params, layout: Layout) -> dict:
             cfg.tolerance,
             cfg.max_int8_f1_drop,
             cfg.calibration_size,
+            novelty_head=head,
+            triage=triage,
         )
     except ParityError as exc:
         failure = exc
@@ -53,6 +56,7 @@ def run(params: Params, layout: Layout) -> dict:
         "temperature": report["temperature"],
         "int8_kept": report["int8"]["kept"],
         "int8_macro_f1_drop": report["int8"]["macro_f1_drop"],
+        "max_abs_diff_novelty": report["parity"].get("max_abs_diff_novelty"),
         "model_version": trained["version"],
     }
     write_json(layout.metrics / "export.json", summary)
@@ -76,6 +80,24 @@ def run(params: Params, layout: Layout) -> dict:
     if failure is not None:
         raise RuntimeError(str(failure))
     return summary
+
+
+def _triage(layout: Layout, version: str):
+    """The novelty head and triage calibration of the novelty stage, for model ``version``."""
+    import torch
+
+    from waferflow.triage.novelty import NoveltyHead
+
+    folder = layout.root / "data/novelty"
+    if not (folder / "head.pt").is_file() or not (folder / "triage.json").is_file():
+        raise FileNotFoundError(f"{folder} has no novelty head: run `dvc repro novelty` first")
+    triage = json.loads((folder / "triage.json").read_text())
+    if str(triage.get("model_version")) != str(version):
+        raise RuntimeError(
+            f"{folder} was fitted for model version {triage.get('model_version')}, models/ holds version "
+            f"{version}: run `dvc repro novelty`"
+        )
+    return NoveltyHead.from_state(torch.load(folder / "head.pt", weights_only=True)), triage
 
 
 def result(layout: Layout) -> dict:

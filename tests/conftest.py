@@ -105,6 +105,7 @@ E2E_PARAMS = {
     },
     "model": {"encoder_depth": 3, "decoder_channels": [32, 16, 8]},
     "train": {"max_epochs": 1, "batch_size": 32},
+    "triage": {"stages": [1, 3], "probe_wafers": 40},  # a 3-stage encoder
 }
 
 
@@ -160,13 +161,37 @@ def register_exported(net, name: str, experiment_id: str, out_dir: Path, val, te
 
     from waferflow.inference.export import export_onnx
     from waferflow.models.predictor import as_predictor
+    from waferflow.classes import CLASSES
     from waferflow.registry.register import log_and_register, tag_version
+    from waferflow.triage.novelty import fit_triage
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=tag) as run:
         pass
     info = log_and_register(as_predictor(net), name, run.info.run_id, {"kind": tag}, val.grids)
     out = out_dir / f"onnx-{info['version']}"
-    report = export_onnx(net, out, val.grids, test.grids, test.labels, calibration_size=16, max_int8_f1_drop=1.0)
+    # With the open-set triage, as the novelty and export stages make it (fitted on val and
+    # calibrated on test here: the fixture has no other labeled wafers to spare).
+    predictor = as_predictor(net).eval()
+    head, triage = fit_triage(
+        predictor,
+        (val.grids, val.labels),
+        (test.grids, test.labels),
+        list(CLASSES),
+        stages=(1, predictor.config.encoder_depth),
+        review_novelty=0.05,
+        reject_novelty=0.01,
+    )
+    report = export_onnx(
+        net,
+        out,
+        val.grids,
+        test.grids,
+        test.labels,
+        calibration_size=16,
+        max_int8_f1_drop=1.0,
+        novelty_head=head,
+        triage=triage,
+    )
     with mlflow.start_run(run_id=run.info.run_id):
         mlflow.log_artifacts(str(out), artifact_path="onnx")
     tag_version(name, info["version"], {"onnx_parity_passed": str(report["parity"]["passed"])})

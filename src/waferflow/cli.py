@@ -344,9 +344,19 @@ def predict(
         f"{len(results)} wafers predicted with model version {engine.model_version or engine.path}; "
         f"wrote {', '.join(str(p) for p in paths)}"
     )
+    decisions = Counter((r.get("triage") or {}).get("decision") for r in results)
+    if None not in decisions:
+        typer.echo(
+            "triage: "
+            + ", ".join(f"{d} {decisions.get(d, 0)}" for d in ("PASS", "REVIEW", "REJECT"))
+            + " (REVIEW and REJECT: see triage_reason in the CSV)"
+        )
+    else:
+        typer.echo("triage: none (this model version was exported without a novelty head)")
     if explain:
-        folder = _write_explanations(results, records, engine, p.mlflow.registered_model, out, method)
+        folder, predictor = _write_explanations(results, records, engine, p.mlflow.registered_model, out, method)
         typer.echo(f"explanations ({method}) of {len(results)} wafers in {folder}")
+        _explain_similar(records, engine, predictor, p, out)
     if plog is not None:
         typer.echo(
             f"prediction log {plog.root}: {plog.written} wafers logged"
@@ -354,26 +364,71 @@ def predict(
         )
 
 
-def _write_explanations(results: list[dict], records: list, engine, model_name: str, out: Path, method: str) -> Path:
-    """``out/explanations/<wafer>.png`` per result, from the torch weights of the served version."""
+def _write_explanations(results: list[dict], records: list, engine, model_name: str, out: Path, method: str):
+    """``out/explanations/<wafer>.png`` per result, from the torch weights of the served version
+    (and its novelty head); returns the folder and those weights."""
     from tqdm.auto import tqdm
 
     from waferflow.fileio import atomic_path
     from waferflow.inference.report import explanation_pngs
     from waferflow.registry.pyfunc import load_initial_weights
+    from waferflow.triage.novelty import HEAD_FILE, load_head
     from waferflow.viz.names import wafer_file_name
 
     predictor, _ = load_initial_weights(f"models:/{model_name}/{engine.model_version}")
+    head = load_head(engine.path.with_name(HEAD_FILE))
     by_key = {(r.lot_id, r.wafer_id): r for r in records}
     folder = out / "explanations"
     folder.mkdir(parents=True, exist_ok=True)
     for start in tqdm(range(0, len(results), 64), desc="explain", unit="batch", disable=len(results) <= 64):
         chunk = results[start : start + 64]
         grids = [by_key[(r["lot_id"], r["wafer_id"])].die_grid for r in chunk]
-        for r, png in zip(chunk, explanation_pngs(predictor, chunk, grids, engine.input_size, method)):
+        for r, png in zip(chunk, explanation_pngs(predictor, chunk, grids, engine.input_size, method, head)):
             with atomic_path(folder / wafer_file_name(r["lot_id"], r["wafer_id"])) as tmp:
                 tmp.write_bytes(png)
-    return folder
+    return folder, predictor
+
+
+def _explain_similar(records: list, engine, predictor, p, out: Path, k: int = 10) -> None:
+    """``predict --explain``'s similar past wafers: ``out/similar/`` from the project's index when
+    the served version built it; otherwise it says why there are none."""
+    from waferflow.explain.similar import WaferIndex
+
+    try:
+        found = WaferIndex.load(PROJECT / "data/index")
+    except FileNotFoundError as exc:
+        typer.echo(f"similar wafers: none ({exc})")
+        return
+    if str(found.info.get("model_version")) != str(engine.model_version):
+        typer.echo(
+            f"similar wafers: none (the index was built by model version {found.info.get('model_version')}, "
+            f"the served one is {engine.model_version}: run `dvc repro index` with it, or `waferflow similar`)"
+        )
+        return
+    answers = _similar_answers(found, predictor, records, p, k, out / "similar")
+    typer.echo(f"similar wafers: the {k} nearest past wafers of {len(answers)} wafers in {out / 'similar'}")
+
+
+def _similar_answers(found, predictor, records: list, p, k: int, out: Path) -> list[dict]:
+    """Each record's ``k`` nearest past wafers in ``found`` with a gallery PNG, and ``similar.json``."""
+    from waferflow.data.arrays import WaferArrays
+    from waferflow.fileio import write_json
+    from waferflow.viz.names import wafer_file_name
+    from waferflow.viz.wafer_plots import save_wafer_grid
+
+    neighbours = found.past_wafers_of(predictor, records, tuple(p.preprocess.image_size), k=k)
+    splits = {s: WaferArrays.from_parquet(PROJECT.processed / f"{s}.parquet").grids for s in found.info["splits"]}
+    answers = []
+    for rec, near in zip(records, neighbours):
+        gallery = out / "galleries" / wafer_file_name(rec.lot_id, rec.wafer_id)
+        panels = [(rec.die_grid, None, f"query {rec.lot_id}/{rec.wafer_id}")] + [
+            (splits[n["split"]][n["row"]], None, f"{n['label']} d={n['distance']:.3f}\n{n['lot_id']}/{n['wafer_id']}")
+            for n in near
+        ]
+        save_wafer_grid([panels], gallery, f"{rec.lot_id}/{rec.wafer_id}: the {k} nearest past wafers")
+        answers.append({"lot_id": rec.lot_id, "wafer_id": rec.wafer_id, "neighbours": near, "gallery": str(gallery)})
+    write_json(out / "similar.json", {"model_version": found.info.get("model_version"), "k": k, "wafers": answers})
+    return answers
 
 
 @app.command()
@@ -385,12 +440,8 @@ def similar(
     params: Path = PARAMS,
 ) -> None:
     """The past labeled wafers most like each map (lot, wafer, label, distance), with a gallery."""
-    from waferflow.data.arrays import WaferArrays
     from waferflow.explain.similar import WaferIndex
-    from waferflow.fileio import write_json
     from waferflow.registry.pyfunc import load_weights
-    from waferflow.viz.names import wafer_file_name
-    from waferflow.viz.wafer_plots import save_wafer_grid
 
     p = load_params(params)
     try:
@@ -409,22 +460,14 @@ def similar(
     if not records:
         _fail("no wafer could be read")
     predictor = load_weights(PROJECT / found.info["weights"])
-    neighbours = found.past_wafers_of(predictor, records, tuple(p.preprocess.image_size), k=k)
-    splits = {s: WaferArrays.from_parquet(PROJECT.processed / f"{s}.parquet").grids for s in found.info["splits"]}
-    answers = []
-    for rec, near in zip(records, neighbours):
-        gallery = out / "galleries" / wafer_file_name(rec.lot_id, rec.wafer_id)
-        panels = [(rec.die_grid, None, f"query {rec.lot_id}/{rec.wafer_id}")] + [
-            (splits[n["split"]][n["row"]], None, f"{n['label']} d={n['distance']:.3f}\n{n['lot_id']}/{n['wafer_id']}")
-            for n in near
-        ]
-        save_wafer_grid([panels], gallery, f"{rec.lot_id}/{rec.wafer_id}: the {k} nearest past wafers")
-        answers.append({"lot_id": rec.lot_id, "wafer_id": rec.wafer_id, "neighbours": near, "gallery": str(gallery)})
+    answers = _similar_answers(found, predictor, records, p, k, out)
+    for a in answers:
         typer.echo(
-            f"{rec.lot_id}/{rec.wafer_id}: "
-            + ", ".join(f"{n['label']} ({n['lot_id']}/{n['wafer_id']}, {n['distance']:.3f})" for n in near[:5])
+            f"{a['lot_id']}/{a['wafer_id']}: "
+            + ", ".join(
+                f"{n['label']} ({n['lot_id']}/{n['wafer_id']}, {n['distance']:.3f})" for n in a["neighbours"][:5]
+            )
         )
-    write_json(out / "similar.json", {"model_version": trained["version"], "k": k, "wafers": answers})
     typer.echo(f"{len(answers)} wafers; neighbours and galleries in {out}")
 
 

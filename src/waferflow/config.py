@@ -26,6 +26,7 @@ from waferflow.registry.gate_config import GateConfig
 from waferflow.registry.tracking import MlflowConfig
 from waferflow.synth.dataset import DatasetConfig
 from waferflow.training.config import TrainConfig
+from waferflow.triage.config import TriageConfig
 
 __all__ = ["Params", "load_params"]
 
@@ -174,6 +175,7 @@ class Params(_Section):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     serve: ServeParams = Field(default_factory=ServeParams)
+    triage: TriageConfig = Field(default_factory=TriageConfig)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
 

@@ -159,10 +159,16 @@ STAGES: tuple[Stage, ...] = (
         Retry(1, 30 * _M, "deterministic"),
     ),
     Stage(
+        "novelty",
+        "Open-set triage: the density of known wafers in the model's features (train split), "
+        "PASS/REVIEW/REJECT thresholds calibrated on val -> data/novelty.",
+        Retry(1, 30 * _M, "deterministic"),
+    ),
+    Stage(
         "al_query",
         "Active learning: pick the unlabeled wafers worth labeling (al.strategy, al.budget) -> data/al/queue.",
         Retry(1, 30 * _M, "deterministic; publishes the queue's size and place"),
-        after="evaluate",
+        after="novelty",
     ),
     Stage(
         "index",

@@ -111,3 +111,46 @@ def test_queue_lists_pool_wafers_with_scores_images_and_empty_label_columns(tiny
     assert all((tmp_path / "queue" / img).stat().st_size > 0 for img in queue["image"])
     assert (tmp_path / "queue/overview.png").is_file() and summary["pool_size"] == len(pool)
     assert sum(summary["selected_predicted_classes"].values()) == 4
+
+
+def test_novel_first_puts_the_unusual_pool_wafers_first(tiny_project, tmp_path):
+    """Pool wafers made unusual (a reticle grid of failing rows and columns) take the first
+    places, most novel first; the strategy fills the rest; without a head it refuses."""
+    from waferflow.active.config import ALConfig
+    from waferflow.active.query import build_queue
+    from waferflow.data.arrays import WaferArrays
+    from waferflow.data.records import read_records, write_records
+    from waferflow.triage.novelty import fit_triage
+
+    torch.manual_seed(0)
+    predictor = WaferPredictor(WaferUNet(ModelConfig(encoder_depth=3, decoder_channels=(16, 8, 8)))).eval()
+    processed = tiny_project / "data/processed"
+    train = WaferArrays.from_parquet(processed / "train.parquet")
+    val = WaferArrays.from_parquet(processed / "val.parquet")
+    head, cal = fit_triage(
+        predictor,
+        (train.grids, train.labels),
+        (val.grids, val.labels),
+        [str(c) for c in range(9)],
+        stages=(1, 3),
+        review_novelty=0.1,
+        reject_novelty=0.05,
+    )
+    records = read_records(processed / "unlabeled.parquet")
+    for rec in records[:3]:  # three pool wafers with a reticle grid
+        grid = rec.die_grid.copy()
+        lines = (np.indices(grid.shape)[0] % 4 == 0) | (np.indices(grid.shape)[1] % 4 == 0)
+        grid[lines & (grid != 0)] = 2
+        rec.die_grid = grid
+    write_records(records, tmp_path / "pool.parquet")
+    cfg = ALConfig(strategy="entropy", budget=6, novel_first=True)
+    args = (tmp_path / "pool.parquet", [processed / "train.parquet"], cfg, tmp_path / "queue", tmp_path / "labels")
+    summary = build_queue(predictor, *args, progress=False, novelty=(head, cal))
+    queue = pd.read_csv(tmp_path / "queue/queue.csv", keep_default_na=False)
+    firsts = {f"{r.lot_id}:{r.wafer_id}" for r in records[:3]}
+    n = summary["novel_first"]
+    assert 3 <= n <= 6 and len(queue) == 6 and queue["wafer_id"].is_unique
+    assert set(queue["wafer_id"][:3]) == firsts and (queue["strategy"][:n] == "novel_first").all()
+    assert queue["score"][:n].is_monotonic_decreasing and (queue["strategy"][n:] == "entropy").all()
+    with pytest.raises(ValueError, match="dvc repro novelty"):
+        build_queue(predictor, *args, progress=False)

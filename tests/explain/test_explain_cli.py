@@ -16,7 +16,14 @@ def test_predict_explain_writes_map_mask_and_activation_per_wafer(project, small
     assert result.exit_code == 0, result.output
     pictures = sorted((out / "explanations").glob("*.png"))
     assert len(pictures) == 4 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pictures)
-    assert "explanations (gradcam++) of 4 wafers" in result.output
+    from PIL import Image
+
+    width, height = Image.open(pictures[0]).size  # four panels: map | mask | activation | novelty
+    assert width > 3.2 * height, (width, height)
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert "triage" in rows[0].split(",") and all(("PASS" in r) or ("REVIEW" in r) or ("REJECT" in r) for r in rows[1:])
+    assert "explanations (gradcam++) of 4 wafers" in result.output and "triage: PASS" in result.output
+    assert "similar wafers: none" in result.output  # no index in this project yet
     import httpx
 
     from waferflow.serve.app import create_app, running
@@ -82,3 +89,18 @@ def test_the_index_stage_and_similar_answer_past_wafers_of_the_trained_model(
     (layout.models / "train_run.json").write_text(json.dumps({"version": "4", "weights": "models/weights.pt"}))
     stale = CliRunner().invoke(app, ["similar", str(maps), "--out", str(tmp_path / "sim2")])
     assert stale.exit_code == 1 and "dvc repro index" in stale.output
+
+    # predict --explain adds the similar wafers when the served version built the index
+    from tests.serve.conftest import versions
+
+    champion = versions(project)["champion"]
+    (layout.models / "train_run.json").write_text(json.dumps({"version": champion, "weights": "models/weights.pt"}))
+    stage("index").run(load_params(project / "params.yaml"), layout, progress=False)
+    out = tmp_path / "pred"
+    explained = CliRunner().invoke(
+        app, ["predict", str(maps), "--out", str(out), "--explain", "--prediction-log", "off"]
+    )
+    assert explained.exit_code == 0, explained.output
+    assert "similar wafers: the 10 nearest past wafers of 3 wafers" in explained.output
+    similar = json.loads((out / "similar" / "similar.json").read_text())
+    assert similar["model_version"] == champion and all(len(w["neighbours"]) == 10 for w in similar["wafers"])

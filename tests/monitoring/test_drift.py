@@ -203,3 +203,15 @@ def test_heavy_tailed_size_features_do_not_raise_strong_drift_on_unshifted_produ
     # ... while a real change of the same feature (clusters 3x larger) still counts.
     grown = current.assign(mean_cluster_size=current["mean_cluster_size"] * 3)
     assert "mean_cluster_size" in check_drift(reference, grown, DriftConfig()).summary["drifted_features"]
+
+
+def test_a_window_with_many_novel_wafers_recommends_retraining(reference):
+    rng = np.random.default_rng(0)
+    known = reference.sample(300, random_state=2).assign(triage=rng.choice(["PASS", "REVIEW"], 300))
+    quiet = check_drift(reference, known, DriftConfig())
+    assert quiet.summary["novel"] == {"share": 0.0, "wafers": 300, "threshold": 0.05, "alert": False}
+    novel = known.assign(triage=np.where(np.arange(300) < 30, "REJECT", known["triage"]))  # 10 % novel
+    loud = check_drift(reference, novel, DriftConfig())
+    assert loud.summary["novel"]["alert"] and loud.summary["retrain_recommended"]
+    assert any("unlike any known class" in r for r in loud.summary["reasons"])
+    assert check_drift(reference, known.drop(columns="triage"), DriftConfig()).summary["novel"] is None

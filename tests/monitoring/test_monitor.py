@@ -90,6 +90,7 @@ def test_drift_step_judges_the_champions_window_and_recommends_retraining_only_o
     assert calm["judged"] and calm["n_current"] == 300 and not calm["retrain_recommended"], calm["log"]
     summary = json.loads((project / "metrics/drift.json").read_text())
     assert summary["predictions"]["predicted_class"]["drifted"] is False
+    assert summary["novel"]["wafers"] == 300 and summary["novel"]["alert"] is False  # the log carries the triage
     assert summary["current_model_versions"] == {summary["reference_model_version"]: 300}
     assert (project / "metrics/drift.html").stat().st_size > 10_000
     run = MlflowClient().get_run(summary["mlflow_run_id"])

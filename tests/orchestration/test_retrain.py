@@ -293,7 +293,7 @@ def test_retrain_dag_schedule_order_and_policies(dag_info):
     assert dag_info["schedule"] == "@monthly" and dag_info["catchup"] is False and dag_info["max_active_runs"] == 1
     chain = ["prepare", *RETRAIN_STAGES]
     expected = {t: ([chain[i - 1]] if i else []) for i, t in enumerate(chain)}
-    expected.update({"al_query": ["evaluate"], "index": ["evaluate"], "summary": ["al_query", "gate", "index"]})
+    expected.update({"al_query": ["novelty"], "index": ["evaluate"], "summary": ["al_query", "gate", "index"]})
     assert dag_info["upstream"] == expected
     for stage in ALL_STAGES:  # each task publishes what its stage wrote as its XCom
         assert (

@@ -82,6 +82,8 @@ def test_click_through_predict_review_models(queued, browser, small_records, tmp
         assert len(cards) == 12
         for card in cards:
             assert card.find_element(By.CSS_SELECTOR, ".predicted").text.split(" · ")[0] in CLASSES
+            badge = card.find_element(By.CSS_SELECTOR, ".triage .badge")  # the open-set triage, with its reason
+            assert badge.text in ("PASS", "REVIEW", "REJECT") and badge.get_attribute("title")
             assert (
                 browser.execute_script("return arguments[0].naturalWidth", card.find_element(By.TAG_NAME, "img")) > 100
             )

@@ -62,8 +62,12 @@ def build_queue(
     out_dir: Path,
     labels_dir: Path,
     progress: bool = True,
+    novelty: tuple | None = None,
 ) -> dict:
-    """Score, select, write the queue; returns the summary for ``metrics/al_query.json``."""
+    """Score, select, write the queue; returns the summary for ``metrics/al_query.json``.
+    ``novelty``: the novelty stage's ``(NoveltyHead, triage calibration)``, for ``novel_first``."""
+    if cfg.novel_first and novelty is None:
+        raise ValueError("al.novel_first needs the novelty stage's head (data/novelty): run `dvc repro novelty`")
     t0 = time.perf_counter()
     pool = read_frame(pool_path).reset_index(drop=True)
     if pool.empty:
@@ -84,17 +88,33 @@ def build_queue(
         labeled_emb = score_pool(
             predictor, grids_of(labeled), batch_size=cfg.batch_size, progress=progress, desc="embedding labeled"
         ).emb
+    novel = np.zeros(0, int)
+    if cfg.novel_first:
+        from waferflow.triage.decide import novelty_p_values
+        from waferflow.triage.novelty import novelty_scores
+
+        head, calibration = novelty
+        pool_novelty = novelty_scores(predictor, head, grids, batch_size=cfg.batch_size)
+        unusual = np.flatnonzero(novelty_p_values(pool_novelty, calibration) < calibration["review_novelty"])
+        novel = unusual[np.argsort(-pool_novelty[unusual], kind="stable")][: cfg.budget]
     t_score = time.perf_counter() - t0
-    picked, strat_score = select(
-        cfg.strategy,
-        cfg.budget,
-        probs=scores.probs,
-        mc_probs=scores.mc_probs,
-        pool_emb=scores.emb,
-        labeled_emb=labeled_emb,
-        rng=np.random.default_rng(cfg.seed),
-        prefilter=cfg.prefilter,
+    rest = np.setdiff1d(np.arange(len(pool)), novel)
+    picked, strat_score = (
+        select(
+            cfg.strategy,
+            cfg.budget - len(novel),
+            probs=scores.probs[rest],
+            mc_probs=scores.mc_probs[:, rest] if scores.mc_probs.size else scores.mc_probs,
+            pool_emb=scores.emb[rest],
+            labeled_emb=labeled_emb,
+            rng=np.random.default_rng(cfg.seed),
+            prefilter=cfg.prefilter,
+        )
+        if cfg.budget > len(novel)
+        else (np.zeros(0, int), np.zeros(0))
     )
+    picked = np.concatenate([novel, rest[picked]]).astype(int)
+    strat_score = np.concatenate([pool_novelty[novel] if len(novel) else np.zeros(0), strat_score])
     ent, mar, bal = entropy(scores.probs), margin(scores.probs), bald(scores.mc_probs)
     chosen = pool.iloc[picked].reset_index(drop=True)
     probs, masks = predictor.predict(grids[picked], batch_size=cfg.batch_size)
@@ -126,7 +146,7 @@ def build_queue(
                 "wafer_id": queue_key(rec["lot_id"], rec["wafer_id"]),
                 "lot_id": rec["lot_id"],
                 "slot": rec["wafer_id"],
-                "strategy": cfg.strategy,
+                "strategy": "novel_first" if rank < len(novel) else cfg.strategy,
                 "score": float(strat_score[rank]),
                 "entropy": float(ent[i]),
                 "margin": float(mar[i]),
@@ -160,6 +180,7 @@ def build_queue(
     return {
         "strategy": cfg.strategy,
         "budget": cfg.budget,
+        "novel_first": int(len(novel)) if cfg.novel_first else None,  # unusual wafers put first
         "round": round_,
         "pool_size": int(len(pool)),
         "selected": int(len(queue)),

@@ -63,6 +63,12 @@ class ClassHead(nn.Module):
         return getattr(self.encoder, name)
 
 
+def on_die_grid(heat: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """A map in [0, 1] at the model input size brought back to ``grid``'s own shape, 0 off the wafer."""
+    back = resize(heat, grid.shape, order=1, mode="edge", anti_aliasing=False)
+    return np.where(grid > 0, np.clip(back, 0, 1), 0).astype(np.float32)
+
+
 def class_activation_maps(
     predictor: WaferPredictor,
     grids: Sequence[np.ndarray],
@@ -96,8 +102,6 @@ def class_activation_maps(
             else:
                 wanted = [int(c) for c in classes[start : start + len(chunk)]]
             heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in wanted])
-            for grid, h in zip(chunk, heat):
-                back = resize(h, grid.shape, order=1, mode="edge", anti_aliasing=False)
-                maps.append(np.where(grid > 0, np.clip(back, 0, 1), 0).astype(np.float32))
+            maps += [on_die_grid(h, grid) for grid, h in zip(chunk, heat)]
             explained += wanted
     return maps, np.asarray(explained, dtype=np.int64)

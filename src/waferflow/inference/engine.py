@@ -31,6 +31,7 @@ from waferflow.data.resize import resize_grid
 from waferflow.inference.defects import defect_metrics
 from waferflow.models.encoding import encode_grids
 from waferflow.inference.prediction_log import PredictionLog
+from waferflow.triage.decide import decide
 
 __all__ = ["InferenceEngine", "check_die_grid", "to_json"]
 
@@ -71,7 +72,11 @@ class InferenceEngine:
         self.classes: list[str] = list(metadata["classes"])
         self.input_size = tuple(metadata["input_size"])
         self.temperature = float(metadata.get("temperature", 1.0))  # inside the graph (legacy exports: applied here)
-        self._legacy = "class_probs" not in {o.name for o in self.session.get_outputs()}
+        outputs = {o.name for o in self.session.get_outputs()}
+        self._legacy = "class_probs" not in outputs
+        # Open-set triage: the graph's novelty score and the thresholds calibrated with it (an
+        # export without a novelty head answers without triage).
+        self.triage: dict | None = metadata.get("triage") if "novelty" in outputs else None
         self.model_version: str | None = metadata.get("model_version")
         self.prediction_log, self.alias = prediction_log, alias  # every prediction is logged when set
 
@@ -118,15 +123,22 @@ class InferenceEngine:
     def predict_arrays(self, grids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated class probabilities (N, 9) and fail-die masks (N, H, W) for grids already
         at the model's input size: the exported predictor's own outputs."""
+        return self.run_arrays(grids)[:2]
+
+    def run_arrays(self, grids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """:meth:`predict_arrays` and the novelty scores (N,) — None when the export has no triage."""
         x = {"input": encode_grids(grids).numpy()}
+        if self.triage is not None:
+            probs, masks, novelty = self.session.run(["class_probs", "mask", "novelty"], x)
+            return probs, masks, novelty
         if not self._legacy:
             probs, masks = self.session.run(["class_probs", "mask"], x)
-            return probs, masks
+            return probs, masks, None
         # An export from before the predictor held its post-processing: same steps, done here.
         mask_logits, class_logits = self.session.run(["mask_logits", "class_logits"], x)
         masks = mask_logits.argmax(1).astype(np.uint8)
         masks[np.asarray(grids) != DIE_FAIL] = 0
-        return softmax(class_logits / self.temperature, axis=1), masks
+        return softmax(class_logits / self.temperature, axis=1), masks, None
 
     def predict(
         self,
@@ -134,7 +146,9 @@ class InferenceEngine:
         top_k: int = 3,
         batch_size: int = 64,
     ) -> list[dict]:
-        """Class, calibrated confidence, top-k, mask at original size and defect metrics per wafer."""
+        """Class, calibrated confidence, top-k, mask at original size, defect metrics and triage
+        (``decision``, ``reason``, ``novelty``, ``novelty_p``, ``prediction_set``; None for an
+        export without a novelty head) per wafer."""
         items = (
             [wafers]
             if isinstance(wafers, WaferRecord) or (isinstance(wafers, np.ndarray) and wafers.ndim == 2)
@@ -152,7 +166,8 @@ class InferenceEngine:
         for start in range(0, len(grids), batch_size):
             chunk = grids[start : start + batch_size]
             batch = np.stack([resize_grid(g, self.input_size) for g in chunk])
-            probs, masks = self.predict_arrays(batch)
+            probs, masks, novelty = self.run_arrays(batch)
+            triage = decide(probs, novelty, self.triage) if novelty is not None else [None] * len(chunk)
             for j, grid in enumerate(chunk):
                 mask = resize_grid(masks[j], grid.shape)
                 mask[grid != DIE_FAIL] = 0
@@ -169,6 +184,7 @@ class InferenceEngine:
                         "shape": list(grid.shape),
                         "mask": mask,
                         "defects": defect_metrics(grid, mask, cls),
+                        "triage": triage[j],
                         "model_version": self.model_version,
                     }
                 )

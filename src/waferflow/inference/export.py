@@ -25,7 +25,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 
 from waferflow.classes import CLASSES
 from waferflow.evaluation.metrics import classification_metrics
-from waferflow.fileio import write_json
+from waferflow.fileio import atomic_path, write_json
 from waferflow.models.encoding import encode_grids
 from waferflow.models.predictor import WaferPredictor, as_predictor
 from waferflow.models.wafer_unet import WaferUNet
@@ -35,23 +35,28 @@ __all__ = ["ParityError", "export_onnx", "onnx_outputs", "OPSET", "INPUT", "OUTP
 OPSET = 17
 INPUT = "input"
 OUTPUTS = ("class_probs", "mask", "class_logits")  # WaferPredictor.forward, in order
+NOVELTY = "novelty"  # TriagedPredictor adds it: (N,) novelty score
+
+
+NOVELTY_TOLERANCE = 1e-3  # max |novelty difference| ONNX vs PyTorch (the score's scale is ~1)
 
 
 class ParityError(RuntimeError):
     """The ONNX model does not reproduce the PyTorch model."""
 
 
-def onnx_outputs(
-    session: ort.InferenceSession, grids: np.ndarray, batch_size: int = 128
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(class_probs, mask, class_logits) of an exported predictor for die grids at its input size."""
-    outs: list[list[np.ndarray]] = [[], [], []]
+def onnx_outputs(session: ort.InferenceSession, grids: np.ndarray, batch_size: int = 128) -> tuple[np.ndarray, ...]:
+    """(class_probs, mask, class_logits[, novelty]) of an exported predictor for die grids at its
+    input size (novelty when the graph has it)."""
+    names = [o.name for o in session.get_outputs()]
+    names = [n for n in (*OUTPUTS, NOVELTY) if n in names]
+    outs: list[list[np.ndarray]] = [[] for _ in names]
     for start in range(0, len(grids), batch_size):
         for out, value in zip(
-            outs, session.run(list(OUTPUTS), {INPUT: encode_grids(grids[start : start + batch_size]).numpy()})
+            outs, session.run(names, {INPUT: encode_grids(grids[start : start + batch_size]).numpy()})
         ):
             out.append(value)
-    return tuple(np.concatenate(out) for out in outs)  # type: ignore[return-value]
+    return tuple(np.concatenate(out) for out in outs)
 
 
 class _Calibration(CalibrationDataReader):
@@ -78,30 +83,40 @@ def export_onnx(
     max_int8_f1_drop: float = 0.005,
     calibration_size: int = 256,
     seed: int = 0,
+    novelty_head=None,
+    triage: dict | None = None,
 ) -> dict:
     """Export, check, verify parity on the test split, try INT8 calibrated on ``val_grids`` (the
-    predictor's temperature was fitted with its training run).
+    predictor's temperature was fitted with its training run). With a ``novelty_head``
+    (:class:`~waferflow.triage.novelty.NoveltyHead`) the graph also outputs ``novelty`` from the
+    same encoder pass, and ``triage`` (its calibration) goes into the metadata.
 
     Raises :class:`ParityError` (after writing the report) when the FP32 model is not faithful.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     predictor = as_predictor(model).eval().to(memory_format=torch.contiguous_format)
+    module: torch.nn.Module = predictor
+    outputs = list(OUTPUTS)
+    if novelty_head is not None:
+        from waferflow.triage.novelty import TriagedPredictor
+
+        module, outputs = TriagedPredictor(predictor, novelty_head.cpu()).eval(), [*OUTPUTS, NOVELTY]
     h, w = test_grids.shape[1:]
     fp32 = out_dir / "model.onnx"
     torch.onnx.export(
-        predictor,
+        module,
         (torch.zeros(1, 2, h, w),),
         str(fp32),
         input_names=[INPUT],
-        output_names=list(OUTPUTS),
+        output_names=outputs,
         opset_version=OPSET,
         dynamo=False,
-        dynamic_axes={name: {0: "batch"} for name in (INPUT, *OUTPUTS)},
+        dynamic_axes={name: {0: "batch"} for name in (INPUT, *outputs)},
     )
     onnx.checker.check_model(onnx.load(str(fp32)), full_check=True)
 
-    ref_probs, ref_mask, ref_logits = predictor.run(test_grids)
-    got_probs, got_mask, got_logits = onnx_outputs(_session(fp32), test_grids)
+    ref_probs, ref_mask, ref_logits, *ref_novelty = module.run(test_grids)
+    got_probs, got_mask, got_logits, *got_novelty = onnx_outputs(_session(fp32), test_grids)
     parity = {
         "wafers": int(len(test_grids)),
         "tolerance": tolerance,
@@ -110,10 +125,14 @@ def export_onnx(
         "class_mismatches": int((ref_probs.argmax(1) != got_probs.argmax(1)).sum()),
         "mask_die_mismatches": int((ref_mask != got_mask).sum()),
     }
+    if novelty_head is not None:  # a standardised log distance: relative float32 error of a 1k-d whitening
+        parity["max_abs_diff_novelty"] = float(np.abs(ref_novelty[0] - got_novelty[0]).max())
+        parity["novelty_tolerance"] = NOVELTY_TOLERANCE
     parity["passed"] = bool(
         parity["max_abs_diff_class_logits"] < tolerance
         and parity["max_abs_diff_class_probs"] < tolerance
         and parity["class_mismatches"] == 0
+        and parity.get("max_abs_diff_novelty", 0.0) < NOVELTY_TOLERANCE
     )
     temperature = float(predictor.temperature)
     fp32_f1 = classification_metrics(test_labels, got_probs)["macro_f1"]
@@ -158,9 +177,16 @@ def export_onnx(
             "class_probs": "(N, 9) calibrated probabilities",
             "mask": "(N, H, W) uint8 pattern class per fail die (0 = background)",
             "class_logits": "(N, 9)",
+            **({NOVELTY: "(N,) novelty score (larger = less like known wafers)"} if novelty_head is not None else {}),
         },
         "int8": int8_report["kept"],
+        **({"triage": triage} if triage is not None else {}),
     }
+    if novelty_head is not None:  # the explanation's novelty heatmap needs the head in torch
+        from waferflow.triage.novelty import HEAD_FILE
+
+        with atomic_path(out_dir / HEAD_FILE) as tmp:
+            torch.save(novelty_head.state(), tmp)
     write_json(out_dir / "metadata.json", metadata, sort_keys=False)
     report = {"parity": parity, "temperature": metadata["temperature"], "int8": int8_report}
     write_json(out_dir / "export.json", report, sort_keys=False)
@@ -170,5 +196,6 @@ def export_onnx(
             f"{parity['mask_die_mismatches']} dies, max |diff| class logits {parity['max_abs_diff_class_logits']:.2e}, "
             f"probabilities {parity['max_abs_diff_class_probs']:.2e} (tolerance {tolerance:.0e}), "
             f"{parity['class_mismatches']} class mismatches"
+            + (f", max |diff| novelty {parity['max_abs_diff_novelty']:.2e}" if novelty_head is not None else "")
         )
     return report

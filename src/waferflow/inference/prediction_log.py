@@ -45,6 +45,8 @@ LOG_COLUMNS = (
     "alias",
     "predicted_class",
     "confidence",
+    "triage",  # PASS / REVIEW / REJECT (None from an export without a novelty head)
+    "novelty",
     "latency_ms",
     *FEATURES,
 )
@@ -77,6 +79,8 @@ class PredictionLog:
                     "alias": alias,
                     "predicted_class": r["class"],
                     "confidence": r["confidence"],
+                    "triage": (r.get("triage") or {}).get("decision"),
+                    "novelty": (r.get("triage") or {}).get("novelty"),
                     "latency_ms": latency_ms,
                     **wafer_features(g),
                 }
@@ -164,7 +168,7 @@ class BufferedPredictionLog(PredictionLog):
     :meth:`close` writes what is pending (the service calls it when it stops).
     """
 
-    KEPT = ("lot_id", "wafer_id", "model_version", "class", "confidence")
+    KEPT = ("lot_id", "wafer_id", "model_version", "class", "confidence", "triage")
 
     def __init__(self, root: str | Path, flush_seconds: float = 2.0, max_rows: int = 4096) -> None:
         super().__init__(root)

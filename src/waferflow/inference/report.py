@@ -30,6 +30,9 @@ CSV_COLUMNS = [
     "wafer_id",
     "class",
     "confidence",
+    "triage",
+    "triage_reason",
+    "novelty",
     "second_class",
     "second_probability",
     "severity",
@@ -60,20 +63,34 @@ def _overlay_figure(result: dict, grid: np.ndarray) -> Figure:
     return fig
 
 
-def explanation_png(result: dict, grid: np.ndarray, cam: np.ndarray, method: str = "Grad-CAM") -> bytes:
-    """Three panels: the die map | the predicted defect mask on it | where the class head looked
-    (``cam`` in [0, 1] on the die grid, :mod:`waferflow.explain.cam`)."""
-    fig = Figure(figsize=(8.4, 3.2))
+def _heat_panel(fig: Figure, ax, grid: np.ndarray, heat: np.ndarray, title: str, cmap: str) -> None:
+    ax.imshow(np.where(grid > 0, 1, 0), cmap="Greys", vmin=0, vmax=4, interpolation="nearest")
+    shown = ax.imshow(np.ma.masked_where(grid == 0, heat), cmap=cmap, vmin=0, vmax=1, alpha=0.85)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=7)
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+
+
+def explanation_png(
+    result: dict, grid: np.ndarray, cam: np.ndarray, method: str = "Grad-CAM", novelty: np.ndarray | None = None
+) -> bytes:
+    """The die map | the predicted defect mask on it | where the class head looked (``cam`` in
+    [0, 1] on the die grid, :mod:`waferflow.explain.cam`) | with ``novelty``, where the wafer is
+    unlike known wafers (:func:`waferflow.triage.novelty.novelty_heatmap`), titled with the triage."""
+    panels = 3 if novelty is None else 4
+    fig = Figure(figsize=(2.8 * panels, 3.2))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 3)
+    axes = fig.subplots(1, panels)
     plot_wafer(axes[0], grid, None, f"{result['lot_id']}/{result['wafer_id']}")
     plot_wafer(axes[1], grid, result["mask"], f"{result['class']} {result['confidence']:.2f}: predicted mask")
-    axes[2].imshow(np.where(grid > 0, 1, 0), cmap="Greys", vmin=0, vmax=4, interpolation="nearest")
-    heat = axes[2].imshow(np.ma.masked_where(grid == 0, cam), cmap="inferno", vmin=0, vmax=1, alpha=0.85)
-    axes[2].set_xticks([])
-    axes[2].set_yticks([])
-    axes[2].set_title(f"{method}: where '{result['class']}' was seen", fontsize=7)
-    fig.colorbar(heat, ax=axes[2], fraction=0.046, pad=0.04)
+    _heat_panel(fig, axes[2], grid, cam, f"{method}: where '{result['class']}' was seen", "inferno")
+    if novelty is not None:
+        triage = result.get("triage") or {}
+        title = "novelty: unlike known wafers"
+        if triage:
+            title = f"{triage['decision']} (novelty {triage['novelty']:.2f}): unlike known wafers"
+        _heat_panel(fig, axes[3], grid, novelty, title, "viridis")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
@@ -81,18 +98,31 @@ def explanation_png(result: dict, grid: np.ndarray, cam: np.ndarray, method: str
 
 
 def explanation_pngs(
-    predictor, results: list[dict], grids: list[np.ndarray], input_size: tuple[int, int], method: str = "gradcam"
+    predictor,
+    results: list[dict],
+    grids: list[np.ndarray],
+    input_size: tuple[int, int],
+    method: str = "gradcam",
+    novelty_head=None,
 ) -> list[bytes]:
     """:func:`explanation_png` of each prediction, its class explained by ``predictor`` (the torch
-    weights of the version that made ``results``) with :func:`waferflow.explain.cam.class_activation_maps`."""
+    weights of the version that made ``results``) with :func:`waferflow.explain.cam.class_activation_maps`,
+    and the novelty heatmap of that version's ``novelty_head`` when it has one."""
     from waferflow.classes import CLASSES
-    from waferflow.explain.cam import class_activation_maps
+    from waferflow.data.resize import resize_grid
+    from waferflow.explain.cam import class_activation_maps, on_die_grid
 
     cams, _ = class_activation_maps(
         predictor, grids, input_size, method=method, classes=[CLASSES.index(r["class"]) for r in results]
     )
+    novelty = [None] * len(grids)
+    if novelty_head is not None:
+        from waferflow.triage.novelty import novelty_heatmap
+
+        heat = novelty_heatmap(predictor, novelty_head, np.stack([resize_grid(g, input_size) for g in grids]))
+        novelty = [on_die_grid(h, g) for h, g in zip(heat, grids)]
     label = "Grad-CAM++" if method == "gradcam++" else "Grad-CAM"
-    return [explanation_png(r, g, cam, label) for r, g, cam in zip(results, grids, cams)]
+    return [explanation_png(r, g, cam, label, nov) for r, g, cam, nov in zip(results, grids, cams, novelty)]
 
 
 def overlay_png(result: dict, grid: np.ndarray) -> bytes:
@@ -134,11 +164,15 @@ def _write_overlays(results: list[dict], records_by_key: dict[tuple, WaferRecord
 def _csv_row(r: dict) -> dict:
     d = r["defects"]
     second = r["top_k"][1] if len(r["top_k"]) > 1 else {"class": "", "probability": ""}
+    triage = r.get("triage") or {}
     return {
         "lot_id": r["lot_id"],
         "wafer_id": r["wafer_id"],
         "class": r["class"],
         "confidence": r["confidence"],
+        "triage": triage.get("decision", ""),
+        "triage_reason": triage.get("reason", ""),
+        "novelty": triage.get("novelty", ""),
         "second_class": second["class"],
         "second_probability": second["probability"],
         "severity": d["severity"],

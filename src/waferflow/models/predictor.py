@@ -60,11 +60,21 @@ class WaferPredictor(nn.Module):
         return self.net.config
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mask_logits, class_logits = self.net(x)
+        return self.forward_features(x)[1:]
+
+    def forward_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The encoder's feature list (for the novelty head: one encoder pass serves all), then
+        :meth:`forward`'s outputs."""
+        unet = self.net.net
+        if not torch.jit.is_tracing():
+            unet.check_input_shape(x)
+        features = unet.encoder(x)
+        mask_logits = unet.segmentation_head(unet.decoder(features))
+        class_logits = unet.classification_head(features[-1])
         class_probs = torch.softmax(class_logits / self.temperature, dim=1)
         fail = x[:, 1] > 0.5  # input channel 1: the fail dies
         mask = torch.where(fail, mask_logits.argmax(1), torch.zeros_like(fail, dtype=torch.int64))
-        return class_probs, mask.to(torch.uint8), class_logits
+        return features, class_probs, mask.to(torch.uint8), class_logits
 
     @torch.no_grad()
     def run(self, grids: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

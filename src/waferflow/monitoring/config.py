@@ -31,6 +31,9 @@ class DriftConfig(BaseModel):
             spreads its answers over many classes has a large sampling noise at 300 wafers (~0.07
             for nine even classes), close to ``cat_threshold``; without this floor the verdict
             would hang on which way a few borderline wafers fall on one CPU's arithmetic.
+        novel_share: the window's share of wafers the open-set triage judged REJECT (novel) above
+            which retraining — and a look at those wafers — is recommended (known wafers give
+            about ``triage.reject_novelty``, 0.2 %).
         min_wafers: a current window with fewer wafers is not judged (the check fails loudly):
             wafers of a lot share their process conditions, so a small window holds few independent
             lots (``benchmarks/drift_detection.py``: 10 % false alarms at 100–150 wafers, 0 % at 300).
@@ -49,6 +52,7 @@ class DriftConfig(BaseModel):
     strong_drift: float | None = Field(1.0, gt=0)
     retrain_on_prediction_drift: bool = True
     class_mix_noise_quantile: float = Field(0.99, ge=0.5, lt=1)
+    novel_share: float = Field(0.05, gt=0, lt=1)
     min_wafers: int = Field(300, ge=1)
     prediction_log: str = "data/prediction_log"
     window_days: int = Field(7, ge=1)

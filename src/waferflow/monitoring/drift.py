@@ -106,6 +106,12 @@ def check_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig
             f"strong drift (score >= drift.strong_drift {cfg.strong_drift}) in "
             + ", ".join(f"{c} ({per_column[c]['score']:.2f})" for c in strong)
         )
+    novel = novel_share(current, cfg.novel_share)
+    if novel is not None and novel["alert"]:
+        reasons.append(
+            f"{novel['share']:.1%} of the window's wafers are unlike any known class (triage REJECT; "
+            f"drift.novel_share {cfg.novel_share:.0%}): a new defect mechanism or a new product"
+        )
     if cfg.retrain_on_prediction_drift and predictions.get("predicted_class", {}).get("drifted"):
         p = predictions["predicted_class"]
         reasons.append(
@@ -122,10 +128,23 @@ def check_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig
         "dataset_drift": share >= cfg.drift_share,
         "strong_drift": strong,
         "predictions": predictions,
+        "novel": novel,
         "retrain_recommended": bool(reasons),
         "reasons": reasons or ["no drift above the thresholds"],
     }
     return DriftResult(summary, snapshot)
+
+
+def novel_share(window: pd.DataFrame, threshold: float) -> dict | None:
+    """Share of a window's triaged wafers judged REJECT (novel), and whether it exceeds
+    ``threshold``; None when no wafer in it was triaged (an export without a novelty head)."""
+    if "triage" not in window:
+        return None
+    triaged = window["triage"].dropna()
+    if triaged.empty:
+        return None
+    share = float((triaged == "REJECT").mean())
+    return {"share": round(share, 4), "wafers": int(len(triaged)), "threshold": threshold, "alert": share > threshold}
 
 
 def _scaled(frame: pd.DataFrame) -> pd.DataFrame:

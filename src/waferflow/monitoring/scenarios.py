@@ -21,7 +21,7 @@ from waferflow.classes import DIE_FAIL, DIE_NONE
 from waferflow.data.records import WaferRecord
 from waferflow.synth.dataset import DatasetConfig, generate_dataset
 
-__all__ = ["SCENARIOS", "CLASS_MIX_WEIGHTS", "stream"]
+__all__ = ["SCENARIOS", "CLASS_MIX_WEIGHTS", "stream", "mixed_pattern_wafers"]
 
 SCENARIOS = ("unshifted", "background", "class_mix", "wafer_size", "novel_pattern")
 CLASS_MIX_WEIGHTS = {"Center": 20, "Edge-Ring": 30, "Loc": 15, "Edge-Loc": 5, "none": 30}  # the class_mix stream
@@ -71,4 +71,21 @@ def stream(scenario: str, n: int, seed: int, base: DatasetConfig = DatasetConfig
         records = [_reticle_grid(r, rng) for r in records]
     for r in records:
         r.attrs["scenario"] = scenario
+    return records
+
+
+def mixed_pattern_wafers(n: int, seed: int, base: DatasetConfig = DatasetConfig()) -> list[WaferRecord]:
+    """``n`` wafers carrying two patterns at once (Center + Scratch, Edge-Ring + Loc, …: every
+    pair the generator can mix), each on its own die layout. No class covers them; each keeps
+    its first pattern in ``attrs.true_label`` and both in ``attrs.patterns``."""
+    from waferflow.synth.generator import _MIXABLE as MIXABLE, WaferGenerator  # the pairs it mixes
+
+    gen = WaferGenerator(seed, base.generator.model_copy(update={"mixed_probability": 1.0}))
+    firsts = [c for c, partners in MIXABLE.items() if partners]
+    records = []
+    for i in range(n):
+        rec = gen.make(firsts[i % len(firsts)], index=i, lot_id=f"MIX-{seed}-{i // 25}", wafer_id=str(i))
+        rec.attrs.update(true_label=rec.label, scenario="mixed_pattern")
+        rec.label = None
+        records.append(rec)
     return records

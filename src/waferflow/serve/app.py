@@ -494,16 +494,18 @@ def create_app(
 
     explainer: dict = {}
 
-    def served_weights(version: str):
-        """The torch weights of the served version (Grad-CAM needs gradients; ONNX has none)."""
+    def served_weights(version: str, onnx_path: Path):
+        """The torch weights of the served version (Grad-CAM needs gradients; ONNX has none) and
+        the novelty head exported beside its ONNX (None for an export without one)."""
         if explainer.get("version") != version:
             from waferflow.registry.pyfunc import load_initial_weights
             from waferflow.registry.tracking import configure_mlflow
+            from waferflow.triage.novelty import HEAD_FILE, load_head
 
             configure_mlflow(p.mlflow, root)
             predictor, _ = load_initial_weights(f"models:/{p.mlflow.registered_model}/{version}")
-            explainer.update(version=version, predictor=predictor)
-        return explainer["predictor"]
+            explainer.update(version=version, predictor=predictor, head=load_head(onnx_path.with_name(HEAD_FILE)))
+        return explainer["predictor"], explainer["head"]
 
     @app.post("/v1/explain", tags=["predict"], dependencies=[Depends(require_key)])
     async def explain(
@@ -522,8 +524,10 @@ def create_app(
 
         def draw() -> bytes:
             results = served.champion.predict(records)
-            predictor = served_weights(served.champion_version)
-            return explanation_pngs(predictor, results, [records[0].die_grid], served.champion.input_size, method)[0]
+            predictor, head = served_weights(served.champion_version, served.champion.path)
+            return explanation_pngs(
+                predictor, results, [records[0].die_grid], served.champion.input_size, method, head
+            )[0]
 
         return Response(await run_in_threadpool(draw), media_type="image/png")
 

@@ -4,6 +4,17 @@
 let chosen = [];
 let last = null;
 
+function triageBadge(triage) {
+  // PASS / REVIEW / REJECT of the open-set triage, with its reason on hover and below.
+  if (!triage) return el("div", { class: "muted" }, "no triage (an export without a novelty head)");
+  return el(
+    "div",
+    { class: "triage" },
+    el("span", { class: `badge ${triage.decision.toLowerCase()}`, title: triage.reason }, triage.decision),
+    el("span", { class: "muted" }, ` ${triage.reason}`)
+  );
+}
+
 function card(wafer) {
   const d = wafer.defects;
   return el(
@@ -11,12 +22,14 @@ function card(wafer) {
     { class: "card", "data-wafer": `${wafer.lot_id}/${wafer.wafer_id}` },
     el("img", { src: wafer.overlay_png, alt: `${wafer.lot_id}/${wafer.wafer_id} with its predicted defect mask` }),
     el("h2", { class: "predicted" }, `${wafer.class} · ${(100 * wafer.confidence).toFixed(1)} %`),
+    triageBadge(wafer.triage),
     el("div", { class: "muted" }, `lot ${wafer.lot_id}, wafer ${wafer.wafer_id}`),
     el(
       "table",
       {},
       el("tr", {}, el("td", {}, "top 3"), el("td", {}, wafer.top_k.map((t) => `${t.class} ${t.probability.toFixed(2)}`).join(", "))),
       el("tr", {}, el("td", {}, "severity"), el("td", {}, d.severity)),
+      el("tr", {}, el("td", {}, "novelty"), el("td", {}, wafer.triage ? `${wafer.triage.novelty} (p ${wafer.triage.novelty_p})` : "–")),
       el("tr", {}, el("td", {}, "clusters"), el("td", {}, d.clusters.length)),
       el("tr", {}, el("td", {}, "fail density"), el("td", {}, d.fail_density)),
       el("tr", {}, el("td", {}, "affected dies"), el("td", {}, d.affected_dies))
