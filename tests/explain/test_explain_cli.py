@@ -34,6 +34,11 @@ def test_predict_explain_writes_map_mask_and_activation_per_wafer(project, small
         assert picture.status_code == 200 and picture.content[:8] == b"\x89PNG\r\n\x1a\n", picture.text
         two = c.post("/v1/explain", json={"wafers": [wafer, wafer]})
         assert two.status_code == 422 and "one wafer" in two.json()["detail"]
+        pair = {"wafers": [wafer, {**wafer, "wafer_id": "2"}]}  # the predict page picks one of the files' wafers
+        picked = c.post("/v1/explain?lot_id=L&wafer_id=2", json=pair)
+        assert picked.status_code == 200 and picked.content[:8] == b"\x89PNG\r\n\x1a\n", picked.text
+        missing = c.post("/v1/explain?lot_id=L&wafer_id=9", json=pair)
+        assert missing.status_code == 422 and "no wafer L/9" in missing.json()["detail"]
     with_model = CliRunner().invoke(app, [*args, "--model", str(tmp_path / "model.onnx")])
     assert with_model.exit_code == 1 and "--explain needs a registry model" in with_model.output
     bad_method = CliRunner().invoke(app, [*args, "--method", "lime"])

@@ -88,6 +88,14 @@ def test_click_through_predict_review_models(queued, browser, small_records, tmp
                 browser.execute_script("return arguments[0].naturalWidth", card.find_element(By.TAG_NAME, "img")) > 100
             )
         assert browser.find_element(By.ID, "downloads").is_displayed()
+        # similar past wafers: this project has no index, and the card says so instead of hanging
+        _wait(browser, _text_in(".card .similar", "similar past wafers: none"), "the similar-wafer line")
+        # why?: the explanation picture of one card (map | mask | activation | novelty)
+        cards[1].find_element(By.CSS_SELECTOR, ".why").click()
+        picture = _wait(browser, lambda d: cards[1].find_elements(By.CSS_SELECTOR, ".explanation img"), "the picture")[
+            0
+        ]
+        _wait(browser, lambda d: d.execute_script("return arguments[0].naturalWidth", picture) > 800, "its pixels")
         _shoot(browser, tmp_path, "predict")
 
         # Review: a name, key 1 stores the first class; a different answer for it is refused

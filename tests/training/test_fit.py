@@ -113,6 +113,11 @@ def test_export_stage_logs_onnx_beside_the_version_and_engine_loads_by_alias(tra
     from waferflow.inference.engine import InferenceEngine
 
     params, layout, _ = trained
+    with pytest.raises(FileNotFoundError, match="dvc repro novelty"):  # the export needs the novelty head
+        stage("export").run(params, layout)
+    novelty = stage("novelty").run(params, layout, progress=False).values
+    assert novelty["stages"] == [1, 3] and set(novelty["auroc_vs_test_split"]) == {"novel_pattern", "mixed_pattern"}
+    assert (layout.root / "data/novelty/head.pt").is_file()
     summary = stage("export").run(params, layout).values
     latest = json.loads((layout.models / "train_run.json").read_text())
     assert summary["parity_passed"] and summary["model_version"] == latest["version"]
@@ -129,6 +134,8 @@ def test_export_stage_logs_onnx_beside_the_version_and_engine_loads_by_alias(tra
     np.testing.assert_allclose(pyfunc["class_probs"], local_probs, atol=1e-5)
     assert [r["class"] for r in served] == [CLASSES[i] for i in local_probs.argmax(1)]
     np.testing.assert_allclose([r["confidence"] for r in served], local_probs.max(1), atol=1e-5)
+    assert all(r["triage"]["decision"] in ("PASS", "REVIEW", "REJECT") for r in served)  # triage in the graph
+    assert summary["max_abs_diff_novelty"] < 1e-3
     tags = MlflowClient().get_model_version(params.mlflow.registered_model, latest["version"]).tags
     assert tags["onnx_parity_passed"] == "True"
 

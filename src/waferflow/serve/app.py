@@ -511,14 +511,22 @@ def create_app(
     async def explain(
         request: Request,
         method: Literal["gradcam", "gradcam++"] = Query("gradcam", description="class-activation map"),
+        lot_id: str | None = Query(None, description="with wafer_id: explain this wafer of the files sent"),
+        wafer_id: str | None = Query(None),
     ):
-        """One wafer's picture: map | predicted mask | where the class head saw its class (PNG)."""
+        """One wafer's picture: map | predicted mask | where the class head saw its class | where
+        it is unlike known wafers (PNG). Send one wafer, or files and the ``lot_id``/``wafer_id``
+        of the one to explain (the predict page's cards do)."""
         from waferflow.inference.report import explanation_pngs
 
         served = models.current
         if served is None:
             raise refuse(503, "no_model", f"no model loaded: {models.last_error or 'starting'}")
         records, _ = await wafers_of(request, await read_body(request))
+        if lot_id is not None or wafer_id is not None:
+            records = [r for r in records if (r.lot_id, r.wafer_id) == (lot_id, wafer_id)]
+            if not records:
+                raise refuse(422, "bad_request", f"no wafer {lot_id}/{wafer_id} in the request")
         if len(records) != 1:
             raise refuse(422, "bad_request", f"explain answers one wafer; the request holds {len(records)}")
 

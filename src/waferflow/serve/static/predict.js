@@ -15,8 +15,54 @@ function triageBadge(triage) {
   );
 }
 
+// "why?": the explanation picture of this wafer (POST /v1/explain with the chosen files).
+async function explainWafer(wafer, button, box) {
+  const form = new FormData();
+  for (const file of chosen) form.append("files", file, file.name);
+  const query = new URLSearchParams({ lot_id: wafer.lot_id, wafer_id: wafer.wafer_id });
+  button.disabled = true;
+  showStatus(box, "explaining …");
+  try {
+    const response = await fetch(`/v1/explain?${query}`, {
+      method: "POST",
+      body: form,
+      headers: apiKey() ? { "X-API-Key": apiKey() } : {},
+    });
+    if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
+    const url = URL.createObjectURL(await response.blob());
+    box.className = "explanation";
+    box.replaceChildren(el("img", { src: url, alt: `why ${wafer.class}: map, mask, class activation, novelty` }));
+  } catch (err) {
+    showStatus(box, `no explanation: ${err.message}`, "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// Similar past wafers of every card at once (POST /v1/similar); a missing index is said, not hidden.
+async function similarWafers(form) {
+  const boxes = document.querySelectorAll(".card .similar");
+  try {
+    const answer = await api("/v1/similar?k=5", { method: "POST", body: form });
+    for (const w of answer.wafers) {
+      const box = document.querySelector(`.card[data-wafer="${CSS.escape(`${w.lot_id}/${w.wafer_id}`)}"] .similar`);
+      if (!box) continue;
+      box.textContent =
+        "similar past wafers: " + w.neighbours.map((n) => `${n.label} (${n.lot_id}/${n.wafer_id}, ${n.distance.toFixed(3)})`).join(", ");
+    }
+  } catch (err) {
+    boxes.forEach((b) => (b.textContent = `similar past wafers: none (${err.message})`));
+  }
+}
+
 function card(wafer) {
   const d = wafer.defects;
+  const box = el("div", { class: "explanation", hidden: true });
+  const why = el("button", { class: "why" }, "why?");
+  why.addEventListener("click", () => {
+    box.hidden = false;
+    explainWafer(wafer, why, box);
+  });
   return el(
     "div",
     { class: "card", "data-wafer": `${wafer.lot_id}/${wafer.wafer_id}` },
@@ -33,7 +79,10 @@ function card(wafer) {
       el("tr", {}, el("td", {}, "clusters"), el("td", {}, d.clusters.length)),
       el("tr", {}, el("td", {}, "fail density"), el("td", {}, d.fail_density)),
       el("tr", {}, el("td", {}, "affected dies"), el("td", {}, d.affected_dies))
-    )
+    ),
+    el("div", { class: "similar muted" }, "similar past wafers: …"),
+    why,
+    box
   );
 }
 
@@ -62,6 +111,7 @@ async function classify() {
       `model version ${last.model_version}` + (last.shadow_version ? `, challenger ${last.shadow_version} in shadow` : "");
     document.getElementById("downloads").hidden = false;
     showStatus(status, `${last.wafers.length} wafer(s) classified, ${last.rejected.length} rejected`, "ok");
+    similarWafers(form);
   } catch (err) {
     const body = err.body && err.body.detail;
     for (const r of (body && body.rejected) || []) {
