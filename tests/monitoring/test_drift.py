@@ -79,14 +79,15 @@ def test_prediction_drift_and_html_report(reference, tmp_path):
 
 def test_class_mix_verdict_does_not_hang_on_sampling_noise(reference):
     """A model that spreads its answers evenly over nine classes: windows of 300 drawn from the same
-    mix differ by ~0.07 in Jensen-Shannon distance by chance, close to the 0.1 threshold, so the
+    mix differ from it by ~0.1 in Jensen-Shannon distance by chance, close to the 0.1 threshold, so the
     verdict must rest on the sampling noise at this window size, not on a few borderline wafers."""
     classes = [f"c{i}" for i in range(9)]
     rng = np.random.default_rng(5)
     ref = reference.assign(predicted_class=rng.choice(classes, len(reference)))
     noise = class_mix_noise(ref["predicted_class"], 300)
     assert 0.08 < noise < 0.2  # the floor is of the order of the threshold here ...
-    assert class_mix_noise(pd.Series(["none"] * 95 + ["Center"] * 5), 300) < 0.7 * noise  # ... smaller for a peaked mix
+    peaked = pd.Series(["none"] * 570 + ["Center"] * 30)  # a reference of the same size, peaked mix
+    assert class_mix_noise(peaked, 300) < 0.7 * noise  # ... smaller for a peaked mix
     for seed in range(20):  # windows of the reference's own wafers and answers: never a verdict
         cur = ref.sample(300, random_state=seed)
         mix = check_drift(ref, cur, DriftConfig()).summary["predictions"]["predicted_class"]
@@ -95,6 +96,31 @@ def test_class_mix_verdict_does_not_hang_on_sampling_noise(reference):
     summary = check_drift(ref, shifted, DriftConfig()).summary
     assert summary["predictions"]["predicted_class"]["drifted"]  # a real change of mix is still one
     assert any("sampling noise at 300 wafers" in r for r in summary["reasons"])
+
+
+def test_the_class_mix_floor_counts_lots_not_wafers(reference):
+    """Wafers of one lot share a product and a process history, so a model's answers on them move
+    together: a 300-wafer window is ~30 lots. Windows of whole reference lots never flag, while a
+    floor that counted wafers as independent draws would call several of them drift."""
+    rng = np.random.default_rng(3)
+    classes = np.array(["none", "Center", "Edge-Ring", "Loc", "Scratch"])
+    lots = np.repeat([f"L{i:02d}" for i in range(60)], 10)
+    lot_class = np.repeat(rng.choice(classes, 60, p=[0.5, 0.2, 0.1, 0.1, 0.1]), 10)
+    answers = np.where(rng.random(600) < 0.8, lot_class, rng.choice(classes, 600))
+    ref = reference.assign(predicted_class=answers, lot_id=lots)
+    per_wafer = class_mix_noise(ref["predicted_class"], 300)
+    per_lot = class_mix_noise(ref["predicted_class"], 300, lots=ref["lot_id"])
+    assert per_lot > 1.5 * per_wafer
+    scores = []
+    for seed in range(20):
+        picked = np.random.default_rng(seed).choice(60, 30)  # 30 whole lots of the same production
+        cur = pd.concat([ref[ref["lot_id"] == f"L{i:02d}"] for i in picked])
+        mix = check_drift(ref, cur, DriftConfig()).summary["predictions"]["predicted_class"]
+        assert not mix["drifted"] and mix["sampling_noise"] == pytest.approx(per_lot, abs=1e-6)
+        scores.append(mix["score"])
+    assert sum(s > max(per_wafer, 0.1) for s in scores) >= 3  # what the per-wafer floor would have flagged
+    shifted = ref.assign(predicted_class=np.where(lot_class == "none", "Center", answers)).iloc[:300]
+    assert check_drift(ref, shifted, DriftConfig()).summary["predictions"]["predicted_class"]["drifted"]
 
 
 def test_small_windows_are_refused(reference):

@@ -26,8 +26,9 @@ class DriftConfig(BaseModel):
         retrain_on_prediction_drift: recommend retraining when the predicted class mix drifted,
             even if few features did.
         class_mix_noise_quantile: the predicted class mix drifted only when its Jensen-Shannon
-            distance also exceeds this quantile of the distances that sampling alone gives: windows
-            of the current window's size drawn from the reference's own class mix. A model that
+            distance also exceeds this quantile of the distances that sampling alone gives: pairs
+            of windows of the reference's and the current window's sizes drawn lot by lot from the
+            reference (``drift.class_mix_noise``). A model that
             spreads its answers over many classes has a large sampling noise at 300 wafers (~0.07
             for nine even classes), close to ``cat_threshold``; without this floor the verdict
             would hang on which way a few borderline wafers fall on one CPU's arithmetic.

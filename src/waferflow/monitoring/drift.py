@@ -90,8 +90,9 @@ def check_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig
     predictions = {c: per_column[c] for c in PREDICTION_COLUMNS if c in per_column}
     if "predicted_class" in predictions:
         mix = predictions["predicted_class"]
+        lots = reference["lot_id"] if "lot_id" in reference else None
         mix["sampling_noise"] = round(
-            class_mix_noise(ref["predicted_class"], len(cur), cfg.class_mix_noise_quantile), 6
+            class_mix_noise(ref["predicted_class"], len(cur), cfg.class_mix_noise_quantile, lots=lots), 6
         )
         mix["drifted"] = bool(mix["drifted"] and mix["score"] > mix["sampling_noise"])
     reasons = []
@@ -152,14 +153,33 @@ def _scaled(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{c: np.log1p(frame[c].clip(lower=0)) for c in LOG_SCALE if c in frame})
 
 
-def class_mix_noise(reference: pd.Series, n: int, quantile: float = 0.99, draws: int = 500, seed: int = 0) -> float:
-    """The ``quantile`` of the Jensen-Shannon distances (as evidently computes them) between the
-    reference's class mix and windows of ``n`` wafers drawn from that same mix: what sampling
-    alone gives, with no drift at all."""
-    p = reference.value_counts(normalize=True).to_numpy(float)
+def class_mix_noise(
+    reference: pd.Series,
+    n: int,
+    quantile: float = 0.99,
+    draws: int = 500,
+    seed: int = 0,
+    lots: pd.Series | None = None,
+) -> float:
+    """What sampling alone gives, with no drift at all: the ``quantile`` of the Jensen-Shannon
+    distances (as evidently computes them) between two windows drawn from the reference — one of
+    the reference's size, one of ``n`` wafers, as the check compares them. Both are drawn lot by
+    lot (whole lots with replacement) when ``lots`` names each reference wafer's lot: wafers of one
+    lot share a product and a process history, so their answers move together, and a window of
+    300 wafers is some 30 lots, not 300 independent draws. Without ``lots`` each wafer is its own."""
+    classes, codes = np.unique(np.asarray(reference, dtype=str), return_inverse=True)
+    units = np.arange(len(codes)) if lots is None else pd.factorize(np.asarray(lots, dtype=str))[0]
+    counts = np.zeros((units.max() + 1, len(classes)))
+    np.add.at(counts, (units, codes), 1)  # class counts per lot
+    size = counts.sum(axis=1).mean()
     rng = np.random.default_rng(seed)
-    windows = rng.multinomial(n, p, size=draws) / n
-    return float(np.quantile([distance.jensenshannon(p, w) for w in windows], quantile))
+
+    def windows(wafers: int) -> np.ndarray:
+        picked = rng.integers(len(counts), size=(draws, max(1, round(wafers / size))))
+        mixed = counts[picked].sum(axis=1)
+        return mixed / mixed.sum(axis=1, keepdims=True)
+
+    return float(np.quantile(distance.jensenshannon(windows(len(codes)), windows(n), axis=1), quantile))
 
 
 def _per_column(report: dict) -> dict[str, dict]:

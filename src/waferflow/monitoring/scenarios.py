@@ -1,8 +1,11 @@
 """Production streams for drift tests and demos, from the project's own generator.
 
 ``unshifted`` is production as the model knows it: the default WM-811K-like class mix on the
-default generator ranges, with another seed (so other wafers and other product layouts drawn
-from the same distribution). Each shifted stream changes one thing a fab meets:
+default generator ranges, with another seed: other wafers and lots of the same products (die
+layouts of ``base.product_seed``, default ``base.seed``), as one fab's production from week to
+week. (Streams of other products as well moved the die-count distribution and, through a small
+model's answers, the class mix by more than sampling gives: a new product is a shift of its own,
+``wafer_size``.) Each shifted stream changes one thing a fab meets:
 
 * ``background`` — a process excursion: the background fail rate range three times the default's;
 * ``class_mix`` — a new defect mix: Edge-Ring, Center and Loc make up most wafers;
@@ -63,6 +66,7 @@ def stream(scenario: str, n: int, seed: int, base: DatasetConfig = DatasetConfig
             "unlabeled_class_weights": weights,
             "generator": gen,
             "n_products": max(1, min(base.n_products, n // 5)),
+            "product_seed": base.seed if base.product_seed is None else base.product_seed,  # the fab's products
         }
     )
     records = generate_dataset(cfg)["unlabeled"]

@@ -59,8 +59,9 @@ def _champion_engine(p: Params, root: Path):
 
 
 def reference_window(p: Params, root: Path, reference: Path, predictions: bool = True) -> tuple[pd.DataFrame, dict]:
-    """Reference features (+ the champion's ``predicted_class`` / ``confidence`` when
-    ``predictions``) and what they are: file, wafers, model version or why there are no predictions."""
+    """Reference features (+ the champion's ``predicted_class`` / ``confidence`` and each wafer's
+    ``lot_id`` — the class mix's sampling noise is drawn lot by lot — when ``predictions``) and
+    what they are: file, wafers, model version or why there are no predictions."""
     from tqdm.auto import tqdm
 
     from waferflow.data.records import read_records
@@ -89,8 +90,10 @@ def reference_window(p: Params, root: Path, reference: Path, predictions: bool =
     cache = Layout(root).resolve(REFERENCE_CACHE) / f"{_digest(reference)}-v{engine.model_version}.parquet"
     info["reference_cache"] = str(cache)
     if cache.is_file():
-        return pd.read_parquet(cache), info
-    frame = feature_frame(r.die_grid for r in records)
+        cached = pd.read_parquet(cache)
+        if "lot_id" in cached:  # caches from before the frame kept lots are made again
+            return cached, info
+    frame = feature_frame(r.die_grid for r in records).assign(lot_id=[r.lot_id for r in records])
     results = []
     for start in tqdm(range(0, len(records), 256), desc="reference predictions", unit="batch"):
         results.extend(engine.predict(records[start : start + 256]))

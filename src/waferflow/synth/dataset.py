@@ -41,6 +41,8 @@ class DatasetConfig(BaseModel):
             WM-811K-like: mostly ``none``, rare Near-full.
         test_per_class: Wafers per class in the fixed test set.
         n_products: Distinct die layouts used by the pools (the test set gets as many new ones).
+        product_seed: Seed of the die layouts (products); None = ``seed``. Windows of one fab's
+            production share it: other seeds draw other wafers of the same products.
         wafers_per_lot: Wafers per lot (WM-811K: 25).
         generator: Sampling ranges of the generator.
         gallery_per_class: Wafers per class in the generate stage's PNG gallery.
@@ -66,6 +68,7 @@ class DatasetConfig(BaseModel):
     )
     test_per_class: int = 100
     n_products: int = 400
+    product_seed: int | None = None
     wafers_per_lot: int = 10
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     gallery_per_class: int = 8
@@ -111,7 +114,7 @@ def _build(
 def generate_dataset(cfg: DatasetConfig, progress: bool = False) -> dict[str, list[WaferRecord]]:
     """Generate the ``labeled``, ``unlabeled`` and ``test`` sets (deterministic per seed)."""
     rng = np.random.default_rng(cfg.seed)
-    gen = WaferGenerator(seed=cfg.seed, config=cfg.generator)
+    gen = WaferGenerator(seed=cfg.seed, config=cfg.generator, layout_seed=cfg.product_seed)
 
     labeled_labels = [c for c, n in _per_class(cfg.labeled_per_class).items() for _ in range(n)]
     labeled = _build(gen, labeled_labels, "labeled", cfg, 0, rng, progress)

@@ -412,14 +412,15 @@ class WaferGenerator:
         config: Sampling ranges; see :class:`GeneratorConfig`.
     """
 
-    def __init__(self, seed: int = 0, config: GeneratorConfig | None = None) -> None:
+    def __init__(self, seed: int = 0, config: GeneratorConfig | None = None, layout_seed: int | None = None) -> None:
         self.seed = int(seed)
+        self.layout_seed = self.seed if layout_seed is None else int(layout_seed)  # whose products :meth:`layout` makes
         self.config = config or GeneratorConfig()
         self._patterns = _Patterns().dispatch()
 
     def layout(self, product: str, index: int) -> WaferLayout:
-        """The layout of product number ``index`` (deterministic per seed)."""
-        rng = np.random.default_rng([self.seed, 1_000_003, index])
+        """The layout of product number ``index`` (deterministic per ``layout_seed``)."""
+        rng = np.random.default_rng([self.layout_seed, 1_000_003, index])
         return WaferLayout.sample(rng, self.config, product)
 
     def _background_rate(self, rng: np.random.Generator, u: np.ndarray, v: np.ndarray, rate: float) -> np.ndarray:
