@@ -2,6 +2,7 @@
 
 drift_check -> retrain_needed -> trigger_retrain
 shadow_report
+index_refresh
 
 Both stage tasks run the stage table's non-DVC entries the way the retrain DAG runs the DVC
 stages: a shell command in the ML environment (``python -m waferflow.stages <stage> --json`` in
@@ -23,6 +24,9 @@ task's XCom. No ML code runs inside Airflow's own Python.
   with ``gate.require_shadow`` and ``gate.min_shadow_wafers`` reached, the gate judges the
   challenger again with the live-traffic rules (alias moves are compare-and-set under the
   registry's alias lock, which the retrain DAG's gate takes too).
+* ``index_refresh`` (``pipelines/index_log.py``): the prediction log's wafers of the last
+  ``index.log_days`` days embedded into ``data/index_log``, so ``waferflow similar`` and
+  ``/v1/similar`` answer yesterday's production wafers as past wafers beside the labeled ones.
 
 Environment (optional): ``WAFERFLOW_PROJECT_DIR`` (default: the checkout holding this file),
 ``WAFERFLOW_ML_BIN`` (the ML environment's ``bin``; default: this interpreter's).
@@ -98,3 +102,4 @@ with DAG(
 
     drift_check >> retrain_needed() >> trigger
     stage_task("shadow", "shadow_report")
+    stage_task("index_log", "index_refresh")

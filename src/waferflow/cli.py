@@ -20,7 +20,7 @@ import typer
 
 from waferflow.config import load_params
 from waferflow.layout import Layout
-from waferflow.stages import STAGES
+from waferflow.stages import STAGES, stage
 
 app = typer.Typer(
     help="waferflow: wafer-map defect pattern recognition pipeline.\n\n"
@@ -114,6 +114,7 @@ for _stage in STAGES:
             app.command(_stage.name, help=_stage.help)(_CUSTOM[_stage.name])
         else:
             _register_stage_command(_stage.name, _stage.help)
+_register_stage_command("index_log", stage("index_log").help)  # live input: not in dvc repro, run by the monitor DAG
 
 
 @label_app.command("import")
@@ -392,10 +393,10 @@ def _write_explanations(results: list[dict], records: list, engine, model_name: 
 def _explain_similar(records: list, engine, predictor, p, out: Path, k: int = 10) -> None:
     """``predict --explain``'s similar past wafers: ``out/similar/`` from the project's index when
     the served version built it; otherwise it says why there are none."""
-    from waferflow.explain.similar import WaferIndex
+    from waferflow.explain.similar import past_index
 
     try:
-        found = WaferIndex.load(PROJECT / "data/index")
+        found, _ = past_index(PROJECT.root)
     except FileNotFoundError as exc:
         typer.echo(f"similar wafers: none ({exc})")
         return
@@ -411,18 +412,22 @@ def _explain_similar(records: list, engine, predictor, p, out: Path, k: int = 10
 
 def _similar_answers(found, predictor, records: list, p, k: int, out: Path) -> list[dict]:
     """Each record's ``k`` nearest past wafers in ``found`` with a gallery PNG, and ``similar.json``."""
-    from waferflow.data.arrays import WaferArrays
+    from waferflow.explain.similar import neighbour_grids
     from waferflow.fileio import write_json
     from waferflow.viz.names import wafer_file_name
     from waferflow.viz.wafer_plots import save_wafer_grid
 
     neighbours = found.past_wafers_of(predictor, records, tuple(p.preprocess.image_size), k=k)
-    splits = {s: WaferArrays.from_parquet(PROJECT.processed / f"{s}.parquet").grids for s in found.info["splits"]}
+    splits = neighbour_grids(PROJECT.root, found)
     answers = []
     for rec, near in zip(records, neighbours):
         gallery = out / "galleries" / wafer_file_name(rec.lot_id, rec.wafer_id)
         panels = [(rec.die_grid, None, f"query {rec.lot_id}/{rec.wafer_id}")] + [
-            (splits[n["split"]][n["row"]], None, f"{n['label']} d={n['distance']:.3f}\n{n['lot_id']}/{n['wafer_id']}")
+            (
+                splits[n["split"]][n["row"]],
+                None,
+                f"{_neighbour_label(n)} d={n['distance']:.3f}\n{n['lot_id']}/{n['wafer_id']}",
+            )
             for n in near
         ]
         save_wafer_grid([panels], gallery, f"{rec.lot_id}/{rec.wafer_id}: the {k} nearest past wafers")
@@ -431,21 +436,27 @@ def _similar_answers(found, predictor, records: list, p, k: int, out: Path) -> l
     return answers
 
 
+def _neighbour_label(n: dict) -> str:
+    """A past wafer's label; an unlabeled production wafer shows the class the model gave it."""
+    return n["label"] if n.get("label") else f"({n.get('predicted_class')}?)"
+
+
 @app.command()
 def similar(
     files: list[Path] = typer.Argument(..., help="Wafer maps in any ingestible format."),
     k: int = typer.Option(10, "-k", min=1, max=100, help="Nearest past wafers per map."),
-    index: Path = typer.Option(PROJECT / "data/index", help="The index `dvc repro index` built."),
     out: Path = typer.Option(Path("similar"), help="Folder for similar.json and a gallery PNG per wafer."),
     params: Path = PARAMS,
 ) -> None:
-    """The past labeled wafers most like each map (lot, wafer, label, distance), with a gallery."""
-    from waferflow.explain.similar import WaferIndex
+    """The past wafers most like each map (lot, wafer, label, distance), with a gallery: the labeled
+    wafers `dvc repro index` embedded and the production wafers `waferflow index_log` added."""
+    from waferflow.explain.similar import LABELED_INDEX, past_index
     from waferflow.registry.pyfunc import load_weights
 
     p = load_params(params)
+    index = PROJECT.root / LABELED_INDEX
     try:
-        found = WaferIndex.load(index)
+        found, which = past_index(PROJECT.root)
         trained = PROJECT.train_run()
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
@@ -465,10 +476,11 @@ def similar(
         typer.echo(
             f"{a['lot_id']}/{a['wafer_id']}: "
             + ", ".join(
-                f"{n['label']} ({n['lot_id']}/{n['wafer_id']}, {n['distance']:.3f})" for n in a["neighbours"][:5]
+                f"{_neighbour_label(n)} ({n['lot_id']}/{n['wafer_id']}, {n['distance']:.3f})"
+                for n in a["neighbours"][:5]
             )
         )
-    typer.echo(f"{len(answers)} wafers; neighbours and galleries in {out}")
+    typer.echo(f"{len(answers)} wafers against {which}; neighbours and galleries in {out}")
 
 
 @app.command()

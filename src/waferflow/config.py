@@ -158,6 +158,12 @@ class ServeParams(_Section):
     cors_origins: list[str] = Field(default_factory=list)
 
 
+class IndexParams(_Section):
+    """The similar-wafer index (stages ``index`` and ``index_log``)."""
+
+    log_days: int = Field(30, ge=1)  # index_log: production wafers of the prediction log's last N days
+
+
 class Params(_Section):
     synth: DatasetConfig = Field(default_factory=DatasetConfig)
     ingest: IngestParams = Field(default_factory=IngestParams)
@@ -176,6 +182,7 @@ class Params(_Section):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     serve: ServeParams = Field(default_factory=ServeParams)
     triage: TriageConfig = Field(default_factory=TriageConfig)
+    index: IndexParams = Field(default_factory=IndexParams)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
 

@@ -12,8 +12,8 @@ its code. A pipeline module defines
 
 The table names each stage once, with its help text, retry policy and place in the pipeline.
 The CLI registers a command per entry, the retrain DAG takes its order and retries from it and
-the monitor DAG runs its ``drift`` and ``shadow`` entries (not DVC stages: their input is live
-traffic) the same way: ``python pipelines/<name>.py`` in the ML environment.
+the monitor DAG runs its ``drift``, ``index_log`` and ``shadow`` entries (not DVC stages: their
+input is live traffic) the same way: ``python pipelines/<name>.py`` in the ML environment.
 
 Example:
     >>> from waferflow.stages import STAGES, stage
@@ -190,6 +190,13 @@ STAGES: tuple[Stage, ...] = (
         "drift",
         "Drift check of the prediction log's last window against the reference (evidently).",
         Retry(1, 30 * _M, "reads the log and the registry; a retry covers a lost worker"),
+        dvc=False,
+    ),
+    Stage(
+        "index_log",
+        "Similar-wafer index of production: the prediction log's wafers embedded by the trained model "
+        "-> data/index_log (beside data/index).",
+        Retry(1, 30 * _M, "reads the log; a retry covers a lost worker"),
         dvc=False,
     ),
     Stage(

@@ -91,6 +91,57 @@ def test_the_index_stage_and_similar_answer_past_wafers_of_the_trained_model(
                 [n["distance"] for n in cli["neighbours"][:3]], abs=1e-4
             )
 
+    # production wafers of the prediction log join as past wafers (stage index_log)
+    import pandas as pd
+
+    from waferflow.active.labels import LABEL_COLUMNS, STORE_NAME
+    from waferflow.explain.similar import LOG_INDEX, past_index
+    from waferflow.inference.prediction_log import PredictionLog
+
+    params = load_params(project / "params.yaml")
+    params = params.model_copy(
+        update={
+            "drift": params.drift.model_copy(update={"prediction_log": str(tmp_path / "log")}),
+            "al": params.al.model_copy(update={"labels_dir": str(tmp_path / "labels")}),
+        }
+    )
+    grids = [r.die_grid for r in small_records[:3]]
+    told = [
+        {"lot_id": "PROD", "wafer_id": str(i), "model_version": "3", "class": "Loc", "confidence": 0.5}
+        for i in range(3)
+    ]
+    plog = PredictionLog(tmp_path / "log")
+    plog.append(told, grids, alias="champion")
+    plog.append(told[:1], grids[:1], alias="champion")  # predicted again: still one past wafer
+    plog.append(told, grids, alias="challenger")  # the shadow's answers to the same wafers
+    labeled_one = pd.read_parquet(project / "data/index/wafers.parquet").iloc[0]
+    plog.append([{**told[0], "lot_id": labeled_one["lot_id"], "wafer_id": labeled_one["wafer_id"]}], grids[:1])
+    (tmp_path / "labels").mkdir()
+    review = {"lot_id": "PROD", "wafer_id": "2", "label": "Scratch", "annotator": "fa", "round": 1}
+    pd.DataFrame([review], columns=LABEL_COLUMNS).to_parquet(tmp_path / "labels" / STORE_NAME)
+    try:
+        logged = stage("index_log").run(params, layout, progress=False)
+        assert logged.values["log_rows_read"] == 8 and logged.values["wafers"] == 3 and logged.values["reviewed"] == 1
+        assert "3 production wafers" in logged.summary
+        assert past_index(project)[1] == f"{built['wafers']} labeled + 3 production wafers"
+        result = CliRunner().invoke(app, ["similar", str(maps), "-k", "4", "--out", str(tmp_path / "sim_log")])
+        assert result.exit_code == 0, result.output
+        assert "against " + past_index(project)[1] in result.output
+        for i, wafer in enumerate(json.loads((tmp_path / "sim_log" / "similar.json").read_text())["wafers"]):
+            twin = wafer["neighbours"][0]  # the same die grid, logged in production
+            assert (twin["lot_id"], twin["wafer_id"], twin["split"]) == ("PROD", str(i), "log")
+            assert twin["distance"] < 1e-4 and twin["predicted_class"] == "Loc"
+            assert twin["label"] == ("Scratch" if i == 2 else None)
+        (layout.models / "train_run.json").write_text(json.dumps({"version": "9", "weights": "models/weights.pt"}))
+        with pytest.raises(RuntimeError, match="run `dvc repro index` first"):
+            stage("index_log").run(params, layout, progress=False)
+        (layout.models / "train_run.json").write_text(json.dumps({"version": "3", "weights": "models/weights.pt"}))
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(project / LOG_INDEX, ignore_errors=True)
+        raise
+
     (layout.models / "train_run.json").write_text(json.dumps({"version": "4", "weights": "models/weights.pt"}))
     stale = CliRunner().invoke(app, ["similar", str(maps), "--out", str(tmp_path / "sim2")])
     assert stale.exit_code == 1 and "dvc repro index" in stale.output
@@ -109,3 +160,9 @@ def test_the_index_stage_and_similar_answer_past_wafers_of_the_trained_model(
     assert "similar wafers: the 10 nearest past wafers of 3 wafers" in explained.output
     similar = json.loads((out / "similar" / "similar.json").read_text())
     assert similar["model_version"] == champion and all(len(w["neighbours"]) == 10 for w in similar["wafers"])
+    # the production wafers' index is of version 3, the labeled one now of the champion's: not mixed
+    assert all(n["split"] != "log" for w in similar["wafers"] for n in w["neighbours"])
+    assert "index is of model version 3" in past_index(project)[1]
+    import shutil
+
+    shutil.rmtree(project / LOG_INDEX)

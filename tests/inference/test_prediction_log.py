@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from tests.conftest import PROJECT_ROOT, disc
 from waferflow.data.features import FEATURES
-from waferflow.inference.prediction_log import LOG_COLUMNS, BufferedPredictionLog, PredictionLog
+from waferflow.inference.prediction_log import LOG_COLUMNS, BufferedPredictionLog, PredictionLog, logged_grids
 
 T0 = datetime(2026, 11, 20, 8, 30, tzinfo=timezone.utc)
 
@@ -41,6 +41,24 @@ def test_local_log_appends_one_file_per_batch_in_day_partitions_and_reads_a_wind
     assert set(FEATURES) <= set(window.columns)
     assert len(plog.read(days=30, end=T0.date())) == 9
     assert plog.read(days=1, end=(T0 + timedelta(days=3)).date()).empty
+
+
+def test_the_log_keeps_each_wafers_die_grid_as_plain_bytes_and_old_parts_read_as_none(tmp_path):
+    import numpy as np
+
+    plog = PredictionLog(tmp_path / "log")
+    results, grids = batch(3)
+    grids[1] = grids[1][:, :-4]  # a non-square grid keeps its shape
+    plog.append(results, grids, alias="champion", when=T0)
+    window = plog.read(days=1, end=T0.date())
+    back = logged_grids(window)
+    assert [g.shape for g in back] == [g.shape for g in grids] and all(
+        np.array_equal(a, b) for a, b in zip(back, grids)
+    )
+    assert window["die_grid"].map(type).eq(bytes).all()  # raw codes, no pickle
+    torn = window.assign(grid_rows=window["grid_rows"] + 1)  # bytes that do not fill the shape
+    assert logged_grids(torn) == [None] * 3
+    assert logged_grids(window.drop(columns=["die_grid", "grid_rows", "grid_cols"])) == [None] * 3  # an older part
 
 
 def test_a_failed_write_is_counted_and_reported_not_raised(tmp_path, caplog):

@@ -1,6 +1,7 @@
 """`airflow dags test waferflow_monitor` end to end on a served project: a shifted production
 stream in the prediction log ends in a triggered `waferflow_retrain` run whose conf says why; an
-unshifted one does not trigger anything. The shadow report runs beside (a challenger exists)."""
+unshifted one does not trigger anything. The shadow report runs beside (a challenger exists), and
+the index refresh adds the logged production wafers to the similar-wafer index."""
 
 import json
 import os
@@ -57,6 +58,8 @@ def test_monitor_triggers_a_retrain_on_a_shifted_stream_only(
     rc, out = _airflow(airflow_env, "dags", "test", "waferflow_monitor")
     assert rc == 0, out[-6000:]
     assert "shadow: challenger v" in out and (tmp_path / "shadow.json").is_file()
+    logged = json.loads((monitored_project / "metrics/index_log.json").read_text())  # index_refresh
+    assert logged["wafers"] == 300 and "300 production wafers of the prediction log" in out
     runs = _retrain_runs(airflow_env)
     if triggers:
         assert "drift: RETRAIN RECOMMENDED" in out and "decision: trigger waferflow_retrain, because" in out

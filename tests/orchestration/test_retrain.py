@@ -278,6 +278,7 @@ def test_monitor_dag_is_daily_and_triggers_the_retrain_only_after_the_drift_deci
         "retrain_needed": ["drift_check"],
         "trigger_retrain": ["retrain_needed"],
         "shadow_report": [],
+        "index_refresh": [],
     }
     assert mon["triggers"]["trigger_retrain"] == "waferflow_retrain"
     assert mon["types"]["trigger_retrain"] == "TriggerDagRunOperator"
@@ -286,6 +287,7 @@ def test_monitor_dag_is_daily_and_triggers_the_retrain_only_after_the_drift_deci
     assert mon["types"]["drift_check"] == mon["types"]["shadow_report"] == "BashOperator"
     assert "python -m waferflow.stages drift --json" in mon["commands"]["drift_check"]
     assert "python -m waferflow.stages shadow --json" in mon["commands"]["shadow_report"]
+    assert "python -m waferflow.stages index_log --json" in mon["commands"]["index_refresh"]
     assert "reason" in dag_info["params"]  # the retrain form takes the monitor's reason
 
 

@@ -7,6 +7,13 @@ hundred thousand wafers of a few hundred dimensions need no approximate index), 
 wafer, label and distance. WM-811K's own paper pairs recognition with this similarity ranking:
 an engineer told "Scratch, 0.71" checks it against the past wafers that looked the same.
 
+Two indexes answer together (:func:`past_index`): ``data/index`` — the labeled wafers of the
+train, val and test splits (DVC stage ``index``) — and ``data/index_log`` — the production wafers
+of the prediction log (stage ``index_log``, run daily by the monitor DAG: live traffic is no DVC
+input), split ``log``, labeled where an engineer labeled them since (``waferflow label import``),
+else ``label`` None with the class the model gave (``predicted_class``). The log index keeps the
+grids it embedded (``grids.npy``) for the galleries.
+
 Example:
     >>> import numpy as np, pandas as pd
     >>> emb = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
@@ -27,9 +34,11 @@ from sklearn.neighbors import NearestNeighbors
 
 from waferflow.fileio import atomic_path
 
-__all__ = ["WaferIndex", "embed", "precision_at_k", "INDEX_FILES"]
+__all__ = ["WaferIndex", "embed", "precision_at_k", "past_index", "neighbour_grids", "INDEX_FILES", "LOG_SPLIT"]
 
 INDEX_FILES = ("embeddings.npy", "wafers.parquet", "index.json")
+LABELED_INDEX, LOG_INDEX = "data/index", "data/index_log"
+LOG_SPLIT = "log"  #: the split name of production wafers from the prediction log
 
 
 def embed(predictor, grids: np.ndarray, batch_size: int = 256, progress: bool = False) -> np.ndarray:
@@ -85,9 +94,26 @@ class WaferIndex:
         query = embed(predictor, np.stack([resize_grid(r.die_grid, input_size) for r in records]))
         return self.past_wafers(query, [(r.lot_id, r.wafer_id) for r in records], k=k)
 
-    def save(self, folder: str | Path) -> Path:
+    def concat(self, other: "WaferIndex") -> "WaferIndex":
+        """This index followed by ``other``'s wafers (same embedding: the same model version);
+        ``info`` is this one's, its ``splits`` extended by ``other``'s."""
+        splits = list(self.info.get("splits", [])) + [
+            s for s in other.info.get("splits", []) if s not in self.info.get("splits", [])
+        ]
+        return WaferIndex(
+            np.concatenate([self.embeddings, other.embeddings.reshape(-1, self.embeddings.shape[1])]),
+            pd.concat([self.wafers, other.wafers], ignore_index=True),
+            {**self.info, "splits": splits},
+        )
+
+    def save(self, folder: str | Path, grids: np.ndarray | None = None) -> Path:
+        """Write the index (atomically, file by file); ``grids``: the wafers' input grids, kept
+        beside it as ``grids.npy`` when they live nowhere else (the log index)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        if grids is not None:
+            with atomic_path(folder / "grids.npy") as tmp, open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(grids, dtype=np.uint8))
         with atomic_path(folder / "embeddings.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, self.embeddings)
         with atomic_path(folder / "wafers.parquet") as tmp:
@@ -109,6 +135,36 @@ class WaferIndex:
             pd.read_parquet(folder / "wafers.parquet"),
             json.loads((folder / "index.json").read_text()),
         )
+
+
+def past_index(root: str | Path) -> tuple[WaferIndex, str]:
+    """The labeled index of ``root`` with the log index appended when the same model version
+    built it; and a line saying which were used (why the log's were not)."""
+    root = Path(root)
+    index = WaferIndex.load(root / LABELED_INDEX)
+    if not (root / LOG_INDEX / "index.json").is_file():
+        return index, f"{len(index)} labeled wafers (no production wafers indexed: run `waferflow index_log`)"
+    logged = WaferIndex.load(root / LOG_INDEX)
+    if str(logged.info.get("model_version")) != str(index.info.get("model_version")):
+        return index, (
+            f"{len(index)} labeled wafers (the production wafers' index is of model version "
+            f"{logged.info.get('model_version')}, not {index.info.get('model_version')}: run `waferflow index_log`)"
+        )
+    return index.concat(logged), f"{len(index)} labeled + {len(logged)} production wafers"
+
+
+def neighbour_grids(root: str | Path, index: WaferIndex) -> dict[str, np.ndarray]:
+    """Per split of ``index``, the input-size grids its ``row`` column points into."""
+    from waferflow.data.arrays import WaferArrays
+    from waferflow.layout import Layout
+
+    layout = Layout(Path(root))
+    return {
+        split: np.load(layout.root / LOG_INDEX / "grids.npy", allow_pickle=False)
+        if split == LOG_SPLIT
+        else WaferArrays.from_parquet(layout.processed / f"{split}.parquet").grids
+        for split in index.info.get("splits", [])
+    }
 
 
 def precision_at_k(index: WaferIndex, query: np.ndarray, labels, k: int = 10, lots=None) -> float:

@@ -4,8 +4,11 @@ Every call of :meth:`PredictionLog.append` writes one new file,
 ``<root>/date=YYYY-MM-DD/part-<HHMMSSffffff>-<uuid>.parquet`` — nothing is ever rewritten, so
 concurrent servers cannot clobber each other and a day is one folder to copy or delete. Each row
 is one wafer: when, wafer and lot, model version and alias, predicted class and confidence, the
-engine's time per wafer of its batch, and
-the wafer features of :mod:`waferflow.data.features` (what the drift check compares).
+engine's time per wafer of its batch,
+the wafer features of :mod:`waferflow.data.features` (what the drift check compares), and the die
+grid itself (``die_grid``: the codes as raw ``uint8`` bytes, row-major, with ``grid_rows`` and
+``grid_cols``; :func:`logged_grids` reads them back) — so the similar-wafer index can show
+production wafers as past wafers (``pipelines/index_log.py``). Plain bytes, never a pickle.
 ``root`` is a folder or an ``s3://bucket/prefix`` URI (written and read with boto3; endpoint from
 ``AWS_ENDPOINT_URL`` for MinIO).
 
@@ -34,7 +37,7 @@ import pandas as pd
 
 from waferflow.data.features import FEATURES, wafer_features
 
-__all__ = ["PredictionLog", "BufferedPredictionLog", "LOG_COLUMNS"]
+__all__ = ["PredictionLog", "BufferedPredictionLog", "LOG_COLUMNS", "logged_grids"]
 
 log = logging.getLogger(__name__)
 LOG_COLUMNS = (
@@ -49,6 +52,9 @@ LOG_COLUMNS = (
     "novelty",
     "latency_ms",
     *FEATURES,
+    "grid_rows",
+    "grid_cols",
+    "die_grid",  # uint8 die codes, row-major bytes (parts written before it have no such column)
 )
 
 
@@ -83,6 +89,9 @@ class PredictionLog:
                     "novelty": (r.get("triage") or {}).get("novelty"),
                     "latency_ms": latency_ms,
                     **wafer_features(g),
+                    "grid_rows": int(np.shape(g)[0]),
+                    "grid_cols": int(np.shape(g)[1]),
+                    "die_grid": np.ascontiguousarray(g, dtype=np.uint8).tobytes(),
                 }
                 for r, g in zip(results, grids)
             ],
@@ -236,6 +245,19 @@ class BufferedPredictionLog(PredictionLog):
             if closed:
                 return
             self.flush()
+
+
+def logged_grids(rows: pd.DataFrame) -> list[np.ndarray | None]:
+    """The die grid of each log row (None for a row written before the log kept grids, or whose
+    bytes do not fill its shape)."""
+    if "die_grid" not in rows:
+        return [None] * len(rows)
+    grids = []
+    for data, n_rows, n_cols in zip(rows["die_grid"], rows["grid_rows"], rows["grid_cols"]):
+        ok = isinstance(data, (bytes, bytearray)) and pd.notna(n_rows) and pd.notna(n_cols)
+        ok = ok and int(n_rows) > 0 and int(n_cols) > 0 and len(data) == int(n_rows) * int(n_cols)
+        grids.append(np.frombuffer(data, np.uint8).reshape(int(n_rows), int(n_cols)).copy() if ok else None)
+    return grids
 
 
 def _is_part(name: str) -> bool:

@@ -463,14 +463,19 @@ def create_app(
     index_cache: dict = {}
 
     def similar_index():
-        """The index ``dvc repro index`` built, with the weights that embedded it; reloaded when rebuilt."""
-        from waferflow.explain.similar import WaferIndex
+        """The index ``dvc repro index`` built (with the production wafers of ``index_log``), with
+        the weights that embedded it; reloaded when either is rebuilt."""
+        from waferflow.explain.similar import LABELED_INDEX, LOG_INDEX, past_index
         from waferflow.registry.pyfunc import load_weights
 
-        folder = Layout(root) / "data/index"
-        stamp = (folder / "index.json").stat().st_mtime_ns if (folder / "index.json").is_file() else None
+        stamp = tuple(
+            (Layout(root) / f / "index.json").stat().st_mtime_ns
+            if (Layout(root) / f / "index.json").is_file()
+            else None
+            for f in (LABELED_INDEX, LOG_INDEX)
+        )
         if index_cache.get("stamp") != stamp or "index" not in index_cache:
-            index = WaferIndex.load(folder)
+            index, _ = past_index(root)
             index_cache.update(stamp=stamp, index=index, predictor=load_weights(root / index.info["weights"]))
         return index_cache["index"], index_cache["predictor"]
 
