@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -233,12 +232,4 @@ def monitored_project(tiny_project, tmp_path_factory):
         net = WaferLitModule.load_from_checkpoint(summary["checkpoint"], map_location="cpu").net.eval()
         for tag in ("champion", "challenger"):
             register_exported(net, p.mlflow.registered_model, experiment, root / "export", val, test, tag)
-    # the labeled similar-wafer index, which the monitor DAG's index_refresh adds production wafers to
-    from waferflow.layout import Layout
-    from waferflow.registry.pyfunc import save_weights
-    from waferflow.stages import stage
-
-    save_weights(net, root / "models/weights.pt")
-    (root / "models/train_run.json").write_text(json.dumps({"version": "1", "weights": "models/weights.pt"}))
-    stage("index").run(p, Layout(root), progress=False)
     return root

@@ -132,6 +132,13 @@ def test_the_index_stage_and_similar_answer_past_wafers_of_the_trained_model(
             assert (twin["lot_id"], twin["wafer_id"], twin["split"]) == ("PROD", str(i), "log")
             assert twin["distance"] < 1e-4 and twin["predicted_class"] == "Loc"
             assert twin["label"] == ("Scratch" if i == 2 else None)
+        with running(create_app(project / "params.yaml", poll=False)) as url, httpx.Client(base_url=url) as c:
+            served = c.post("/v1/similar?k=12", json={"wafers": wafers})  # labeled and production neighbours
+            assert served.status_code == 200, served.text  # strict JSON: no NaN for a column one side lacks
+            near = [n for w in served.json()["wafers"] for n in w["neighbours"]]
+            assert {n["split"] for n in near} > {"log"} and all(
+                n["predicted_class"] is None for n in near if n["split"] != "log"
+            )
         (layout.models / "train_run.json").write_text(json.dumps({"version": "9", "weights": "models/weights.pt"}))
         with pytest.raises(RuntimeError, match="run `dvc repro index` first"):
             stage("index_log").run(params, layout, progress=False)

@@ -5,6 +5,7 @@ the index refresh adds the logged production wafers to the similar-wafer index."
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -32,6 +33,28 @@ def airflow_env(monitored_project, tmp_path_factory):
     return env
 
 
+@pytest.fixture(scope="module")
+def labeled_index(monitored_project):
+    """The labeled similar-wafer index the DAG's index_refresh adds production wafers to; removed
+    after (the other tests of the served project expect none)."""
+    from waferflow.config import load_params
+    from waferflow.layout import Layout
+    from waferflow.registry.pyfunc import save_weights
+    from waferflow.stages import stage
+    from waferflow.training.lightning_module import WaferLitModule
+
+    made = [
+        monitored_project / p for p in ("models/weights.pt", "models/train_run.json", "data/index", "data/index_log")
+    ]
+    net = WaferLitModule.load_from_checkpoint(monitored_project / "models/best.ckpt", map_location="cpu").net.eval()
+    save_weights(net, made[0])
+    made[1].write_text(json.dumps({"version": "1", "weights": "models/weights.pt"}))
+    stage("index").run(load_params(monitored_project / "params.yaml"), Layout(monitored_project), progress=False)
+    yield
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
 def _airflow(env: dict, *args: str) -> tuple[int, str]:
     full = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **env}
     full["PATH"] = f"{Path(sys.executable).parent}:{full['PATH']}"
@@ -48,7 +71,7 @@ def _retrain_runs(env: dict) -> dict[str, dict]:
 
 @pytest.mark.parametrize("scenario, triggers", [("unshifted", False), ("background", True)])
 def test_monitor_triggers_a_retrain_on_a_shifted_stream_only(
-    monitored_project, airflow_env, tmp_path, monkeypatch, scenario, triggers
+    monitored_project, airflow_env, labeled_index, tmp_path, monkeypatch, scenario, triggers
 ):
     own_mlflow_store(monkeypatch)
     _set(monitored_project, "drift", prediction_log=str(tmp_path / "log"))

@@ -77,7 +77,7 @@ class WaferIndex:
         answers = []
         for i, (dist, idx) in enumerate(zip(distances, rows)):
             keep = [j for j in range(n) if exclude_lots is None or lots[idx[j]] != exclude_lots[i]][:k]
-            answers.append([{**self.wafers.iloc[idx[j]].to_dict(), "distance": round(float(dist[j]), 6)} for j in keep])
+            answers.append([{**_plain(self.wafers.iloc[idx[j]]), "distance": round(float(dist[j]), 6)} for j in keep])
         return answers
 
     def past_wafers(self, query: np.ndarray, ids: list[tuple[str, str]], k: int = 10) -> list[list[dict]]:
@@ -135,6 +135,12 @@ class WaferIndex:
             pd.read_parquet(folder / "wafers.parquet"),
             json.loads((folder / "index.json").read_text()),
         )
+
+
+def _plain(row: pd.Series) -> dict:
+    """A wafer's columns for JSON: a column the other index has and this one lacks (a labeled
+    wafer has no ``predicted_class``) is None, not NaN."""
+    return {k: None if np.isscalar(v) and pd.isna(v) else v for k, v in row.to_dict().items()}
 
 
 def past_index(root: str | Path) -> tuple[WaferIndex, str]:
