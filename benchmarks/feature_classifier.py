@@ -1,0 +1,251 @@
+"""Sim-to-real probe (issue #15): does a classifier on hand-made wafer features, trained on
+generated maps only, transfer to real WM-811K maps better or worse than the U-Net?
+
+WM-811K's own paper (Wu et al., IEEE TSM 2015) classifies on density, Radon and geometry
+features. Features describe a pattern by where and how its fails lie, not by pixel texture, so
+a generator's texture mismatch might matter less to them. This script trains scikit-learn's
+``HistGradientBoostingClassifier`` (class-balanced) on features of freshly generated maps (the
+default generator, ``--per-class`` maps a class, seed 42) and scores the generated test wafers
+and the real maps' **dev** lots (``waferflow.evaluation.real_maps``); ``--test`` also scores the
+test lots (report only: nothing here is chosen on them).
+
+Features, on each wafer's own grid (any size):
+* the monitor's 15 wafer features (``waferflow.data.features``);
+* fail density in 13 regions (centre disc, 4 ring sectors of a middle ring, 8 of the rim band);
+* Radon projections of the fail map (median-filtered: isolated background fails removed), the
+  mean and standard deviation over angles, each resampled to 20 points (Wu et al.);
+* geometry of the largest fail cluster of the filtered map: its share of the dies, its
+  centroid's radius, its inner and outer radius, eccentricity, solidity, and the share of it in
+  the outermost 10 % of the radius;
+* the raw map's clusters (thin scratches do not survive the filter): the largest one's share,
+  length over the wafer's diameter and elongation, the second's share, how many hold >= 5 dies;
+* rim coverage: the share of 16 rim sectors failing well above the inside, the densest sector
+  and the mean of the 4 densest.
+
+    .venv/bin/python benchmarks/feature_classifier.py [--per-class 600] [--models hgb,hgb_small]
+        [--blend-steps 800] [--test]
+
+Writes ``benchmarks/results/feature_classifier.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+from skimage.measure import label as label_regions
+from skimage.measure import regionprops
+from skimage.transform import radon
+from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier
+from sklearn.metrics import confusion_matrix, f1_score, recall_score
+from tqdm.auto import tqdm
+
+from waferflow.classes import CLASSES, DIE_FAIL, DIE_NONE
+from waferflow.data.features import wafer_features
+from waferflow.data.records import grid_from_row
+from waferflow.evaluation.real_maps import load_real_frame
+from waferflow.synth.dataset import DatasetConfig, generate_dataset
+
+RADON_POINTS = 20
+MODELS = {  # class-balanced: the generated classes are balanced, real mixes are not
+    "hgb": lambda: HistGradientBoostingClassifier(
+        max_iter=400, learning_rate=0.08, class_weight="balanced", random_state=0
+    ),
+    "hgb_small": lambda: HistGradientBoostingClassifier(
+        max_iter=200,
+        learning_rate=0.08,
+        max_leaf_nodes=15,
+        min_samples_leaf=40,
+        l2_regularization=1.0,
+        class_weight="balanced",
+        random_state=0,
+    ),
+    "extra_trees": lambda: ExtraTreesClassifier(
+        n_estimators=500, min_samples_leaf=2, class_weight="balanced", n_jobs=-1, random_state=0
+    ),
+}
+
+
+def _polar(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's radius (0 centre .. 1 rim of the wafer) and angle."""
+    wafer = grid != DIE_NONE
+    ys, xs = np.nonzero(wafer)
+    cy, cx = ys.mean(), xs.mean()
+    ry, rx = max(np.ptp(ys) / 2, 1), max(np.ptp(xs) / 2, 1)
+    yy, xx = np.indices(grid.shape)
+    u, v = (yy - cy) / (ry + 0.5), (xx - cx) / (rx + 0.5)
+    return np.hypot(u, v), np.arctan2(u, v)
+
+
+def _resampled(values: np.ndarray, points: int = RADON_POINTS) -> np.ndarray:
+    return np.interp(np.linspace(0, len(values) - 1, points), np.arange(len(values)), values)
+
+
+def pattern_features(grid: np.ndarray) -> np.ndarray:
+    wafer, fail = grid != DIE_NONE, grid == DIE_FAIL
+    n_dies = max(int(wafer.sum()), 1)
+    r, a = _polar(grid)
+    sector = ((a + np.pi) / (2 * np.pi) * 8).astype(int) % 8
+    regions = [r < 0.35] + [(r >= 0.35) & (r < 0.75) & (sector // 2 == q) for q in range(4)]
+    regions += [(r >= 0.75) & (sector == s) for s in range(8)]
+    density = [fail[m & wafer].mean() if (m & wafer).any() else 0.0 for m in regions]
+
+    filtered = ndimage.median_filter(fail.astype(np.uint8), size=3) & wafer
+    sino = radon(filtered.astype(float), theta=np.arange(0, 180, 5), circle=False) if filtered.any() else None
+    if sino is None:
+        rad = np.zeros(2 * RADON_POINTS)
+    else:
+        rad = np.concatenate([_resampled(sino.mean(axis=1)), _resampled(sino.std(axis=1))]) / np.sqrt(n_dies)
+
+    labels = label_regions(filtered, connectivity=2)
+    if labels.max():
+        biggest = max(regionprops(labels), key=lambda p: p.area)
+        cells = labels == biggest.label
+        cr = r[cells]
+        geometry = [
+            biggest.area / n_dies,
+            float(r[tuple(np.round(biggest.centroid).astype(int))]),
+            float(cr.min()),
+            float(cr.max()),
+            float(biggest.eccentricity),
+            float(biggest.solidity),
+            float((cr >= 0.9).mean()),
+        ]
+    else:
+        geometry = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    # thin lines (scratches) do not survive the median filter: the raw map's clusters, their shape
+    raw = label_regions(fail, connectivity=2)
+    props = sorted(regionprops(raw), key=lambda p: -p.area) if raw.max() else []
+    diameter = max(np.sqrt(n_dies * 4 / np.pi), 1.0)
+    if props:
+        top = props[0]
+        lines = [
+            top.area / n_dies,
+            top.major_axis_length / diameter,
+            top.major_axis_length / max(top.minor_axis_length, 1.0),
+            props[1].area / n_dies if len(props) > 1 else 0.0,
+            float(sum(p.area >= 5 for p in props)) / np.sqrt(n_dies),
+        ]
+    else:
+        lines = [0.0] * 5
+    # how much of the rim fails: a ring closes, an edge cluster covers a few sectors
+    rim = (r >= 0.8) & wafer
+    sectors = ((a + np.pi) / (2 * np.pi) * 16).astype(int) % 16
+    rim_density = np.array(
+        [fail[rim & (sectors == k)].mean() if (rim & (sectors == k)).any() else 0.0 for k in range(16)]
+    )
+    inner = fail[(r < 0.8) & wafer].mean() if ((r < 0.8) & wafer).any() else 0.0
+    coverage = [
+        float((rim_density > max(2 * inner, 0.15)).mean()),
+        float(rim_density.max()),
+        float(np.sort(rim_density)[-4:].mean()),
+    ]
+    base = list(wafer_features(grid).values())
+    base[0] = np.log1p(base[0])  # die count: a size, compared as log
+    return np.asarray(base + density + list(rad) + geometry + lines + coverage, dtype=np.float32)
+
+
+def features(grids, desc: str) -> np.ndarray:
+    return np.stack([pattern_features(g) for g in tqdm(grids, desc=desc, unit="wafer", mininterval=5)])
+
+
+def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    present = sorted(set(y_true))
+    return {
+        "wafers": int(len(y_true)),
+        "macro_f1": round(float(f1_score(y_true, y_pred, labels=present, average="macro")), 4),
+        "accuracy": round(float((y_true == y_pred).mean()), 4),
+        "recall": {
+            CLASSES[k]: round(float(v), 3)
+            for k, v in zip(present, recall_score(y_true, y_pred, labels=present, average=None))
+        },
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=range(len(CLASSES))).tolist(),  # rows: true
+    }
+
+
+def blend(args, data, features_model, test_x, test_y, real, real_grids) -> dict:
+    """A small U-Net (``quickfit.SMALL_MODEL``, ``--blend-steps`` steps at 64 x 64) on the same
+    generated maps, and the mean of its class probabilities with the feature model's at weights
+    0 .. 1 (weight = the U-Net's share). The weight is *not* chosen here: every one is reported,
+    and the generated test split says which one a generated-only choice would take."""
+    from waferflow.data.arrays import WaferArrays
+    from waferflow.data.records import records_to_table
+    from waferflow.data.resize import resize_grid
+    from waferflow.data.split import resize_frame
+    from waferflow.models.predictor import WaferPredictor
+    from waferflow.quickfit import fit_quick
+
+    size = (64, 64)
+    train = WaferArrays.from_frame(resize_frame(records_to_table(data["labeled"]).to_pandas(), size))
+    t0 = time.perf_counter()
+    predictor = WaferPredictor(fit_quick(train, steps=args.blend_steps, seed=0, batch_size=64)).eval()
+    fit_seconds = round(time.perf_counter() - t0, 1)
+
+    def unet(grids):
+        return predictor.predict(np.stack([resize_grid(g, size) for g in grids]))[0]
+
+    parts = {"generated_test": (unet([r.die_grid for r in data["test"]]), features_model.predict_proba(test_x), test_y)}
+    for part, got in real.items():
+        if isinstance(got, tuple):
+            parts[f"real_{part}"] = (unet(real_grids[part]), features_model.predict_proba(got[0]), got[1])
+    out = {"unet_steps": args.blend_steps, "unet_fit_seconds": fit_seconds, "by_weight": {}}
+    for w in (0.0, 0.25, 0.5, 0.75, 1.0):
+        out["by_weight"][str(w)] = {
+            name: scores(y, (w * pu + (1 - w) * pf).argmax(axis=1)) for name, (pu, pf, y) in parts.items()
+        }
+        print(f"U-Net weight {w}:", {n: v["macro_f1"] for n, v in out["by_weight"][str(w)].items()}, flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--per-class", type=int, default=600)
+    ap.add_argument("--real", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--models", default="hgb", help=f"comma list of {', '.join(MODELS)}")
+    ap.add_argument("--blend-steps", type=int, default=0, help="also blend with a small U-Net of this many steps")
+    ap.add_argument("--test", action="store_true", help="also score the real test lots (report only)")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/feature_classifier.json"))
+    args = ap.parse_args()
+    started = time.perf_counter()
+    cfg = DatasetConfig(labeled_per_class=args.per_class, unlabeled_count=0, test_per_class=100)
+    data = generate_dataset(cfg, progress=True)
+    train_x = features([r.die_grid for r in data["labeled"]], "features: generated train")
+    train_y = np.array([CLASSES.index(r.label) for r in data["labeled"]])
+    test_x = features([r.die_grid for r in data["test"]], "features: generated test")
+    test_y = np.array([CLASSES.index(r.label) for r in data["test"]])
+    real, real_grids = {}, {}
+    for part in ("dev", "test") if args.test else ("dev",):
+        frame, info = load_real_frame(args.real, part)
+        if frame is None:
+            real[part] = info
+            continue
+        real_grids[part] = [grid_from_row(row) for _, row in frame.iterrows()]
+        x = features(real_grids[part], f"features: real {part} lots")
+        real[part] = (x, np.array([CLASSES.index(c) for c in frame["label"]]))
+    result = {"per_class": args.per_class, "features": int(train_x.shape[1]), "models": {}}
+    for name in args.models.split(","):
+        model = MODELS[name]()
+        t0 = time.perf_counter()
+        model.fit(train_x, train_y)
+        out = {
+            "fit_seconds": round(time.perf_counter() - t0, 1),
+            "generated_test": scores(test_y, model.predict(test_x)),
+        }
+        for part, got in real.items():
+            out[f"real_{part}"] = scores(got[1], model.predict(got[0])) if isinstance(got, tuple) else got
+        result["models"][name] = out
+        print(name, {k: v["macro_f1"] for k, v in out.items() if isinstance(v, dict) and "macro_f1" in v}, flush=True)
+    if args.blend_steps:
+        result["blend"] = blend(args, data, model, test_x, test_y, real, real_grids)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
