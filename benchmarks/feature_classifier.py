@@ -9,18 +9,9 @@ default generator, ``--per-class`` maps a class, seed 42) and scores the generat
 and the real maps' **dev** lots (``waferflow.evaluation.real_maps``); ``--test`` also scores the
 test lots (report only: nothing here is chosen on them).
 
-Features, on each wafer's own grid (any size):
-* the monitor's 15 wafer features (``waferflow.data.features``);
-* fail density in 13 regions (centre disc, 4 ring sectors of a middle ring, 8 of the rim band);
-* Radon projections of the fail map (median-filtered: isolated background fails removed), the
-  mean and standard deviation over angles, each resampled to 20 points (Wu et al.);
-* geometry of the largest fail cluster of the filtered map: its share of the dies, its
-  centroid's radius, its inner and outer radius, eccentricity, solidity, and the share of it in
-  the outermost 10 % of the radius;
-* the raw map's clusters (thin scratches do not survive the filter): the largest one's share,
-  length over the wafer's diameter and elongation, the second's share, how many hold >= 5 dies;
-* rim coverage: the share of 16 rim sectors failing well above the inside, the densest sector
-  and the mean of the 4 densest.
+Features: the 83 of ``waferflow.patterns.features`` (the pipeline's patterns stage fits the same
+trees on them), on each wafer's own grid (any size), or with ``--size`` on the grid resized to
+the model input.
 
     .venv/bin/python benchmarks/feature_classifier.py [--per-class 600] [--models hgb,hgb_small]
         [--blend-steps 800] [--test]
@@ -36,21 +27,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
-from skimage.measure import label as label_regions
-from skimage.measure import regionprops
-from skimage.transform import radon
 from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier
 from sklearn.metrics import confusion_matrix, f1_score, recall_score
-from tqdm.auto import tqdm
-
-from waferflow.classes import CLASSES, DIE_FAIL, DIE_NONE
-from waferflow.data.features import wafer_features
+from waferflow.classes import CLASSES
 from waferflow.data.records import grid_from_row
 from waferflow.evaluation.real_maps import load_real_frame
+from waferflow.patterns.features import grid_features
 from waferflow.synth.dataset import DatasetConfig, generate_dataset
 
-RADON_POINTS = 20
 MODELS = {  # class-balanced: the generated classes are balanced, real mixes are not
     "hgb": lambda: HistGradientBoostingClassifier(
         max_iter=400, learning_rate=0.08, class_weight="balanced", random_state=0
@@ -70,87 +54,15 @@ MODELS = {  # class-balanced: the generated classes are balanced, real mixes are
 }
 
 
-def _polar(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each cell's radius (0 centre .. 1 rim of the wafer) and angle."""
-    wafer = grid != DIE_NONE
-    ys, xs = np.nonzero(wafer)
-    cy, cx = ys.mean(), xs.mean()
-    ry, rx = max(np.ptp(ys) / 2, 1), max(np.ptp(xs) / 2, 1)
-    yy, xx = np.indices(grid.shape)
-    u, v = (yy - cy) / (ry + 0.5), (xx - cx) / (rx + 0.5)
-    return np.hypot(u, v), np.arctan2(u, v)
-
-
-def _resampled(values: np.ndarray, points: int = RADON_POINTS) -> np.ndarray:
-    return np.interp(np.linspace(0, len(values) - 1, points), np.arange(len(values)), values)
-
-
-def pattern_features(grid: np.ndarray) -> np.ndarray:
-    wafer, fail = grid != DIE_NONE, grid == DIE_FAIL
-    n_dies = max(int(wafer.sum()), 1)
-    r, a = _polar(grid)
-    sector = ((a + np.pi) / (2 * np.pi) * 8).astype(int) % 8
-    regions = [r < 0.35] + [(r >= 0.35) & (r < 0.75) & (sector // 2 == q) for q in range(4)]
-    regions += [(r >= 0.75) & (sector == s) for s in range(8)]
-    density = [fail[m & wafer].mean() if (m & wafer).any() else 0.0 for m in regions]
-
-    filtered = ndimage.median_filter(fail.astype(np.uint8), size=3) & wafer
-    sino = radon(filtered.astype(float), theta=np.arange(0, 180, 5), circle=False) if filtered.any() else None
-    if sino is None:
-        rad = np.zeros(2 * RADON_POINTS)
-    else:
-        rad = np.concatenate([_resampled(sino.mean(axis=1)), _resampled(sino.std(axis=1))]) / np.sqrt(n_dies)
-
-    labels = label_regions(filtered, connectivity=2)
-    if labels.max():
-        biggest = max(regionprops(labels), key=lambda p: p.area)
-        cells = labels == biggest.label
-        cr = r[cells]
-        geometry = [
-            biggest.area / n_dies,
-            float(r[tuple(np.round(biggest.centroid).astype(int))]),
-            float(cr.min()),
-            float(cr.max()),
-            float(biggest.eccentricity),
-            float(biggest.solidity),
-            float((cr >= 0.9).mean()),
-        ]
-    else:
-        geometry = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
-    # thin lines (scratches) do not survive the median filter: the raw map's clusters, their shape
-    raw = label_regions(fail, connectivity=2)
-    props = sorted(regionprops(raw), key=lambda p: -p.area) if raw.max() else []
-    diameter = max(np.sqrt(n_dies * 4 / np.pi), 1.0)
-    if props:
-        top = props[0]
-        lines = [
-            top.area / n_dies,
-            top.major_axis_length / diameter,
-            top.major_axis_length / max(top.minor_axis_length, 1.0),
-            props[1].area / n_dies if len(props) > 1 else 0.0,
-            float(sum(p.area >= 5 for p in props)) / np.sqrt(n_dies),
-        ]
-    else:
-        lines = [0.0] * 5
-    # how much of the rim fails: a ring closes, an edge cluster covers a few sectors
-    rim = (r >= 0.8) & wafer
-    sectors = ((a + np.pi) / (2 * np.pi) * 16).astype(int) % 16
-    rim_density = np.array(
-        [fail[rim & (sectors == k)].mean() if (rim & (sectors == k)).any() else 0.0 for k in range(16)]
-    )
-    inner = fail[(r < 0.8) & wafer].mean() if ((r < 0.8) & wafer).any() else 0.0
-    coverage = [
-        float((rim_density > max(2 * inner, 0.15)).mean()),
-        float(rim_density.max()),
-        float(np.sort(rim_density)[-4:].mean()),
-    ]
-    base = list(wafer_features(grid).values())
-    base[0] = np.log1p(base[0])  # die count: a size, compared as log
-    return np.asarray(base + density + list(rad) + geometry + lines + coverage, dtype=np.float32)
+SIZE: tuple[int, int] | None = None  # --size: features of the grids resized to the model input
 
 
 def features(grids, desc: str) -> np.ndarray:
-    return np.stack([pattern_features(g) for g in tqdm(grids, desc=desc, unit="wafer", mininterval=5)])
+    if SIZE is not None:
+        from waferflow.data.resize import resize_grid
+
+        grids = [resize_grid(g, SIZE) for g in grids]
+    return grid_features(grids, progress=True, desc=desc)
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
@@ -209,7 +121,10 @@ def main() -> None:
     ap.add_argument("--blend-steps", type=int, default=0, help="also blend with a small U-Net of this many steps")
     ap.add_argument("--test", action="store_true", help="also score the real test lots (report only)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/feature_classifier.json"))
+    ap.add_argument("--size", type=int, default=0, help="features of grids resized to SIZE x SIZE (0: own size)")
     args = ap.parse_args()
+    global SIZE
+    SIZE = (args.size, args.size) if args.size else None
     started = time.perf_counter()
     cfg = DatasetConfig(labeled_per_class=args.per_class, unlabeled_count=0, test_per_class=100)
     data = generate_dataset(cfg, progress=True)

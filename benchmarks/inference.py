@@ -1,4 +1,5 @@
-"""Inference speed, measured in one run: torch eager vs ONNX Runtime FP32 vs ONNX INT8.
+"""Inference speed, measured in one run: torch eager vs ONNX Runtime FP32 vs ONNX INT8, and the
+served path (the FP32 graph and the pattern trees, their features computed per wafer).
 
 Per-wafer latency p50/p95/p99 at batch 1 and throughput at batch 64 on the test split's
 wafers at the model input size, plus the ratios to torch eager. Run after `dvc repro export`:
@@ -17,7 +18,9 @@ import onnxruntime as ort
 import torch
 
 from waferflow.data.arrays import WaferArrays
+from waferflow.inference.engine import InferenceEngine
 from waferflow.models.encoding import encode_grids
+from waferflow.patterns.features import original_shapes
 from waferflow.registry.pyfunc import load_weights
 
 
@@ -40,9 +43,11 @@ def main() -> None:
     parser.add_argument("--export-dir", type=Path, default=Path("export"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    grids = WaferArrays.from_parquet("data/processed/test.parquet").grids
+    test = WaferArrays.from_parquet("data/processed/test.parquet")
+    grids = test.grids
+    starts = range(0, len(grids) - args.batch + 1, args.batch)
     singles = [encode_grids(grids[i : i + 1]) for i in range(min(len(grids), 200))]
-    batches = [encode_grids(grids[i : i + args.batch]) for i in range(0, len(grids) - args.batch + 1, args.batch)]
+    batches = [encode_grids(grids[i : i + args.batch]) for i in starts]
 
     net = load_weights("models/weights.pt").eval()
     engines = {}
@@ -51,7 +56,7 @@ def main() -> None:
     def eager(x):
         return net(x)
 
-    engines["torch eager"] = eager
+    engines["torch eager"] = (eager, singles, batches)
     for name, file in (("ONNX FP32", "model.onnx"), ("ONNX INT8", "model.int8.onnx")):
         path = args.export_dir / file
         if not path.is_file():
@@ -61,12 +66,20 @@ def main() -> None:
         options.intra_op_num_threads = args.threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        engines[name] = (lambda s: lambda x: s.run(None, {"input": x.numpy()}))(session)
+        engines[name] = ((lambda s: lambda x: s.run(None, {"input": x.numpy()}))(session), singles, batches)
+    served = InferenceEngine.from_path(args.export_dir / "model.onnx", threads=args.threads)
+    if served.patterns is not None:  # the engine's own path: graph, features at the wafer's size, trees, blend
+        shapes = original_shapes(test.frame, grids)
+        engines["served: ONNX FP32 + pattern trees"] = (
+            lambda gs: served.run_arrays(gs[0], gs[1]),
+            [(grids[i : i + 1], shapes[i : i + 1]) for i in range(len(singles))],
+            [(grids[i : i + args.batch], shapes[i : i + args.batch]) for i in starts],
+        )
 
     rows = []
-    for name, fn in engines.items():
-        lat = _time(fn, singles, args.repeats)
-        bat = _time(fn, batches, max(10, args.repeats // 20))
+    for name, (fn, one, many) in engines.items():
+        lat = _time(fn, one, args.repeats)
+        bat = _time(fn, many, max(10, args.repeats // 20))
         rows.append((name, *np.percentile(lat, [50, 95, 99]), args.batch / (np.median(bat) / 1000)))
     base_p95, base_tp = rows[0][2], rows[0][4]
     print(

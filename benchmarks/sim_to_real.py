@@ -1,7 +1,9 @@
 """Sim-to-real: the default model, trained on generated maps only, on real WM-811K maps.
 
 Prints one table for the model the pipeline trained (``models/weights.pt`` after ``make
-pipeline``): macro-F1 and per-class recall on the **real test lots** (the headline: the fixed lot
+pipeline``, blended with the patterns stage's trees in ``data/patterns`` as the engine serves it;
+each component alone is recorded too): macro-F1 and per-class recall on the **real test lots**
+(the headline: the fixed lot
 split of :mod:`waferflow.evaluation.real_maps`, never looked at while developing), on the real
 dev lots, and on the generated test split; then the sim-to-real distance per class (wafer
 features, real dev lots vs generated test maps, :mod:`waferflow.evaluation.sim_to_real`) and the
@@ -26,17 +28,23 @@ from waferflow.data.split import resize_frame
 from waferflow.evaluation.evaluate import evaluate_arrays
 from waferflow.evaluation.real_maps import PARTS, load_real_frame
 from waferflow.evaluation.sim_to_real import gap_table, sim_to_real_gap
+from waferflow.patterns.trees import PatternClassifier, served_class
 from waferflow.registry.pyfunc import load_weights
 
 
-def _scores(net, arrays: WaferArrays) -> dict:
-    return evaluate_arrays(net, arrays)["classification"]  # the evaluate stage's metrics, no plots
+def _scores(net, arrays: WaferArrays, patterns, components: dict, name: str) -> dict:
+    """The evaluate stage's metrics of the served class (no plots); each component's in ``components``."""
+    report = evaluate_arrays(net, arrays, patterns=patterns)
+    if "components" in report:
+        components[name] = report["components"]
+    return report["classification"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", type=Path, default=Path("../shared/data"))
     parser.add_argument("--weights", type=Path, default=Path("models/weights.pt"))
+    parser.add_argument("--patterns", type=Path, default=Path("data/patterns"))
     parser.add_argument("--image-size", type=int, nargs=2, default=(64, 64))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sim_to_real.json"))
     args = parser.parse_args()
@@ -45,12 +53,17 @@ def main() -> None:
     if frame is None:
         raise SystemExit(f"no real labeled maps: {info['reason']} (pass --real DIR)")
     net = load_weights(args.weights)
-    rows, results = {}, {"real": info, "weights": str(args.weights)}
+    patterns = PatternClassifier.from_dir(args.patterns)  # None: disabled, the U-Net alone serves
+    components: dict = {}
+    rows, results = {}, {"real": info, "weights": str(args.weights), "served": served_class(patterns)}
     for part in ("test", "dev"):
         sub = frame[frame["part"] == part]
-        results[f"real_{part}"] = _scores(net, WaferArrays.from_frame(resize_frame(sub, tuple(args.image_size))))
+        arrays = WaferArrays.from_frame(resize_frame(sub, tuple(args.image_size)))
+        results[f"real_{part}"] = _scores(net, arrays, patterns, components, f"real_{part}")
         rows[f"real {part} lots ({len(sub)} maps, {sub['lot_id'].nunique()} lots)"] = results[f"real_{part}"]
-    results["generated_test"] = _scores(net, WaferArrays.from_parquet("data/processed/test.parquet"))
+    test = WaferArrays.from_parquet("data/processed/test.parquet")
+    results["generated_test"] = _scores(net, test, patterns, components, "generated_test")
+    results["components"] = components
     rows["generated test split"] = results["generated_test"]
     table = pd.DataFrame(
         {
@@ -63,7 +76,10 @@ def main() -> None:
         }
     )
     pd.set_option("display.width", 200)
+    print(f"served: {results['served']}")
     print(table.round(3).to_string())
+    for name, parts in components.items():
+        print(f"  {name}: " + ", ".join(f"{k} alone macro-F1 {v['macro_f1']:.3f}" for k, v in parts.items()))
 
     generated = read_frame("data/generated/test.parquet")
     dev = frame[frame["part"] == "dev"]

@@ -47,7 +47,7 @@ def sim_to_real(layout: Layout, real_dev: pd.DataFrame, plot_dir: Path) -> dict:
     return gap
 
 
-def per_source(net, test) -> dict:
+def per_source(net, test, patterns=None) -> dict:
     """When the test split mixes sources (generated maps beside a fab's files), each source's
     figures apart — pooled figures would hide how the model does on the real ones."""
     from waferflow.evaluation.evaluate import evaluate_arrays
@@ -57,7 +57,7 @@ def per_source(net, test) -> dict:
         return {}
     out = {}
     for source, part in parts.items():
-        cls = evaluate_arrays(net, part)["classification"]
+        cls = evaluate_arrays(net, part, patterns=patterns)["classification"]
         out[source] = {
             "wafers": len(part),
             "lots": int(part.frame["lot_id"].nunique()),
@@ -75,6 +75,7 @@ def run(params: Params, layout: Layout) -> dict:
     from waferflow.data.arrays import WaferArrays
     from waferflow.evaluation.evaluate import evaluate_arrays, evaluate_real_data, real_summary
     from waferflow.evaluation.real_maps import load_real_frame
+    from waferflow.patterns.trees import PatternClassifier, served_class
     from waferflow.registry.pyfunc import load_weights
     from waferflow.registry.register import tag_version
     from waferflow.registry.tracking import configure_mlflow
@@ -82,14 +83,15 @@ def run(params: Params, layout: Layout) -> dict:
     trained = layout.train_run()
     net = load_weights(layout.root / trained["weights"])
     plot_dir = layout.reports / "evaluation"
+    patterns = PatternClassifier.from_dir(layout.root / "data/patterns")  # None: the U-Net alone serves
     test = WaferArrays.from_parquet(layout.processed / "test.parquet")
-    report = evaluate_arrays(net, test, plot_dir, n_worst=params.evaluate.worst_errors)
+    report = evaluate_arrays(net, test, plot_dir, n_worst=params.evaluate.worst_errors, patterns=patterns)
     frame, info = load_real_frame(layout.resolve(params.evaluate.real_data_dir))
     if frame is None:
         real = info
         write_json(layout.metrics / "sim_to_real.json", info)
     else:
-        real = evaluate_real_data(net, frame, info, params.preprocess.image_size, plot_dir)
+        real = evaluate_real_data(net, frame, info, params.preprocess.image_size, plot_dir, patterns)
         write_json(layout.metrics / "sim_to_real.json", sim_to_real(layout, frame[frame["part"] == "dev"], plot_dir))
     cls, mask = report["classification"], report["mask"]
     headline = {
@@ -107,10 +109,14 @@ def run(params: Params, layout: Layout) -> dict:
             "per_class": cls["per_class"],
             "mask_per_class": mask["per_class"],
             "roc_auc": cls["roc_auc"],
-            **per_source(net, test),
+            "served": served_class(patterns),
+            **({"components": report["components"]} if "components" in report else {}),
+            **per_source(net, test, patterns),
         },
     )
     real_figures = real_summary(real, trained["version"])
+    if real_figures.get("available"):
+        real_figures["served"] = served_class(patterns)
     write_json(layout.metrics / "evaluate_real.json", real_figures)
     write_json(layout.reports / "evaluation" / "report.json", {"test": report, "real": real})
     # The real lots' headline first: the figures a fab cares about (tagged on the version too).
@@ -128,7 +134,7 @@ def run(params: Params, layout: Layout) -> dict:
         for part in ("test", "dev"):
             for name, per in real_figures.get(part, {}).get("per_class", {}).items():
                 mlflow.log_metric(f"real_{part}_recall_{name}", per["recall"])
-        for name in ("evaluate.json", "evaluate_real.json", "sim_to_real.json"):
+        for name in ("evaluate.json", "evaluate_real.json", "sim_to_real.json", "patterns.json"):
             mlflow.log_artifact(str(layout.metrics / name), artifact_path="evaluation")
         mlflow.log_artifacts(str(plot_dir), artifact_path="evaluation")
     tag_version(

@@ -22,6 +22,7 @@ def run(params: Params, layout: Layout) -> dict:
 
     from waferflow.data.arrays import WaferArrays
     from waferflow.inference.export import ParityError, export_onnx
+    from waferflow.patterns.trees import PatternClassifier
     from waferflow.registry.pyfunc import load_weights
     from waferflow.registry.register import tag_version
     from waferflow.registry.tracking import configure_mlflow
@@ -44,6 +45,7 @@ def run(params: Params, layout: Layout) -> dict:
             cfg.calibration_size,
             novelty_head=head,
             triage=triage,
+            patterns=PatternClassifier.from_dir(layout.root / "data/patterns"),
         )
     except ParityError as exc:
         failure = exc
@@ -57,6 +59,8 @@ def run(params: Params, layout: Layout) -> dict:
         "int8_kept": report["int8"]["kept"],
         "int8_macro_f1_drop": report["int8"]["macro_f1_drop"],
         "max_abs_diff_novelty": report["parity"].get("max_abs_diff_novelty"),
+        "pattern_trees": (layout.export / "metadata.json").is_file()
+        and "patterns" in json.loads((layout.export / "metadata.json").read_text()),
         "model_version": trained["version"],
     }
     write_json(layout.metrics / "export.json", summary)

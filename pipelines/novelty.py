@@ -32,6 +32,8 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     from waferflow.data.arrays import WaferArrays
     from waferflow.data.resize import resize_grid
     from waferflow.monitoring.scenarios import mixed_pattern_wafers, stream
+    from waferflow.patterns.features import original_shapes
+    from waferflow.patterns.trees import PatternClassifier
     from waferflow.registry.pyfunc import load_weights
     from waferflow.triage.decide import DECISIONS, decide
     from waferflow.triage.novelty import fit_triage, novelty_scores
@@ -46,6 +48,17 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
         return arrays.take(np.flatnonzero(arrays.labels >= 0))
 
     train, val, test = labeled("train"), labeled("val"), labeled("test")
+    patterns = PatternClassifier.from_dir(layout.root / "data/patterns")  # None: the U-Net alone serves
+
+    def served_probs(arrays: WaferArrays) -> np.ndarray:
+        """The class probabilities the engine serves: the conformal sets are calibrated on them."""
+        probs = predictor.predict(arrays.grids)[0]
+        return (
+            probs
+            if patterns is None
+            else patterns.blend(probs, arrays.grids, original_shapes(arrays.frame, arrays.grids))
+        )
+
     head, calibration = fit_triage(
         predictor,
         (train.grids, train.labels),
@@ -56,12 +69,23 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
         cfg.review_novelty,
         cfg.reject_novelty,
         progress=progress,
+        val_probs=served_probs(val),
     )
     out = layout.root / "data/novelty"
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "head.pt") as tmp:
         torch.save(head.state(), tmp)
-    write_json(out / "triage.json", {**calibration, "model_version": trained["version"], "stages": list(cfg.stages)})
+    write_json(
+        out / "triage.json",
+        {
+            **calibration,
+            "model_version": trained["version"],
+            "stages": list(cfg.stages),
+            "class_probs": "U-Net alone"
+            if patterns is None
+            else f"blended with the pattern trees ({patterns.path.name})",
+        },
+    )
 
     # Probes no class covers, at the model input size; the test split is the known side.
     size = tuple(params.preprocess.image_size)
@@ -82,7 +106,7 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
                 for i, s in enumerate(head.stages)
             },
         }
-    test_probs = predictor.predict(test.grids)[0]
+    test_probs = served_probs(test)
     decisions = np.array([t["decision"] for t in decide(test_probs, known.max(1), calibration)])
     passed = decisions == "PASS"
     wrong = test_probs.argmax(1) != test.labels

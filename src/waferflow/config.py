@@ -22,6 +22,7 @@ from waferflow.data.split import SplitConfig
 from waferflow.data.validation import ValidationConfig
 from waferflow.gan.config import GanAugmentConfig
 from waferflow.models.config import ModelConfig
+from waferflow.patterns.config import PatternsConfig
 from waferflow.registry.gate_config import GateConfig
 from waferflow.registry.tracking import MlflowConfig
 from waferflow.synth.dataset import DatasetConfig
@@ -182,6 +183,7 @@ class Params(_Section):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     serve: ServeParams = Field(default_factory=ServeParams)
     triage: TriageConfig = Field(default_factory=TriageConfig)
+    patterns: PatternsConfig = Field(default_factory=PatternsConfig)
     index: IndexParams = Field(default_factory=IndexParams)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())

@@ -154,6 +154,12 @@ STAGES: tuple[Stage, ...] = (
         Retry(1, 360 * _M, "long; one retry for a lost node or OOM-killed worker"),
     ),
     Stage(
+        "patterns",
+        "Boosted trees on the pattern features of the training split (ONNX), blended with the U-Net "
+        "in the served class -> data/patterns.",
+        Retry(1, 30 * _M, "deterministic"),
+    ),
+    Stage(
         "evaluate",
         "Evaluate the trained model on the test split (and real data when present); metrics, plots.",
         Retry(1, 30 * _M, "deterministic"),

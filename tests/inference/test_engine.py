@@ -147,3 +147,45 @@ def test_engine_serves_an_export_from_before_the_predictor_held_its_post_process
     current = InferenceEngine.from_path(out / "model.onnx").predict_arrays(test.grids[:8])
     np.testing.assert_allclose(legacy[0], current[0], atol=1e-5)
     assert np.array_equal(legacy[1], current[1])
+
+
+def test_engine_blends_the_pattern_trees_at_each_wafers_own_size(exported, tiny_project, tmp_path):
+    """An export with the patterns stage's trees: the engine's class is the blend, its trees see the
+    wafer at its own size (not the model input), and an export without them serves the graph."""
+    from waferflow.config import load_params
+    from waferflow.data.resize import resize_grid
+    from waferflow.layout import Layout
+    from waferflow.patterns.features import pattern_features
+    from waferflow.patterns.trees import PatternClassifier
+    from waferflow.stages import stage
+
+    net, plain, _, test = exported
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "params.yaml").write_text((tiny_project / "params.yaml").read_text())
+    (project / "data/processed").symlink_to(tiny_project / "data/processed")
+    stage("patterns").run(load_params(project / "params.yaml"), Layout(project), progress=False)
+    trees = PatternClassifier.from_dir(project / "data/patterns")
+    out = tmp_path / "onnx"
+    export_onnx(net, out, test.grids, test.grids, test.labels, calibration_size=8, max_int8_f1_drop=1.0, patterns=trees)
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["patterns"]["file"] == "patterns.onnx" and (out / "patterns.onnx").is_file()
+
+    engine, graph_only = (
+        InferenceEngine.from_path(out / "model.onnx", threads=1),
+        InferenceEngine.from_path(plain / "model.onnx", threads=1),
+    )
+    grids = [disc(26, 26, [(13, 13), (13, 14)]), disc(45, 71, [(20, 30), (20, 31), (21, 30)]), disc(9, 12, [(4, 4)])]
+    served, unet = engine.predict(grids, top_k=9), graph_only.predict(grids, top_k=9)
+    for grid, s, u in zip(grids, served, unet):
+        u_probs = np.array([dict((t["class"], t["probability"]) for t in u["top_k"])[c] for c in engine.classes])
+        # the trees see the model input resized back to the wafer's size: the wafer itself when it
+        # is no larger than the input (26 x 26, 9 x 12 here), a resampled one otherwise (45 x 71)
+        seen = resize_grid(resize_grid(grid, engine.input_size), grid.shape)
+        assert np.array_equal(seen, grid) == (max(grid.shape) <= max(engine.input_size))
+        t_probs = trees.proba_features(pattern_features(seen)[None])[0]
+        expected = trees.unet_weight * u_probs + (1 - trees.unet_weight) * t_probs
+        got = np.array([dict((t["class"], t["probability"]) for t in s["top_k"])[c] for c in engine.classes])
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        assert s["class"] == engine.classes[int(expected.argmax())]
+        assert np.array_equal(s["mask"], u["mask"])  # the masks are the U-Net's

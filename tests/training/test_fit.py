@@ -13,6 +13,7 @@ from waferflow.config import load_params
 from waferflow.data.arrays import WaferArrays
 from waferflow.evaluation.evaluate import evaluate_real_data, real_summary
 from waferflow.layout import Layout
+from waferflow.patterns.trees import PatternClassifier
 from waferflow.evaluation.real_maps import PARTS, load_real_frame, real_part
 from waferflow.registry.pyfunc import load_weights
 from waferflow.stages import stage
@@ -26,6 +27,7 @@ def trained(tiny_project, tmp_path_factory):
     params = load_params(tiny_project / "params.yaml")
     layout = Layout(tiny_project)
     first = stage("train").run(params, layout).values
+    stage("patterns").run(params, layout, progress=False)  # the evaluate, novelty and export stages blend them in
     yield params, layout, first
     mp.undo()
 
@@ -59,11 +61,29 @@ def test_registry_round_trip_same_predictions_and_aliases(trained):
     assert second["alias"] == "challenger" and aliases == {"champion": info["version"], "challenger": second["version"]}
 
 
+def test_patterns_stage_writes_onnx_trees_that_learned_the_patterns(trained):
+    params, layout, _ = trained
+    summary = json.loads((layout.metrics / "patterns.json").read_text())
+    assert summary["parity"]["passed"] and summary["parity"]["class_mismatches"] == 0
+    assert summary["parity"]["wafers"] == summary["generated_val"]["wafers"] + summary["generated_test"]["wafers"]
+    assert summary["generated_val"]["macro_f1"] > 3 / 9  # chance is 1/9
+    assert (layout.root / summary["plot"]).stat().st_size > 5_000
+    meta = json.loads((layout.root / "data/patterns/patterns.json").read_text())
+    assert meta["unet_weight"] == params.patterns.unet_weight and len(meta["features"]) == summary["features"] == 83
+    off = params.model_copy(update={"patterns": params.patterns.model_copy(update={"enabled": False})})
+    tmp = layout.root / "patterns-off"
+    (tmp / "metrics").mkdir(parents=True, exist_ok=True)
+    disabled = stage("patterns").run(off, Layout(tmp)).values
+    assert disabled["enabled"] is False and PatternClassifier.from_dir(tmp / "data/patterns") is None
+
+
 def test_evaluate_stage_writes_metrics_plots_and_tags(trained):
     params, layout, info = trained
     headline = stage("evaluate").run(params, layout).values
     saved = json.loads((layout.metrics / "evaluate.json").read_text())
     assert saved["test_macro_f1"] == headline["test_macro_f1"] and 0 <= saved["test_mean_iou"] <= 1
+    assert "pattern trees" in saved["served"] and set(saved["components"]) == {"unet", "patterns"}
+    assert all(0 <= part["macro_f1"] <= 1 for part in saved["components"].values())
     assert set(saved["per_class"]) == {
         "Center",
         "Donut",
@@ -124,16 +144,22 @@ def test_export_stage_logs_onnx_beside_the_version_and_engine_loads_by_alias(tra
     assert json.loads((layout.metrics / "export.json").read_text())["parity_passed"] is True
     engine = InferenceEngine.from_registry(params.mlflow.registered_model, latest["alias"])
     assert engine.model_version == latest["version"] and engine.temperature == summary["temperature"]
+    assert summary["pattern_trees"] and engine.patterns is not None  # the trees travel beside the graph
     grids = WaferArrays.from_parquet(layout.processed / "test.parquet").grids[:12]
     served = engine.predict(list(grids))
     local = load_weights(layout.models / "weights.pt")
     assert float(local.temperature) == pytest.approx(latest["temperature"]) != 1.0  # calibrated in the train stage
     local_probs, _ = local.predict(grids)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{params.mlflow.registered_model}@{latest['alias']}").predict(grids)
-    # One predictor behind every path: torch, the registered pyfunc and the ONNX engine agree.
+    # One U-Net behind every path: torch, the registered pyfunc and the ONNX graph agree ...
     np.testing.assert_allclose(pyfunc["class_probs"], local_probs, atol=1e-5)
-    assert [r["class"] for r in served] == [CLASSES[i] for i in local_probs.argmax(1)]
-    np.testing.assert_allclose([r["confidence"] for r in served], local_probs.max(1), atol=1e-5)
+    # ... and the engine serves it blended with the pattern trees of the patterns stage.
+    trees = PatternClassifier.from_dir(layout.root / "data/patterns")
+    blended = trees.blend(local_probs, grids)
+    assert [r["class"] for r in served] == [CLASSES[i] for i in blended.argmax(1)]
+    np.testing.assert_allclose([r["confidence"] for r in served], blended.max(1), atol=1e-5)
+    w = trees.unet_weight
+    np.testing.assert_allclose(blended, w * local_probs + (1 - w) * trees.proba(grids), atol=1e-6)
     assert all(r["triage"]["decision"] in ("PASS", "REVIEW", "REJECT") for r in served)  # triage in the graph
     assert summary["max_abs_diff_novelty"] < 1e-3
     tags = MlflowClient().get_model_version(params.mlflow.registered_model, latest["version"]).tags

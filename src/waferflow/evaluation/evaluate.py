@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from waferflow.data.arrays import WaferArrays
@@ -19,6 +20,8 @@ from waferflow.evaluation.plots import plot_confusion, plot_error_gallery, plot_
 from waferflow.evaluation.real_maps import PARTS, load_real_frame
 from waferflow.models.predictor import WaferPredictor, as_predictor
 from waferflow.models.wafer_unet import WaferUNet
+from waferflow.patterns.features import original_shapes
+from waferflow.patterns.trees import PatternClassifier
 
 __all__ = ["evaluate_arrays", "evaluate_real_data", "load_real_arrays"]
 
@@ -30,14 +33,23 @@ def evaluate_arrays(
     title: str = "test split",
     prefix: str = "",
     n_worst: int = 12,
+    patterns: PatternClassifier | None = None,
 ) -> dict:
-    """Metrics of ``model`` on labeled ``arrays``; PNG plots into ``plot_dir`` when given."""
-    labeled = arrays.labels >= 0
-    probs, pred_masks = as_predictor(model).predict(arrays.grids[labeled])
-    y_true = arrays.labels[labeled]
+    """Metrics of ``model`` on labeled ``arrays``; PNG plots into ``plot_dir`` when given. With
+    ``patterns`` the class is the served blend of the U-Net and the pattern trees, and
+    ``components`` records each one alone."""
+    arrays = arrays.take(np.flatnonzero(arrays.labels >= 0))
+    probs, pred_masks = as_predictor(model).predict(arrays.grids)
+    y_true = arrays.labels
+    components = {}
+    if patterns is not None:
+        tree_probs = patterns.proba(arrays.grids, original_shapes(arrays.frame, arrays.grids))
+        components = {"unet": _brief(y_true, probs), "patterns": _brief(y_true, tree_probs)}
+        probs = patterns.mix(probs, tree_probs)
     report = {
         "classification": classification_metrics(y_true, probs),
-        "mask": mask_metrics(arrays.targets[labeled], pred_masks),
+        "mask": mask_metrics(arrays.targets, pred_masks),
+        **({"components": components} if components else {}),
     }
     if plot_dir is not None:
         plots = {
@@ -46,8 +58,8 @@ def evaluate_arrays(
             ),
             "roc": plot_roc(y_true, probs, plot_dir / f"{prefix}roc.png", title),
             "worst_errors": plot_worst_errors(
-                arrays.grids[labeled],
-                arrays.targets[labeled],
+                arrays.grids,
+                arrays.targets,
                 pred_masks,
                 y_true,
                 probs,
@@ -55,11 +67,21 @@ def evaluate_arrays(
                 n=n_worst,
             ),
             "error_gallery": plot_error_gallery(
-                arrays.grids[labeled], y_true, probs, plot_dir / f"{prefix}error_gallery.png", title
+                arrays.grids, y_true, probs, plot_dir / f"{prefix}error_gallery.png", title
             ),
         }
         report["plots"] = {k: str(v) for k, v in plots.items()}
     return report
+
+
+def _brief(y_true: np.ndarray, probs: np.ndarray) -> dict:
+    """Macro-F1, accuracy and recall per present class: a component's record."""
+    cls = classification_metrics(y_true, probs)
+    return {
+        "macro_f1": cls["macro_f1"],
+        "accuracy": cls["accuracy"],
+        "recall": {c: v["recall"] for c, v in cls["per_class"].items() if v["support"]},
+    }
 
 
 def load_real_arrays(
@@ -77,7 +99,12 @@ def load_real_arrays(
 
 
 def evaluate_real_data(
-    net: WaferUNet, frame: pd.DataFrame, info: dict, image_size: tuple[int, int], plot_dir: Path
+    net: WaferUNet,
+    frame: pd.DataFrame,
+    info: dict,
+    image_size: tuple[int, int],
+    plot_dir: Path,
+    patterns: PatternClassifier | None = None,
 ) -> dict:
     """Evaluate on real labeled wafers (``frame, info`` from :func:`load_real_frame`), apart from the
     generated test split: the ``test`` lots (reported) and the ``dev`` lots (looked at), each with
@@ -90,7 +117,12 @@ def evaluate_real_data(
             continue
         arrays = WaferArrays.from_frame(resize_frame(rows, image_size))
         report = evaluate_arrays(
-            net, arrays, plot_dir, title=f"real {part} lots: {Path(info['source']).name}", prefix=f"real_{part}_"
+            net,
+            arrays,
+            plot_dir,
+            title=f"real {part} lots: {Path(info['source']).name}",
+            prefix=f"real_{part}_",
+            patterns=patterns,
         )
         out["parts"][part] = {
             "available": True,
@@ -122,6 +154,7 @@ def real_summary(real: dict, model_version: str | None = None) -> dict:
             "min_recall": min(v["recall"] for v in cls["per_class"].values() if v["support"]),
             "per_class": cls["per_class"],
             "confusion_matrix": cls["confusion_matrix"],
+            **({"components": rep["components"]} if "components" in rep else {}),
             "plots": rep.get("plots", {}),
         }
     return out

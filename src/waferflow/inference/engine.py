@@ -1,4 +1,5 @@
-"""The inference engine: ONNX Runtime over the exported WaferUNet, with defect metrics.
+"""The inference engine: ONNX Runtime over the exported WaferUNet (and the pattern trees beside
+it, blended into the served class), with defect metrics.
 
 Load by registry alias (``InferenceEngine.from_registry("champion")``) or by path
 (``InferenceEngine.from_path("models/onnx/model.onnx")``). ``predict`` takes one wafer or many,
@@ -31,6 +32,7 @@ from waferflow.data.resize import resize_grid
 from waferflow.inference.defects import defect_metrics
 from waferflow.models.encoding import encode_grids
 from waferflow.inference.prediction_log import PredictionLog
+from waferflow.patterns.trees import PatternClassifier
 from waferflow.triage.decide import decide
 
 __all__ = ["InferenceEngine", "check_die_grid", "to_json"]
@@ -78,6 +80,10 @@ class InferenceEngine:
         # export without a novelty head answers without triage).
         self.triage: dict | None = metadata.get("triage") if "novelty" in outputs else None
         self.model_version: str | None = metadata.get("model_version")
+        # The pattern trees beside the graph: the served class blends their probabilities in
+        # (an export without them answers with the U-Net alone).
+        trees = metadata.get("patterns")
+        self.patterns = PatternClassifier(self.path.with_name(trees["file"]), trees) if trees else None
         self.prediction_log, self.alias = prediction_log, alias  # every prediction is logged when set
 
     @classmethod
@@ -120,13 +126,21 @@ class InferenceEngine:
         meta["model_version"] = str(mv.version)
         return cls(local / name, meta, threads, **{"alias": None if version else alias, **kwargs})
 
-    def predict_arrays(self, grids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Calibrated class probabilities (N, 9) and fail-die masks (N, H, W) for grids already
-        at the model's input size: the exported predictor's own outputs."""
-        return self.run_arrays(grids)[:2]
+    def predict_arrays(self, grids: np.ndarray, shapes=None) -> tuple[np.ndarray, np.ndarray]:
+        """Served class probabilities (N, 9) and fail-die masks (N, H, W) for grids already at
+        the model's input size, of original ``shapes`` (the pattern trees' features are taken at
+        the wafer's own size; None: at the given size)."""
+        return self.run_arrays(grids, shapes)[:2]
 
-    def run_arrays(self, grids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def run_arrays(self, grids: np.ndarray, shapes=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """:meth:`predict_arrays` and the novelty scores (N,) — None when the export has no triage."""
+        probs, masks, novelty = self._graph(grids)
+        if self.patterns is not None:
+            probs = self.patterns.blend(probs, np.asarray(grids), shapes)
+        return probs, masks, novelty
+
+    def _graph(self, grids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The exported graph's class probabilities, masks and novelty scores."""
         x = {"input": encode_grids(grids).numpy()}
         if self.triage is not None:
             probs, masks, novelty = self.session.run(["class_probs", "mask", "novelty"], x)
@@ -166,7 +180,7 @@ class InferenceEngine:
         for start in range(0, len(grids), batch_size):
             chunk = grids[start : start + batch_size]
             batch = np.stack([resize_grid(g, self.input_size) for g in chunk])
-            probs, masks, novelty = self.run_arrays(batch)
+            probs, masks, novelty = self.run_arrays(batch, [g.shape for g in chunk])
             triage = decide(probs, novelty, self.triage) if novelty is not None else [None] * len(chunk)
             for j, grid in enumerate(chunk):
                 mask = resize_grid(masks[j], grid.shape)

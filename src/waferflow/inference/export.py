@@ -29,13 +29,15 @@ from waferflow.fileio import atomic_path, write_json
 from waferflow.models.encoding import encode_grids
 from waferflow.models.predictor import WaferPredictor, as_predictor
 from waferflow.models.wafer_unet import WaferUNet
+from waferflow.patterns.trees import PatternClassifier
 
-__all__ = ["ParityError", "export_onnx", "onnx_outputs", "OPSET", "INPUT", "OUTPUTS"]
+__all__ = ["ParityError", "export_onnx", "onnx_outputs", "OPSET", "INPUT", "OUTPUTS", "PATTERNS_FILE"]
 
 OPSET = 17
 INPUT = "input"
 OUTPUTS = ("class_probs", "mask", "class_logits")  # WaferPredictor.forward, in order
 NOVELTY = "novelty"  # TriagedPredictor adds it: (N,) novelty score
+PATTERNS_FILE = "patterns.onnx"  # the pattern trees beside the graph (waferflow.patterns)
 
 
 NOVELTY_TOLERANCE = 1e-3  # max |novelty difference| ONNX vs PyTorch (the score's scale is ~1)
@@ -85,11 +87,15 @@ def export_onnx(
     seed: int = 0,
     novelty_head=None,
     triage: dict | None = None,
+    patterns: PatternClassifier | None = None,
 ) -> dict:
     """Export, check, verify parity on the test split, try INT8 calibrated on ``val_grids`` (the
     predictor's temperature was fitted with its training run). With a ``novelty_head``
     (:class:`~waferflow.triage.novelty.NoveltyHead`) the graph also outputs ``novelty`` from the
-    same encoder pass, and ``triage`` (its calibration) goes into the metadata.
+    same encoder pass, and ``triage`` (its calibration) goes into the metadata. ``patterns`` (the
+    pattern trees, :class:`~waferflow.patterns.trees.PatternClassifier`) is copied beside the
+    graph as ``patterns.onnx`` and named in the metadata: the engine blends its probabilities
+    with the graph's (the INT8 check compares the U-Net graphs alone).
 
     Raises :class:`ParityError` (after writing the report) when the FP32 model is not faithful.
     """
@@ -182,6 +188,14 @@ def export_onnx(
         "int8": int8_report["kept"],
         **({"triage": triage} if triage is not None else {}),
     }
+    (out_dir / PATTERNS_FILE).unlink(missing_ok=True)
+    if patterns is not None:
+        with atomic_path(out_dir / PATTERNS_FILE) as tmp:
+            tmp.write_bytes(patterns.path.read_bytes())
+        metadata["patterns"] = {
+            "file": PATTERNS_FILE,
+            **{k: patterns.meta[k] for k in ("unet_weight", "classes", "features", "fitted_on", "trees")},
+        }
     if novelty_head is not None:  # the explanation's novelty heatmap needs the head in torch
         from waferflow.triage.novelty import HEAD_FILE
 

@@ -248,15 +248,18 @@ def fit_triage(
     review_novelty: float = 0.02,
     reject_novelty: float = 0.002,
     progress: bool = False,
+    val_probs: np.ndarray | None = None,
 ) -> tuple[NoveltyHead, dict]:
     """The novelty head fitted on ``train`` (grids, labels) and the triage calibrated on ``val``
-    (:func:`waferflow.triage.decide.calibrate_triage`): what the novelty stage makes."""
+    (:func:`waferflow.triage.decide.calibrate_triage`): what the novelty stage makes. The
+    conformal sets are calibrated on ``val_probs`` when given (the served class probabilities,
+    e.g. the U-Net blended with the pattern trees), else on the predictor's own."""
     from waferflow.triage.decide import calibrate_triage
 
     head = fit_novelty(predictor, *train, stages=stages, progress=progress)
     grids, labels = val
     calibration = calibrate_triage(
-        predictor.predict(grids)[0],
+        predictor.predict(grids)[0] if val_probs is None else val_probs,
         labels,
         novelty_scores(predictor, head, grids),
         classes,

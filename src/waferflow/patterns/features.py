@@ -1,0 +1,189 @@
+"""Pattern features of a wafer map: where and how its fails lie, on the wafer's own grid.
+
+WM-811K's own paper (Wu et al., "Wafer Map Failure Pattern Recognition and Similarity Ranking
+for Large-Scale Data Sets", IEEE TSM 2015) classifies on density, Radon and geometry features.
+They describe a pattern by its place and shape, not by pixel texture, so a generator's texture
+mismatch matters less to them: trained on generated maps only they transfer to real maps better
+than the U-Net (``benchmarks/feature_classifier.py``). The 83 features (:data:`FEATURE_NAMES`):
+
+* the monitor's 15 wafer features (:mod:`waferflow.data.features`, ``n_dies`` as its log);
+* fail density in 13 regions (centre disc, 4 sectors of a middle ring, 8 of the rim band);
+* Radon projections of the median-filtered fail map (isolated background fails removed), the
+  mean and standard deviation over 36 angles, each resampled to 20 points;
+* the largest filtered cluster's geometry: share of the dies, centroid radius, inner and outer
+  radius, eccentricity, solidity, share of it in the outermost 10 % of the radius;
+* the raw map's clusters (thin scratches do not survive the filter): the largest one's share,
+  length over the wafer's diameter and elongation, the second's share, how many hold >= 5 dies;
+* rim coverage: the share of 16 rim sectors failing well above the inside, the densest sector
+  and the mean of the 4 densest.
+
+Every caller has the model's input (grids resized to ``preprocess.image_size``) and each
+wafer's original shape; :func:`grid_features` resizes back to that shape first, which restores a
+grid of up to the input size exactly (nearest-neighbour), so training, evaluation, the gate and
+the served engine see the same features for the same wafer.
+
+Example:
+    >>> import numpy as np
+    >>> yy, xx = np.indices((40, 40))
+    >>> grid = np.where(np.hypot(yy - 19.5, xx - 19.5) < 19, 1, 0).astype(np.uint8)
+    >>> grid[(np.hypot(yy - 19.5, xx - 19.5) < 19) & (np.hypot(yy - 19.5, xx - 19.5) > 16)] = 2
+    >>> f = dict(zip(FEATURE_NAMES, pattern_features(grid)))
+    >>> float(f["rim_sectors_failing"]), float(f["density_centre"])
+    (1.0, 0.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+from skimage.measure import label as label_regions
+from skimage.measure import regionprops
+from skimage.transform import radon
+from tqdm.auto import tqdm
+
+from waferflow.classes import DIE_FAIL, DIE_NONE
+from waferflow.data.features import FEATURES, wafer_features
+from waferflow.data.resize import resize_grid
+
+__all__ = ["FEATURE_NAMES", "RADON_POINTS", "pattern_features", "grid_features", "original_shapes"]
+
+RADON_POINTS = 20
+RADON_ANGLES = np.arange(0, 180, 5)
+FEATURE_NAMES: tuple[str, ...] = (
+    *FEATURES,
+    "density_centre",
+    *(f"density_middle_{q}" for q in range(4)),
+    *(f"density_rim_{s}" for s in range(8)),
+    *(f"radon_mean_{i}" for i in range(RADON_POINTS)),
+    *(f"radon_std_{i}" for i in range(RADON_POINTS)),
+    "cluster_share",
+    "cluster_radius",
+    "cluster_inner_radius",
+    "cluster_outer_radius",
+    "cluster_eccentricity",
+    "cluster_solidity",
+    "cluster_rim_share",
+    "raw_cluster_share",
+    "raw_cluster_length",
+    "raw_cluster_elongation",
+    "raw_second_cluster_share",
+    "raw_clusters",
+    "rim_sectors_failing",
+    "rim_densest_sector",
+    "rim_densest_4",
+)
+
+
+def _polar(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's radius (0 centre .. 1 rim of the wafer) and angle."""
+    ys, xs = np.nonzero(grid != DIE_NONE)
+    cy, cx = ys.mean(), xs.mean()
+    ry, rx = max(np.ptp(ys) / 2, 1), max(np.ptp(xs) / 2, 1)
+    yy, xx = np.indices(grid.shape)
+    u, v = (yy - cy) / (ry + 0.5), (xx - cx) / (rx + 0.5)
+    return np.hypot(u, v), np.arctan2(u, v)
+
+
+def _resampled(values: np.ndarray, points: int = RADON_POINTS) -> np.ndarray:
+    return np.interp(np.linspace(0, len(values) - 1, points), np.arange(len(values)), values)
+
+
+def _share(fail: np.ndarray, region: np.ndarray) -> float:
+    return float(fail[region].mean()) if region.any() else 0.0
+
+
+def pattern_features(grid: np.ndarray) -> np.ndarray:
+    """The :data:`FEATURE_NAMES` of one die grid (codes 0/1/2, at least one die), float64."""
+    wafer, fail = grid != DIE_NONE, grid == DIE_FAIL
+    n_dies = max(int(wafer.sum()), 1)
+    r, a = _polar(grid)
+    sector = ((a + np.pi) / (2 * np.pi) * 8).astype(int) % 8
+    regions = [r < 0.35] + [(r >= 0.35) & (r < 0.75) & (sector // 2 == q) for q in range(4)]
+    regions += [(r >= 0.75) & (sector == s) for s in range(8)]
+    density = [_share(fail, m & wafer) for m in regions]
+
+    filtered = ndimage.median_filter(fail.astype(np.uint8), size=3).astype(bool) & wafer
+    if filtered.any():
+        sino = radon(filtered.astype(float), theta=RADON_ANGLES, circle=False)
+        rad = np.concatenate([_resampled(sino.mean(axis=1)), _resampled(sino.std(axis=1))]) / np.sqrt(n_dies)
+    else:
+        rad = np.zeros(2 * RADON_POINTS)
+
+    labels = label_regions(filtered, connectivity=2)
+    geometry = [0.0] * 7
+    if labels.max():
+        biggest = max(regionprops(labels), key=lambda p: p.area)
+        cr = r[labels == biggest.label]
+        geometry = [
+            biggest.area / n_dies,
+            float(r[tuple(np.round(biggest.centroid).astype(int))]),
+            float(cr.min()),
+            float(cr.max()),
+            float(biggest.eccentricity),
+            float(biggest.solidity),
+            float((cr >= 0.9).mean()),
+        ]
+    raw = label_regions(fail, connectivity=2)
+    props = sorted(regionprops(raw), key=lambda p: -p.area) if raw.max() else []
+    diameter = max(np.sqrt(n_dies * 4 / np.pi), 1.0)
+    lines = [0.0] * 5
+    if props:
+        top = props[0]
+        lines = [
+            top.area / n_dies,
+            top.axis_major_length / diameter,
+            top.axis_major_length / max(top.axis_minor_length, 1.0),
+            props[1].area / n_dies if len(props) > 1 else 0.0,
+            float(sum(p.area >= 5 for p in props)) / np.sqrt(n_dies),
+        ]
+    # how much of the rim fails: a ring closes, an edge cluster covers a few sectors
+    rim = (r >= 0.8) & wafer
+    sectors = ((a + np.pi) / (2 * np.pi) * 16).astype(int) % 16
+    rim_density = np.array([_share(fail, rim & (sectors == k)) for k in range(16)])
+    inner = _share(fail, (r < 0.8) & wafer)
+    coverage = [
+        float((rim_density > max(2 * inner, 0.15)).mean()),
+        float(rim_density.max()),
+        float(np.sort(rim_density)[-4:].mean()),
+    ]
+    base = list(wafer_features(grid).values())
+    base[0] = np.log1p(base[0])  # die count: a size, compared as log
+    out = np.asarray(base + density + list(rad) + geometry + lines + coverage, dtype=np.float64)
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def original_shapes(frame, grids: np.ndarray) -> list[tuple[int, int]]:
+    """Each wafer's shape before the split stage resized it (``attrs.orig_shape`` of a processed
+    frame); the grid's own shape where a row does not say (or without a frame)."""
+    import json
+
+    size = tuple(grids.shape[1:])
+    if frame is None or "attrs" not in frame:
+        return [size] * len(grids)
+    shapes = []
+    for attrs in frame["attrs"]:
+        shape = json.loads(attrs).get("orig_shape") if isinstance(attrs, str) else None
+        shapes.append(tuple(int(s) for s in shape) if shape else size)
+    return shapes
+
+
+def grid_features(
+    grids: Sequence[np.ndarray] | np.ndarray,
+    shapes: Sequence[tuple[int, int]] | None = None,
+    progress: bool = False,
+    desc: str = "pattern features",
+) -> np.ndarray:
+    """``(N, 83)`` features of model-input grids, each first resized back to its original shape
+    (``shapes``; None: as given)."""
+    shapes = shapes if shapes is not None else [np.shape(g) for g in grids]
+    if len(shapes) != len(grids):
+        raise ValueError(f"{len(grids)} grids but {len(shapes)} shapes")
+    rows = [
+        pattern_features(resize_grid(g, s) if tuple(np.shape(g)) != tuple(s) else np.asarray(g))
+        for g, s in tqdm(
+            zip(grids, shapes), total=len(shapes), desc=desc, unit="wafer", disable=not progress, mininterval=5
+        )
+    ]
+    return np.stack(rows) if rows else np.zeros((0, len(FEATURE_NAMES)))

@@ -1,0 +1,205 @@
+"""Boosted trees on pattern features, as ONNX, blended with the U-Net's class probabilities.
+
+scikit-learn's ``HistGradientBoostingClassifier`` (class-balanced) is fitted on the
+:mod:`~waferflow.patterns.features` of the generated training split. It is served as an ONNX
+``TreeEnsembleClassifier`` (``ai.onnx.ml``) run by ONNX Runtime, never as a pickle: a model file
+is data, and loading it runs no code. :func:`trees_to_onnx` writes the fitted trees node for
+node (thresholds in float64, the features too, so ONNX and scikit-learn split every wafer the
+same way); :func:`parity` proves it on wafers before the stage keeps the file.
+
+:class:`PatternClassifier` is what evaluation, the triage calibration, the gate and the engine
+call: ``blend(unet_probs, grids, shapes)`` = ``w * unet + (1 - w) * trees`` (``unet_weight``).
+
+Example:
+    >>> import numpy as np
+    >>> from waferflow.patterns.config import PatternsConfig
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(300, 5)), np.arange(300) % 3
+    >>> x[:, 0] += y
+    >>> trees = fit_trees(x, y, PatternsConfig(max_iter=20, min_samples_leaf=5))
+    >>> report = parity(trees, trees_to_onnx(trees, 5).SerializeToString(), x)
+    >>> report["class_mismatches"], report["max_abs_diff"] < 1e-5
+    (0, True)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+from waferflow.classes import CLASSES
+from waferflow.patterns.config import PatternsConfig
+from waferflow.patterns.features import FEATURE_NAMES, grid_features
+
+__all__ = ["TREES_FILE", "META_FILE", "PatternClassifier", "fit_trees", "trees_to_onnx", "parity", "served_class"]
+
+TREES_FILE = "trees.onnx"
+META_FILE = "patterns.json"
+ML_OPSET = 3  # ai.onnx.ml: TreeEnsembleClassifier with *_as_tensor (float64) attributes
+
+
+def fit_trees(x: np.ndarray, y: np.ndarray, cfg: PatternsConfig):
+    """The class-balanced ``HistGradientBoostingClassifier`` of ``cfg`` fitted on ``x, y``."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    model = HistGradientBoostingClassifier(
+        max_iter=cfg.max_iter,
+        learning_rate=cfg.learning_rate,
+        max_leaf_nodes=cfg.max_leaf_nodes,
+        min_samples_leaf=cfg.min_samples_leaf,
+        l2_regularization=cfg.l2_regularization,
+        class_weight="balanced",
+        early_stopping=False,
+        random_state=cfg.seed,
+    )
+    return model.fit(np.asarray(x, np.float64), np.asarray(y))
+
+
+def trees_to_onnx(model, n_features: int) -> onnx.ModelProto:
+    """A fitted multi-class ``HistGradientBoostingClassifier`` as one ONNX ``TreeEnsembleClassifier``:
+    input ``features`` (N, n_features) float64, outputs ``label`` (N,) and ``probabilities``
+    (N, classes in ``model.classes_`` order): softmax of the baseline plus every tree's leaf."""
+    n_classes = int(model.n_trees_per_iteration_)
+    if n_classes < 3 or n_classes != len(model.classes_):
+        raise ValueError(f"expected a classifier of >= 3 classes, got {len(model.classes_)}")
+    a: dict[str, list] = {k: [] for k in ("tree", "node", "feature", "value", "mode", "true", "false", "missing")}
+    leaves: dict[str, list] = {"tree": [], "node": [], "class": [], "weight": []}
+    for iteration, per_class in enumerate(model._predictors):  # scikit-learn's fitted trees, one per class
+        for k, predictor in enumerate(per_class):
+            tree = iteration * n_classes + k
+            nodes = predictor.nodes
+            if nodes["is_categorical"].any():
+                raise ValueError("categorical splits are not exported (the pattern features are numeric)")
+            for i, node in enumerate(nodes):
+                leaf = bool(node["is_leaf"])
+                a["tree"].append(tree)
+                a["node"].append(i)
+                a["feature"].append(0 if leaf else int(node["feature_idx"]))
+                a["value"].append(0.0 if leaf else float(node["num_threshold"]))
+                a["mode"].append("LEAF" if leaf else "BRANCH_LEQ")  # x <= threshold goes left, as in scikit-learn
+                a["true"].append(0 if leaf else int(node["left"]))
+                a["false"].append(0 if leaf else int(node["right"]))
+                a["missing"].append(0 if leaf else int(node["missing_go_to_left"]))
+                if leaf:
+                    leaves["tree"].append(tree)
+                    leaves["node"].append(i)
+                    leaves["class"].append(k)
+                    leaves["weight"].append(float(node["value"]))
+    double = TensorProto.DOUBLE
+    node = helper.make_node(
+        "TreeEnsembleClassifier",
+        ["features"],
+        ["label", "probabilities"],
+        domain="ai.onnx.ml",
+        classlabels_int64s=list(range(n_classes)),
+        nodes_treeids=a["tree"],
+        nodes_nodeids=a["node"],
+        nodes_featureids=a["feature"],
+        nodes_values_as_tensor=helper.make_tensor("nodes_values", double, [len(a["value"])], a["value"]),
+        nodes_modes=a["mode"],
+        nodes_truenodeids=a["true"],
+        nodes_falsenodeids=a["false"],
+        nodes_missing_value_tracks_true=a["missing"],
+        class_treeids=leaves["tree"],
+        class_nodeids=leaves["node"],
+        class_ids=leaves["class"],
+        class_weights_as_tensor=helper.make_tensor("class_weights", double, [len(leaves["weight"])], leaves["weight"]),
+        base_values_as_tensor=helper.make_tensor(
+            "base_values", double, [n_classes], np.asarray(model._baseline_prediction, np.float64).ravel().tolist()
+        ),
+        post_transform="SOFTMAX",
+    )
+    graph = helper.make_graph(
+        [node],
+        "pattern_trees",
+        [helper.make_tensor_value_info("features", double, [None, n_features])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, n_classes]),
+        ],
+    )
+    proto = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", ML_OPSET)]
+    )
+    proto.ir_version = 8
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def _session(model: bytes | str | Path) -> ort.InferenceSession:
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+
+
+def parity(model, onnx_bytes: bytes, x: np.ndarray) -> dict:
+    """ONNX against scikit-learn on features ``x``: max |probability difference|, class mismatches."""
+    got = _session(onnx_bytes).run(["probabilities"], {"features": np.asarray(x, np.float64)})[0]
+    ref = model.predict_proba(np.asarray(x, np.float64))
+    return {
+        "wafers": int(len(x)),
+        "max_abs_diff": float(np.abs(got - ref).max()) if len(x) else 0.0,
+        "class_mismatches": int((got.argmax(1) != ref.argmax(1)).sum()),
+    }
+
+
+class PatternClassifier:
+    """The exported trees (``trees.onnx``) and their blend with the U-Net's probabilities.
+
+    ``meta`` is ``patterns.json``: ``unet_weight``, ``classes`` (the trees' classes, a subset of
+    :data:`~waferflow.classes.CLASSES` when a class had no training wafer) and ``features``.
+    """
+
+    def __init__(self, onnx_path: str | Path, meta: dict) -> None:
+        if list(meta["features"]) != list(FEATURE_NAMES):
+            raise ValueError(
+                f"{onnx_path}: fitted on other pattern features ({len(meta['features'])}) than this "
+                f"waferflow computes ({len(FEATURE_NAMES)}): run `dvc repro patterns`"
+            )
+        self.path = Path(onnx_path)
+        self.session = _session(self.path)
+        self.unet_weight = float(meta["unet_weight"])
+        self.columns = [CLASSES.index(c) for c in meta["classes"]]
+        self.meta = meta
+
+    @classmethod
+    def from_dir(cls, folder: str | Path) -> "PatternClassifier | None":
+        """The patterns stage's output in ``folder``; None when it fitted no trees (disabled)."""
+        folder = Path(folder)
+        meta_path = folder / META_FILE
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path} is missing: run the patterns stage (dvc repro patterns)")
+        meta = json.loads(meta_path.read_text())
+        return cls(folder / TREES_FILE, meta) if meta.get("enabled") else None
+
+    def proba_features(self, x: np.ndarray) -> np.ndarray:
+        """``(N, 9)`` class probabilities of the trees from pattern features ``x``."""
+        out = np.zeros((len(x), len(CLASSES)), np.float32)
+        if len(x):
+            out[:, self.columns] = self.session.run(["probabilities"], {"features": np.asarray(x, np.float64)})[0]
+        return out
+
+    def proba(self, grids: np.ndarray, shapes=None, progress: bool = False) -> np.ndarray:
+        """The trees' ``(N, 9)`` probabilities for model-input ``grids`` of original ``shapes``."""
+        return self.proba_features(grid_features(grids, shapes, progress=progress))
+
+    def mix(self, unet_probs: np.ndarray, tree_probs: np.ndarray) -> np.ndarray:
+        """``unet_weight`` x U-Net + (1 - unet_weight) x trees."""
+        w = self.unet_weight
+        return (w * np.asarray(unet_probs, np.float32) + (1 - w) * tree_probs).astype(np.float32)
+
+    def blend(self, unet_probs: np.ndarray, grids: np.ndarray, shapes=None, progress: bool = False) -> np.ndarray:
+        """The served class probabilities: :meth:`mix` of ``unet_probs`` and :meth:`proba`."""
+        return self.mix(unet_probs, self.proba(grids, shapes, progress))
+
+
+def served_class(patterns: PatternClassifier | None) -> str:
+    """What a figure of the served class is of, in words (for metrics files and reports)."""
+    if patterns is None:
+        return "U-Net alone (patterns disabled)"
+    w = patterns.unet_weight
+    return f"{w:g} x U-Net + {1 - w:g} x pattern trees (class probabilities)"

@@ -1,0 +1,67 @@
+"""Pattern features: defined on any grid, restored exactly from the model input, and they tell
+the patterns apart by where the fails lie."""
+
+import numpy as np
+import pytest
+
+from tests.conftest import disc
+from waferflow.data.resize import resize_grid
+from waferflow.patterns.features import FEATURE_NAMES, grid_features, original_shapes, pattern_features
+
+
+def _wafer(n: int = 41) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.indices((n, n))
+    r = np.hypot(yy - (n - 1) / 2, xx - (n - 1) / 2) / (n / 2)
+    return np.where(r < 1, 1, 0).astype(np.uint8), r
+
+
+def _named(grid: np.ndarray) -> dict:
+    return dict(zip(FEATURE_NAMES, pattern_features(grid)))
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [np.array([[1]], np.uint8), np.array([[2]], np.uint8), np.full((5, 7), 2, np.uint8), disc(30, 30)],
+    ids=["one die", "one failing die", "all fail", "no fail"],
+)
+def test_every_feature_is_finite_on_degenerate_wafers(grid):
+    f = pattern_features(grid)
+    assert f.shape == (len(FEATURE_NAMES),) and np.isfinite(f).all()
+
+
+def test_a_ring_a_centre_blob_and_a_scratch_differ_where_an_engineer_looks():
+    base, r = _wafer()
+    ring, centre, scratch = base.copy(), base.copy(), base.copy()
+    ring[(r > 0.85) & (r < 1)] = 2
+    centre[r < 0.25] = 2
+    idx = np.arange(8, 33)
+    scratch[idx, idx] = 2  # a thin diagonal line
+    f_ring, f_centre, f_scratch = _named(ring), _named(centre), _named(scratch)
+    assert f_ring["rim_sectors_failing"] == 1.0 and f_centre["rim_sectors_failing"] == 0.0
+    assert f_centre["density_centre"] > 0.5 > f_ring["density_centre"] + 0.4
+    assert f_scratch["raw_cluster_elongation"] > 5 * max(f_centre["raw_cluster_elongation"], 1.0)
+    assert f_scratch["raw_cluster_length"] > 0.5 > f_centre["raw_cluster_length"]
+
+
+def test_features_of_the_model_input_at_the_original_shape_equal_the_originals():
+    rng = np.random.default_rng(3)
+    grids = []
+    for shape in [(37, 41), (20, 20), (64, 50)]:
+        g = disc(*shape)
+        g[(g == 1) & (rng.random(shape) < 0.1)] = 2
+        grids.append(g)
+    small = np.stack([resize_grid(g, (64, 64)) for g in grids])
+    got = grid_features(small, [g.shape for g in grids])
+    assert np.array_equal(got, np.stack([pattern_features(g) for g in grids]))
+    # without the original shapes, the features are of the resized grid: not the same wafer size
+    assert not np.array_equal(grid_features(small), got)
+
+
+def test_original_shapes_come_from_the_split_stage_attrs():
+    import pandas as pd
+
+    frame = pd.DataFrame({"attrs": ['{"orig_shape": [30, 41]}', "{}", None]})
+    assert original_shapes(frame, np.zeros((3, 32, 32))) == [(30, 41), (32, 32), (32, 32)]
+    assert original_shapes(None, np.zeros((2, 16, 8))) == [(16, 8), (16, 8)]
+    with pytest.raises(ValueError, match="3 grids but 2 shapes"):
+        grid_features(np.zeros((3, 8, 8), np.uint8) + 1, [(8, 8), (8, 8)])

@@ -1,0 +1,79 @@
+"""The pattern trees: ONNX reproduces scikit-learn, the blend is what it says, files are checked."""
+
+import json
+
+import numpy as np
+import pytest
+
+from waferflow.classes import CLASSES
+from waferflow.patterns.config import PatternsConfig
+from waferflow.patterns.features import FEATURE_NAMES
+from waferflow.patterns.trees import META_FILE, TREES_FILE, PatternClassifier, fit_trees, parity, trees_to_onnx
+
+N_FEATURES = len(FEATURE_NAMES)
+
+
+def _data(classes: list[int], n: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.repeat(classes, n)
+    x = rng.normal(size=(len(y), N_FEATURES))
+    x[:, : len(classes)] += 3 * np.eye(len(classes))[np.searchsorted(classes, y)]
+    return x, y
+
+
+def _save(folder, model, classes: list[int], weight: float = 0.5, features=FEATURE_NAMES) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / TREES_FILE).write_bytes(trees_to_onnx(model, N_FEATURES).SerializeToString())
+    meta = {
+        "enabled": True,
+        "unet_weight": weight,
+        "classes": [CLASSES[k] for k in classes],
+        "features": list(features),
+        "fitted_on": len(classes) * 60,
+        "trees": 0,
+    }
+    (folder / META_FILE).write_text(json.dumps(meta))
+    return meta
+
+
+def test_onnx_trees_reproduce_scikit_learn_on_unseen_wafers():
+    x, y = _data(list(range(9)))
+    model = fit_trees(x, y, PatternsConfig(max_iter=30, min_samples_leaf=10))
+    x_new, _ = _data(list(range(9)), n=30, seed=1)
+    report = parity(model, trees_to_onnx(model, N_FEATURES).SerializeToString(), x_new)
+    assert report["class_mismatches"] == 0 and report["max_abs_diff"] < 1e-5 and report["wafers"] == 270
+
+
+def test_a_class_without_training_wafers_gets_probability_zero_in_its_column(tmp_path):
+    present = [0, 2, 3, 4, 5, 6, 7, 8]  # no Donut
+    x, y = _data(present)
+    model = fit_trees(x, y, PatternsConfig(max_iter=20, min_samples_leaf=10))
+    _save(tmp_path, model, present)
+    trees = PatternClassifier.from_dir(tmp_path)
+    probs = trees.proba_features(x)
+    assert probs.shape == (len(x), 9) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert (probs[:, CLASSES.index("Donut")] == 0).all()
+    assert np.allclose(probs[:, present], model.predict_proba(x), atol=1e-5)
+
+
+def test_the_blend_is_the_weighted_mean_of_the_two(tmp_path):
+    x, y = _data(list(range(9)))
+    model = fit_trees(x, y, PatternsConfig(max_iter=10, min_samples_leaf=10))
+    _save(tmp_path, model, list(range(9)), weight=0.25)
+    trees = PatternClassifier.from_dir(tmp_path)
+    unet = np.full((len(x), 9), 1 / 9, np.float32)
+    tree_probs = trees.proba_features(x)
+    assert np.allclose(trees.mix(unet, tree_probs), 0.25 * unet + 0.75 * tree_probs, atol=1e-7)
+
+
+def test_trees_of_other_features_or_a_missing_stage_are_refused(tmp_path):
+    x, y = _data(list(range(9)))
+    model = fit_trees(x, y, PatternsConfig(max_iter=5, min_samples_leaf=10))
+    _save(tmp_path / "old", model, list(range(9)), features=[*FEATURE_NAMES[:-1], "something_else"])
+    with pytest.raises(ValueError, match="other pattern features"):
+        PatternClassifier.from_dir(tmp_path / "old")
+    with pytest.raises(FileNotFoundError, match="dvc repro patterns"):
+        PatternClassifier.from_dir(tmp_path / "nothing")
+    (tmp_path / "off").mkdir()
+    (tmp_path / "off" / META_FILE).write_text(json.dumps({"enabled": False}))
+    assert PatternClassifier.from_dir(tmp_path / "off") is None
