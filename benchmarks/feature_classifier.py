@@ -32,22 +32,16 @@ from sklearn.metrics import confusion_matrix, f1_score, recall_score
 from waferflow.classes import CLASSES
 from waferflow.data.records import grid_from_row
 from waferflow.evaluation.real_maps import load_real_frame
+from waferflow.patterns.config import PatternsConfig
 from waferflow.patterns.features import grid_features
+from waferflow.patterns.trees import make_trees
 from waferflow.synth.dataset import DatasetConfig, generate_dataset
 
 MODELS = {  # class-balanced: the generated classes are balanced, real mixes are not
     "hgb": lambda: HistGradientBoostingClassifier(
         max_iter=400, learning_rate=0.08, class_weight="balanced", random_state=0
     ),
-    "hgb_small": lambda: HistGradientBoostingClassifier(
-        max_iter=200,
-        learning_rate=0.08,
-        max_leaf_nodes=15,
-        min_samples_leaf=40,
-        l2_regularization=1.0,
-        class_weight="balanced",
-        random_state=0,
-    ),
+    "hgb_small": lambda: make_trees(PatternsConfig()),  # what the pipeline's patterns stage fits
     "extra_trees": lambda: ExtraTreesClassifier(
         n_estimators=500, min_samples_leaf=2, class_weight="balanced", n_jobs=-1, random_state=0
     ),

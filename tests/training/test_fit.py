@@ -138,6 +138,8 @@ def test_export_stage_logs_onnx_beside_the_version_and_engine_loads_by_alias(tra
     novelty = stage("novelty").run(params, layout, progress=False).values
     assert novelty["stages"] == [1, 3] and set(novelty["auroc_vs_test_split"]) == {"novel_pattern", "mixed_pattern"}
     assert (layout.root / "data/novelty/head.pt").is_file()
+    triage = json.loads((layout.root / "data/novelty/triage.json").read_text())
+    assert triage["class_probs"] == "blended with the pattern trees"  # the conformal sets of the served class
     summary = stage("export").run(params, layout).values
     latest = json.loads((layout.models / "train_run.json").read_text())
     assert summary["parity_passed"] and summary["model_version"] == latest["version"]

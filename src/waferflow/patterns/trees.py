@@ -36,18 +36,27 @@ from waferflow.classes import CLASSES
 from waferflow.patterns.config import PatternsConfig
 from waferflow.patterns.features import FEATURE_NAMES, grid_features
 
-__all__ = ["TREES_FILE", "META_FILE", "PatternClassifier", "fit_trees", "trees_to_onnx", "parity", "served_class"]
+__all__ = [
+    "TREES_FILE",
+    "META_FILE",
+    "PatternClassifier",
+    "make_trees",
+    "fit_trees",
+    "trees_to_onnx",
+    "parity",
+    "served_class",
+]
 
 TREES_FILE = "trees.onnx"
 META_FILE = "patterns.json"
 ML_OPSET = 3  # ai.onnx.ml: TreeEnsembleClassifier with *_as_tensor (float64) attributes
 
 
-def fit_trees(x: np.ndarray, y: np.ndarray, cfg: PatternsConfig):
-    """The class-balanced ``HistGradientBoostingClassifier`` of ``cfg`` fitted on ``x, y``."""
+def make_trees(cfg: PatternsConfig):
+    """The class-balanced ``HistGradientBoostingClassifier`` of ``cfg``, not fitted yet."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    model = HistGradientBoostingClassifier(
+    return HistGradientBoostingClassifier(
         max_iter=cfg.max_iter,
         learning_rate=cfg.learning_rate,
         max_leaf_nodes=cfg.max_leaf_nodes,
@@ -57,7 +66,11 @@ def fit_trees(x: np.ndarray, y: np.ndarray, cfg: PatternsConfig):
         early_stopping=False,
         random_state=cfg.seed,
     )
-    return model.fit(np.asarray(x, np.float64), np.asarray(y))
+
+
+def fit_trees(x: np.ndarray, y: np.ndarray, cfg: PatternsConfig):
+    """:func:`make_trees` fitted on ``x, y``."""
+    return make_trees(cfg).fit(np.asarray(x, np.float64), np.asarray(y))
 
 
 def trees_to_onnx(model, n_features: int) -> onnx.ModelProto:
