@@ -81,9 +81,7 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
             **calibration,
             "model_version": trained["version"],
             "stages": list(cfg.stages),
-            "class_probs": "U-Net alone"
-            if patterns is None
-            else f"blended with the pattern trees ({patterns.path.name})",
+            "class_probs": "U-Net alone" if patterns is None else "blended with the pattern trees",
         },
     )
 
