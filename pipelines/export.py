@@ -29,6 +29,7 @@ def run(params: Params, layout: Layout) -> dict:
 
     trained = layout.train_run()
     head, triage = _triage(layout, trained["version"])
+    patterns = PatternClassifier.from_dir(layout.root / "data/patterns")  # None: the U-Net alone serves
     val = WaferArrays.from_parquet(layout.processed / "val.parquet")
     test = WaferArrays.from_parquet(layout.processed / "test.parquet")
     cfg = params.export
@@ -45,7 +46,7 @@ def run(params: Params, layout: Layout) -> dict:
             cfg.calibration_size,
             novelty_head=head,
             triage=triage,
-            patterns=PatternClassifier.from_dir(layout.root / "data/patterns"),
+            patterns=patterns,
         )
     except ParityError as exc:
         failure = exc
@@ -59,8 +60,7 @@ def run(params: Params, layout: Layout) -> dict:
         "int8_kept": report["int8"]["kept"],
         "int8_macro_f1_drop": report["int8"]["macro_f1_drop"],
         "max_abs_diff_novelty": report["parity"].get("max_abs_diff_novelty"),
-        "pattern_trees": (layout.export / "metadata.json").is_file()
-        and "patterns" in json.loads((layout.export / "metadata.json").read_text()),
+        "pattern_trees": patterns is not None,
         "model_version": trained["version"],
     }
     write_json(layout.metrics / "export.json", summary)

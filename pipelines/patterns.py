@@ -27,10 +27,10 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     """Features, fit, ONNX, parity; the stage's outputs."""
     from waferflow.classes import CLASSES
     from waferflow.data.arrays import WaferArrays
-    from waferflow.evaluation.metrics import classification_metrics
+    from waferflow.evaluation.metrics import class_summary
     from waferflow.evaluation.plots import plot_confusion
     from waferflow.patterns.features import FEATURE_NAMES, grid_features, original_shapes
-    from waferflow.patterns.trees import META_FILE, TREES_FILE, fit_trees, parity, trees_to_onnx
+    from waferflow.patterns.trees import META_FILE, TREES_FILE, PatternClassifier, fit_trees, parity, trees_to_onnx
 
     cfg = params.patterns
     out = layout.root / "data/patterns"
@@ -79,22 +79,12 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     }
     write_json(out / META_FILE, meta)
 
-    from waferflow.patterns.trees import PatternClassifier
-
-    served = PatternClassifier(out / TREES_FILE, meta)
-    scores = {}
-    for split in ("val", "test"):
-        cls = classification_metrics(labels[split], served.proba_features(features[split]))
-        scores[split] = {
-            "wafers": cls["n_wafers"],
-            "macro_f1": cls["macro_f1"],
-            "accuracy": cls["accuracy"],
-            "recall": {c: v["recall"] for c, v in cls["per_class"].items() if v["support"]},
-        }
-    test_probs = served.proba_features(features["test"])
+    served = PatternClassifier(out / TREES_FILE, meta)  # the written file, as the engine will run it
+    probs = {split: served.proba_features(features[split]) for split in ("val", "test")}
+    scores = {split: class_summary(labels[split], probs[split]) for split in probs}
     plot = plot_confusion(
         labels["test"],
-        test_probs.argmax(1),
+        probs["test"].argmax(1),
         layout.reports / "patterns" / "confusion_matrix.png",
         "pattern trees alone, generated test split",
     )

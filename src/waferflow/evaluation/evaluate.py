@@ -15,7 +15,7 @@ import pandas as pd
 
 from waferflow.data.arrays import WaferArrays
 from waferflow.data.split import resize_frame
-from waferflow.evaluation.metrics import classification_metrics, mask_metrics
+from waferflow.evaluation.metrics import class_summary, classification_metrics, mask_metrics
 from waferflow.evaluation.plots import plot_confusion, plot_error_gallery, plot_roc, plot_worst_errors
 from waferflow.evaluation.real_maps import PARTS, load_real_frame
 from waferflow.models.predictor import WaferPredictor, as_predictor
@@ -44,7 +44,7 @@ def evaluate_arrays(
     components = {}
     if patterns is not None:
         tree_probs = patterns.proba(arrays.grids, original_shapes(arrays.frame, arrays.grids))
-        components = {"unet": _brief(y_true, probs), "patterns": _brief(y_true, tree_probs)}
+        components = {"unet": class_summary(y_true, probs), "patterns": class_summary(y_true, tree_probs)}
         probs = patterns.mix(probs, tree_probs)
     report = {
         "classification": classification_metrics(y_true, probs),
@@ -72,16 +72,6 @@ def evaluate_arrays(
         }
         report["plots"] = {k: str(v) for k, v in plots.items()}
     return report
-
-
-def _brief(y_true: np.ndarray, probs: np.ndarray) -> dict:
-    """Macro-F1, accuracy and recall per present class: a component's record."""
-    cls = classification_metrics(y_true, probs)
-    return {
-        "macro_f1": cls["macro_f1"],
-        "accuracy": cls["accuracy"],
-        "recall": {c: v["recall"] for c, v in cls["per_class"].items() if v["support"]},
-    }
 
 
 def load_real_arrays(
