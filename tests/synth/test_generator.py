@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
@@ -199,3 +200,37 @@ def test_some_near_full_wafers_fail_solid_with_one_side_still_passing():
         # Pass islands are small (< 5 % of the dies each); a passing side is one large region.
         cut += n > 0 and np.bincount(regions.ravel())[1:].max() > 0.15 * on.sum()
     assert 5 <= cut <= 35  # ~30 % of the Near-full maps
+
+
+def test_a_pattern_drowned_in_the_background_is_redrawn_until_it_stands_out(monkeypatch):
+    """min_pattern_contrast: the accepted pattern's dies fail at least this much more often than
+    the background around and under them; without the floor some patterns sink into it."""
+    from waferflow.synth import generator as G
+
+    seen: list[float] = []
+    real = G._contrast
+    monkeypatch.setattr(G, "_contrast", lambda *a: seen.append(real(*a)) or seen[-1])
+    heavy = dict(background_fail_range=(0.15, 0.2), background_edge_boost_range=(2.0, 4.0))
+
+    def accepted(floor):
+        gen, out = WaferGenerator(3, GeneratorConfig(**heavy, min_pattern_contrast=floor)), []
+        for label in ("Loc", "Edge-Loc", "Center"):
+            for i in range(40):
+                seen.clear()
+                gen.make(label, i)
+                out.append(seen[-1])  # the last contrast measured is the accepted draw's
+        return np.array(out)
+
+    free, floored = accepted(0.0), accepted(0.3)
+    assert (free < 0.3).mean() > 0.1  # under a heavy background, faint patterns are drawn ...
+    assert floored.min() >= 0.3  # ... and the floor redraws every one of them
+    # Whole-wafer patterns are densities, not regions that stand out: the floor leaves them alone.
+    seen.clear()
+    WaferGenerator(3, GeneratorConfig(min_pattern_contrast=0.99)).make("Random", 0)
+    assert not seen
+
+
+def test_a_contrast_no_pattern_can_reach_fails_loudly_and_names_the_parameter():
+    gen = WaferGenerator(0, GeneratorConfig(min_pattern_contrast=1.5))
+    with pytest.raises(RuntimeError, match="min_pattern_contrast"):
+        gen.make("Loc", 0)

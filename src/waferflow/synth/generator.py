@@ -19,6 +19,8 @@ every class, and no pattern fail lies outside the mask.
 Classes (WM-811K): Center, Donut, Edge-Loc, Edge-Ring, Loc, Near-full, Random, Scratch, none.
 Ring, donut and edge patterns may be partial arcs; scratches are straight or curved (quadratic
 Bezier) with gaps; blobs have irregular boundaries; an optional second pattern can be mixed in.
+A pattern is redrawn until it stands out of the background (``min_pattern_contrast``): one an
+engineer could not see is no label on real maps.
 
 Example:
     >>> gen = WaferGenerator(seed=0)
@@ -72,6 +74,11 @@ class GeneratorConfig(BaseModel):
             many fail dies ...
         min_pattern_fraction: ... and at least this share of the wafer's dies (a 3-die pattern
             is visible on a 20-die-wide wafer, not on a 160-die-wide one).
+        min_pattern_contrast: ... and its dies fail this much more often than the background
+            around and under it (fail rate inside the pattern minus the larger of the fail rate
+            outside it and the background's own fails inside it). A pattern drowned in the
+            background is not labeled on real maps; drawn anyway, it teaches the model to call
+            noise a pattern. Not applied to Random and Near-full, which cover the whole wafer.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -84,11 +91,12 @@ class GeneratorConfig(BaseModel):
     background_fail_range: tuple[float, float] = (0.01, 0.2)
     background_edge_boost_range: tuple[float, float] = (0.0, 8.0)
     background_patchiness_range: tuple[float, float] = (0.0, 0.9)
-    background_clump_probability: tuple[float, float] = (0.0, 0.5)
+    background_clump_probability: tuple[float, float] = (0.0, 0.25)
     background_cluster_probability: float = 0.15
     mixed_probability: float = 0.0
     min_pattern_dies: int = 6
     min_pattern_fraction: float = 0.008
+    min_pattern_contrast: float = 0.35
 
 
 @dataclass(frozen=True)
@@ -407,6 +415,19 @@ _MIXABLE = {
 }
 
 
+# Patterns that cover the whole wafer: a fail density, not a region that stands out.
+_WHOLE_WAFER = ("Near-full", "Random")
+
+
+def _contrast(fail: np.ndarray, background_fail: np.ndarray, support: np.ndarray, on_wafer: np.ndarray) -> float:
+    """How much more often the dies of a pattern fail than the background around and under it."""
+    outside = on_wafer & ~support
+    inside_rate = fail[support].mean() if support.any() else 0.0
+    around = fail[outside].mean() if outside.any() else 0.0
+    under = background_fail[support].mean() if support.any() else 0.0
+    return float(inside_rate - max(around, under))
+
+
 class WaferGenerator:
     """Seeded, deterministic generator: the same (seed, class, index, layout) gives the same map.
 
@@ -470,11 +491,13 @@ class WaferGenerator:
         if patterns and _MIXABLE[label] and rng.random() < cfg.mixed_probability:
             patterns.append(str(rng.choice(_MIXABLE[label])))
 
+        needed = max(cfg.min_pattern_dies, cfg.min_pattern_fraction * on_wafer.sum())
         for _attempt in range(50):
             fields = [self._patterns[p](rng, u, v, layout.diameter) for p in patterns]
             # Pattern fails stay inside the support: the mask's edge is where the defect ends.
             pattern_fail = [rng.random(u.shape) < f.intensity * f.support for f in fields]
-            fail = _clumped_fails(rng, background, clump)
+            background_fail = _clumped_fails(rng, background, clump) & on_wafer
+            fail = background_fail.copy()
             for pf in pattern_fail:
                 fail |= pf
             fail &= on_wafer
@@ -482,13 +505,17 @@ class WaferGenerator:
             # Later patterns first so the wafer's own class wins where two overlap.
             for p, f in reversed(list(zip(patterns, fields))):
                 mask[fail & f.support] = mask_index(p)
-            needed = max(cfg.min_pattern_dies, cfg.min_pattern_fraction * on_wafer.sum())
-            if not patterns or (mask == mask_index(label)).sum() >= needed:
+            if not patterns:
+                break
+            if (mask == mask_index(label)).sum() >= needed and (
+                label in _WHOLE_WAFER
+                or _contrast(fail, background_fail, fields[0].support & on_wafer, on_wafer) >= cfg.min_pattern_contrast
+            ):
                 break
         else:
             raise RuntimeError(
                 f"could not place a visible {label} pattern on a {layout.rows}x{layout.cols} wafer "
-                f"after 50 attempts; lower synth.min_pattern_dies or raise the diameter range"
+                f"after 50 attempts; lower synth.min_pattern_dies or min_pattern_contrast, or raise the diameter range"
             )
         grid = np.where(on_wafer, np.where(fail, DIE_FAIL, DIE_PASS), DIE_NONE).astype(np.uint8)
         return WaferRecord(

@@ -1,0 +1,104 @@
+"""Generator variants read through the pattern trees (issue #15): which sampling ranges move the
+generated maps towards real ones?
+
+For each variant (overrides of the default ``GeneratorConfig``) and each seed, generates
+``--per-class`` maps a class plus the 100-a-class test set, fits the pipeline's pattern trees
+(``waferflow.patterns``, the patterns stage's parameters) on them and scores the real **dev**
+lots and the generated test set of that seed. The real test lots are never scored here: a
+variant is chosen on the dev lots, and the pipeline's test-lot figure comes after the choice
+(``benchmarks/sim_to_real.py``). One seed moves the dev figure by about ±0.01, so each variant
+runs on several.
+
+    .venv/bin/python benchmarks/generator_variants.py [--variants before,default] [--seeds 42,1,2]
+
+Writes ``benchmarks/results/generator_variants.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from feature_classifier import features, scores
+from waferflow.classes import CLASSES
+from waferflow.data.records import grid_from_row
+from waferflow.evaluation.real_maps import load_real_frame
+from waferflow.patterns.config import PatternsConfig
+from waferflow.patterns.trees import fit_trees
+from waferflow.synth.dataset import DatasetConfig, generate_dataset
+from waferflow.synth.generator import GeneratorConfig
+
+VARIANTS = {  # overrides of the default GeneratorConfig
+    "before": {"min_pattern_contrast": 0.0, "background_clump_probability": (0.0, 0.5)},  # the stop-28 default
+    "contrast_0.30": {"background_clump_probability": (0.0, 0.5), "min_pattern_contrast": 0.30},
+    "contrast_0.30_clumps_0.25": {"min_pattern_contrast": 0.30},
+    "default": {},  # contrast >= 0.35, background clumps 0-25 %
+    "small_wafers": {"diameter_range": (18, 90)},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
+    ap.add_argument("--seeds", default="42,1,2")
+    ap.add_argument("--per-class", type=int, default=600)
+    ap.add_argument("--real", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/generator_variants.json"))
+    args = ap.parse_args()
+    started = time.perf_counter()
+    frame, info = load_real_frame(args.real, "dev")
+    if frame is None:
+        raise SystemExit(f"no real labeled maps: {info['reason']} (pass --real DIR)")
+    dev_x = features([grid_from_row(row) for _, row in frame.iterrows()], "features: real dev lots")
+    dev_y = np.array([CLASSES.index(c) for c in frame["label"]])
+    result: dict = {"per_class": args.per_class, "real": info, "variants": {}}
+    for name in args.variants.split(","):
+        runs = []
+        for seed in (int(s) for s in args.seeds.split(",")):
+            t0 = time.perf_counter()
+            cfg = DatasetConfig(
+                seed=seed,
+                labeled_per_class=args.per_class,
+                unlabeled_count=0,
+                test_per_class=100,
+                generator=GeneratorConfig(**VARIANTS[name]),
+            )
+            data = generate_dataset(cfg)
+            x = features([r.die_grid for r in data["labeled"]], f"{name} seed {seed}: generated train")
+            y = np.array([CLASSES.index(r.label) for r in data["labeled"]])
+            test_x = features([r.die_grid for r in data["test"]], f"{name} seed {seed}: generated test")
+            test_y = np.array([CLASSES.index(r.label) for r in data["test"]])
+            trees = fit_trees(x, y, PatternsConfig())
+            runs.append(
+                {
+                    "seed": seed,
+                    "real_dev": scores(dev_y, trees.predict(dev_x)),
+                    "generated_test": scores(test_y, trees.predict(test_x)),
+                    "seconds": round(time.perf_counter() - t0, 1),
+                }
+            )
+            print(
+                f"{name} seed {seed}: real dev {runs[-1]['real_dev']['macro_f1']:.3f}, "
+                f"generated test {runs[-1]['generated_test']['macro_f1']:.3f}",
+                flush=True,
+            )
+        result["variants"][name] = {
+            "overrides": VARIANTS[name],
+            "mean_real_dev_macro_f1": round(float(np.mean([r["real_dev"]["macro_f1"] for r in runs])), 4),
+            "mean_generated_test_macro_f1": round(float(np.mean([r["generated_test"]["macro_f1"] for r in runs])), 4),
+            "runs": runs,
+        }
+    print(f"\n{'variant':<28} real dev (mean)  generated test (mean)  over seeds {args.seeds}")
+    for name, v in result["variants"].items():
+        print(f"{name:<28} {v['mean_real_dev_macro_f1']:>15.3f}  {v['mean_generated_test_macro_f1']:>21.3f}")
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written {args.out} ({result['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()
