@@ -59,6 +59,11 @@ def features(grids, desc: str) -> np.ndarray:
     return grid_features(grids, progress=True, desc=desc)
 
 
+def record_features(records, desc: str) -> tuple[np.ndarray, np.ndarray]:
+    """Features and class indices of generated wafer records."""
+    return features([r.die_grid for r in records], desc), np.array([CLASSES.index(r.label) for r in records])
+
+
 def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     present = sorted(set(y_true))
     return {
@@ -122,10 +127,8 @@ def main() -> None:
     started = time.perf_counter()
     cfg = DatasetConfig(labeled_per_class=args.per_class, unlabeled_count=0, test_per_class=100)
     data = generate_dataset(cfg, progress=True)
-    train_x = features([r.die_grid for r in data["labeled"]], "features: generated train")
-    train_y = np.array([CLASSES.index(r.label) for r in data["labeled"]])
-    test_x = features([r.die_grid for r in data["test"]], "features: generated test")
-    test_y = np.array([CLASSES.index(r.label) for r in data["test"]])
+    train_x, train_y = record_features(data["labeled"], "features: generated train")
+    test_x, test_y = record_features(data["test"], "features: generated test")
     real, real_grids = {}, {}
     for part in ("dev", "test") if args.test else ("dev",):
         frame, info = load_real_frame(args.real, part)

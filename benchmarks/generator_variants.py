@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from feature_classifier import features, scores
+from feature_classifier import features, record_features, scores
 from waferflow.classes import CLASSES
 from waferflow.data.records import grid_from_row
 from waferflow.evaluation.real_maps import load_real_frame
@@ -67,10 +67,8 @@ def main() -> None:
                 generator=GeneratorConfig(**VARIANTS[name]),
             )
             data = generate_dataset(cfg)
-            x = features([r.die_grid for r in data["labeled"]], f"{name} seed {seed}: generated train")
-            y = np.array([CLASSES.index(r.label) for r in data["labeled"]])
-            test_x = features([r.die_grid for r in data["test"]], f"{name} seed {seed}: generated test")
-            test_y = np.array([CLASSES.index(r.label) for r in data["test"]])
+            x, y = record_features(data["labeled"], f"{name} seed {seed}: generated train")
+            test_x, test_y = record_features(data["test"], f"{name} seed {seed}: generated test")
             trees = fit_trees(x, y, PatternsConfig())
             runs.append(
                 {

@@ -421,11 +421,11 @@ _WHOLE_WAFER = ("Near-full", "Random")
 
 def _contrast(fail: np.ndarray, background_fail: np.ndarray, support: np.ndarray, on_wafer: np.ndarray) -> float:
     """How much more often the dies of a pattern fail than the background around and under it."""
+    if not support.any():
+        return 0.0
     outside = on_wafer & ~support
-    inside_rate = fail[support].mean() if support.any() else 0.0
     around = fail[outside].mean() if outside.any() else 0.0
-    under = background_fail[support].mean() if support.any() else 0.0
-    return float(inside_rate - max(around, under))
+    return float(fail[support].mean() - max(around, background_fail[support].mean()))
 
 
 class WaferGenerator:
