@@ -1,5 +1,5 @@
-"""Generator variants read through the pattern trees (issue #15): which sampling ranges move the
-generated maps towards real ones?
+"""Generator variants and pattern-feature sets read through the pattern trees (issue #15): which
+sampling ranges move the generated maps towards real ones, and which features carry over?
 
 For each variant (overrides of the default ``GeneratorConfig``) and each seed, generates
 ``--per-class`` maps a class plus the 100-a-class test set, fits the pipeline's pattern trees
@@ -9,7 +9,13 @@ variant is chosen on the dev lots, and the pipeline's test-lot figure comes afte
 (``benchmarks/sim_to_real.py``). One seed moves the dev figure by about ±0.01, so each variant
 runs on several.
 
+``--feature-sets`` fits the trees on groups of ``waferflow.patterns.features`` columns:
+``all`` (the pipeline's), ``base`` (the 83 before the hotspot, relative profile and line
+features), and ``base+hotspot`` etc.; ``--bags`` compares bagged trees (``patterns.bags``: 5 by default) with
+one fit. Every set and bag count sees the same generated maps of a seed.
+
     .venv/bin/python benchmarks/generator_variants.py [--variants before,default] [--seeds 42,1,2]
+        [--feature-sets all,base,base+hotspot,base+profile,base+line] [--bags 5,1]
 
 Writes ``benchmarks/results/generator_variants.json``.
 """
@@ -27,6 +33,7 @@ from waferflow.classes import CLASSES
 from waferflow.data.records import grid_from_row
 from waferflow.evaluation.real_maps import load_real_frame
 from waferflow.patterns.config import PatternsConfig
+from waferflow.patterns.features import FEATURE_NAMES
 from waferflow.patterns.trees import fit_trees
 from waferflow.synth.dataset import DatasetConfig, generate_dataset
 from waferflow.synth.generator import GeneratorConfig
@@ -39,11 +46,32 @@ VARIANTS = {  # overrides of the default GeneratorConfig
     "small_wafers": {"diameter_range": (18, 90)},
 }
 
+FEATURE_GROUPS = {  # name prefixes of the features added after the first 83 (issue #15, stop 30)
+    "hotspot": "hotspot_",
+    "profile": "profile_",
+    "line": "line_",
+}
+
+
+def feature_columns(spec: str) -> list[int]:
+    """Column indices of a feature set: ``all``, or ``base`` plus ``+``-joined FEATURE_GROUPS."""
+    if spec == "all":
+        return list(range(len(FEATURE_NAMES)))
+    head, *groups = spec.split("+")
+    unknown = [g for g in groups if g not in FEATURE_GROUPS]
+    if head != "base" or unknown:
+        raise SystemExit(f"feature set {spec!r}: 'all', or 'base' plus any of {'+'.join(FEATURE_GROUPS)}")
+    prefixes = tuple(FEATURE_GROUPS.values())
+    wanted = tuple(FEATURE_GROUPS[g] for g in groups)
+    return [i for i, n in enumerate(FEATURE_NAMES) if not n.startswith(prefixes) or n.startswith(wanted)]
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
     ap.add_argument("--seeds", default="42,1,2")
+    ap.add_argument("--feature-sets", default="all", help="comma list: all, base, base+hotspot+line, ...")
+    ap.add_argument("--bags", default=str(PatternsConfig().bags), help="comma list of patterns.bags values")
     ap.add_argument("--per-class", type=int, default=600)
     ap.add_argument("--real", type=Path, default=Path("../shared/data"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/generator_variants.json"))
@@ -55,8 +83,11 @@ def main() -> None:
     dev_x = features([grid_from_row(row) for _, row in frame.iterrows()], "features: real dev lots")
     dev_y = np.array([CLASSES.index(c) for c in frame["label"]])
     result: dict = {"per_class": args.per_class, "real": info, "variants": {}}
-    for name in args.variants.split(","):
-        runs = []
+    bags = [int(b) for b in args.bags.split(",")]
+    default_bags = PatternsConfig().bags
+    feature_sets = {(spec, b): feature_columns(spec) for spec in args.feature_sets.split(",") for b in bags}
+    for variant in args.variants.split(","):
+        runs: dict[tuple[str, int], list] = {key: [] for key in feature_sets}
         for seed in (int(s) for s in args.seeds.split(",")):
             t0 = time.perf_counter()
             cfg = DatasetConfig(
@@ -64,34 +95,41 @@ def main() -> None:
                 labeled_per_class=args.per_class,
                 unlabeled_count=0,
                 test_per_class=100,
-                generator=GeneratorConfig(**VARIANTS[name]),
+                generator=GeneratorConfig(**VARIANTS[variant]),
             )
             data = generate_dataset(cfg)
-            x, y = record_features(data["labeled"], f"{name} seed {seed}: generated train")
-            test_x, test_y = record_features(data["test"], f"{name} seed {seed}: generated test")
-            trees = fit_trees(x, y, PatternsConfig())
-            runs.append(
-                {
+            x, y = record_features(data["labeled"], f"{variant} seed {seed}: generated train")
+            test_x, test_y = record_features(data["test"], f"{variant} seed {seed}: generated test")
+            for (spec, b), cols in feature_sets.items():
+                trees = fit_trees(x[:, cols], y, PatternsConfig(bags=b))
+                run = {
                     "seed": seed,
-                    "real_dev": scores(dev_y, trees.predict(dev_x)),
-                    "generated_test": scores(test_y, trees.predict(test_x)),
+                    "real_dev": scores(dev_y, trees.predict(dev_x[:, cols])),
+                    "generated_test": scores(test_y, trees.predict(test_x[:, cols])),
                     "seconds": round(time.perf_counter() - t0, 1),
                 }
-            )
-            print(
-                f"{name} seed {seed}: real dev {runs[-1]['real_dev']['macro_f1']:.3f}, "
-                f"generated test {runs[-1]['generated_test']['macro_f1']:.3f}",
-                flush=True,
-            )
-        result["variants"][name] = {
-            "overrides": VARIANTS[name],
-            "mean_real_dev_macro_f1": round(float(np.mean([r["real_dev"]["macro_f1"] for r in runs])), 4),
-            "mean_generated_test_macro_f1": round(float(np.mean([r["generated_test"]["macro_f1"] for r in runs])), 4),
-            "runs": runs,
-        }
-    print(f"\n{'variant':<28} real dev (mean)  generated test (mean)  over seeds {args.seeds}")
+                runs[spec, b].append(run)
+                print(
+                    f"{variant} / {spec} / {b} bags, seed {seed}: real dev {run['real_dev']['macro_f1']:.3f}, "
+                    f"generated test {run['generated_test']['macro_f1']:.3f}",
+                    flush=True,
+                )
+        for (spec, b), spec_runs in runs.items():
+            name = variant + ("" if spec == "all" else f" / {spec}") + ("" if b == default_bags else f" / {b} bags")
+            result["variants"][name] = {
+                "overrides": VARIANTS[variant],
+                "features": spec,
+                "n_features": len(feature_sets[spec, b]),
+                "bags": b,
+                "mean_real_dev_macro_f1": round(float(np.mean([r["real_dev"]["macro_f1"] for r in spec_runs])), 4),
+                "mean_generated_test_macro_f1": round(
+                    float(np.mean([r["generated_test"]["macro_f1"] for r in spec_runs])), 4
+                ),
+                "runs": spec_runs,
+            }
+    print(f"\n{'variant / features':<36} real dev (mean)  generated test (mean)  over seeds {args.seeds}")
     for name, v in result["variants"].items():
-        print(f"{name:<28} {v['mean_real_dev_macro_f1']:>15.3f}  {v['mean_generated_test_macro_f1']:>21.3f}")
+        print(f"{name:<36} {v['mean_real_dev_macro_f1']:>15.3f}  {v['mean_generated_test_macro_f1']:>21.3f}")
     result["seconds"] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -75,7 +75,7 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
         "features": list(FEATURE_NAMES),
         "params": cfg.model_dump(),
         "fitted_on": int(len(labels["train"])),
-        "trees": int(trees.n_iter_ * trees.n_trees_per_iteration_),
+        "trees": trees.n_trees,
     }
     write_json(out / META_FILE, meta)
 

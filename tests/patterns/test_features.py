@@ -65,3 +65,41 @@ def test_original_shapes_come_from_the_split_stage_attrs():
     assert original_shapes(None, np.zeros((2, 16, 8))) == [(16, 8), (16, 8)]
     with pytest.raises(ValueError, match="3 grids but 2 shapes"):
         grid_features(np.zeros((3, 8, 8), np.uint8) + 1, [(8, 8), (8, 8)])
+
+
+def _noisy(rate: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
+    base, r = _wafer()
+    rng = np.random.default_rng(seed)
+    base[(base == 1) & (rng.random(base.shape) < rate)] = 2
+    return base, r, rng
+
+
+def test_a_one_die_scratch_under_heavy_background_stands_out_as_a_sharp_line():
+    noise, _, _ = _noisy(0.1, seed=0)
+    scratch, blob = noise.copy(), noise.copy()
+    idx = np.arange(8, 33)
+    scratch[idx, idx] = 2  # merges with the background's clusters: the raw cluster features lose it
+    yy, xx = np.indices(noise.shape)
+    blob[(noise == 1) & (np.hypot(yy - 20, xx - 30) < 4)] = 2  # as many fails, but a blob
+    f_noise, f_scratch, f_blob = _named(noise), _named(scratch), _named(blob)
+    assert f_scratch["line_z"] > 2 * f_noise["line_z"]  # a blob's fails are in excess too ...
+    assert f_scratch["line_sharpness"] > 2 * max(f_noise["line_sharpness"], f_blob["line_sharpness"])  # ... but wide
+
+
+def test_a_faint_cluster_under_heavy_background_is_found_where_it_lies():
+    noise, r, rng = _noisy(0.12, seed=0)
+    loc = noise.copy()
+    yy, xx = np.indices(noise.shape)
+    loc[(noise == 1) & (np.hypot(yy - 20, xx - 30) < 6) & (rng.random(noise.shape) < 0.5)] = 2
+    f_noise, f_loc = _named(noise), _named(loc)
+    assert f_loc["hotspot_fine_excess"] > 2 * f_noise["hotspot_fine_excess"]
+    assert abs(f_loc["hotspot_fine_radius"] - r[20, 30]) < 0.15  # the cluster's centre: half-way out
+
+
+def test_the_radial_profile_is_relative_to_the_wafers_own_fail_rate():
+    noise, r, rng = _noisy(0.12, seed=0)
+    centre = noise.copy()
+    centre[(noise == 1) & (r < 0.3) & (rng.random(noise.shape) < 0.5)] = 2
+    f_centre = _named(centre)
+    assert f_centre["profile_excess_0"] > 0.2 > f_centre["profile_excess_5"]
+    assert f_centre["profile_ratio_0"] > 2 * f_centre["profile_ratio_5"]

@@ -38,7 +38,7 @@ def _save(folder, model, classes: list[int], weight: float = 0.5, features=FEATU
 
 def test_onnx_trees_reproduce_scikit_learn_on_unseen_wafers():
     x, y = _data(list(range(9)))
-    model = fit_trees(x, y, PatternsConfig(max_iter=30, min_samples_leaf=10))
+    model = fit_trees(x, y, PatternsConfig(max_iter=30, min_samples_leaf=10, bags=1))
     x_new, _ = _data(list(range(9)), n=30, seed=1)
     report = parity(model, trees_to_onnx(model, N_FEATURES).SerializeToString(), x_new)
     assert report["class_mismatches"] == 0 and report["max_abs_diff"] < 1e-5 and report["wafers"] == 270
@@ -47,7 +47,7 @@ def test_onnx_trees_reproduce_scikit_learn_on_unseen_wafers():
 def test_a_class_without_training_wafers_gets_probability_zero_in_its_column(tmp_path):
     present = [0, 2, 3, 4, 5, 6, 7, 8]  # no Donut
     x, y = _data(present)
-    model = fit_trees(x, y, PatternsConfig(max_iter=20, min_samples_leaf=10))
+    model = fit_trees(x, y, PatternsConfig(max_iter=20, min_samples_leaf=10, bags=1))
     _save(tmp_path, model, present)
     trees = PatternClassifier.from_dir(tmp_path)
     probs = trees.proba_features(x)
@@ -58,7 +58,7 @@ def test_a_class_without_training_wafers_gets_probability_zero_in_its_column(tmp
 
 def test_the_blend_is_the_weighted_mean_of_the_two(tmp_path):
     x, y = _data(list(range(9)))
-    model = fit_trees(x, y, PatternsConfig(max_iter=10, min_samples_leaf=10))
+    model = fit_trees(x, y, PatternsConfig(max_iter=10, min_samples_leaf=10, bags=1))
     _save(tmp_path, model, list(range(9)), weight=0.25)
     trees = PatternClassifier.from_dir(tmp_path)
     unet = np.full((len(x), 9), 1 / 9, np.float32)
@@ -68,7 +68,7 @@ def test_the_blend_is_the_weighted_mean_of_the_two(tmp_path):
 
 def test_trees_of_other_features_or_a_missing_stage_are_refused(tmp_path):
     x, y = _data(list(range(9)))
-    model = fit_trees(x, y, PatternsConfig(max_iter=5, min_samples_leaf=10))
+    model = fit_trees(x, y, PatternsConfig(max_iter=5, min_samples_leaf=10, bags=1))
     _save(tmp_path / "old", model, list(range(9)), features=[*FEATURE_NAMES[:-1], "something_else"])
     with pytest.raises(ValueError, match="other pattern features"):
         PatternClassifier.from_dir(tmp_path / "old")
@@ -77,3 +77,34 @@ def test_trees_of_other_features_or_a_missing_stage_are_refused(tmp_path):
     (tmp_path / "off").mkdir()
     (tmp_path / "off" / META_FILE).write_text(json.dumps({"enabled": False}))
     assert PatternClassifier.from_dir(tmp_path / "off") is None
+
+
+def test_bagged_trees_are_one_onnx_ensemble_of_their_mean_logits():
+    x, y = _data(list(range(9)))
+    bagged = fit_trees(x, y, PatternsConfig(max_iter=10, min_samples_leaf=10, bags=3))
+    x_new, _ = _data(list(range(9)), n=30, seed=1)
+    report = parity(bagged, trees_to_onnx(bagged, N_FEATURES).SerializeToString(), x_new)
+    assert report["class_mismatches"] == 0 and report["max_abs_diff"] < 1e-5
+    assert len(bagged.members) == 3 and bagged.n_trees == 3 * 10 * 9
+    logits = np.stack([m.decision_function(x_new) for m in bagged.members])
+    assert np.allclose(bagged.decision_function(x_new), logits.mean(0))
+    assert not np.allclose(logits[0], logits[1])  # each bag saw its own bootstrap sample
+    assert all(list(m.classes_) == list(range(9)) for m in bagged.members)  # ... of every class
+
+
+def test_one_bag_is_one_fit_on_every_map():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x, y = _data(list(range(9)))
+    cfg = PatternsConfig(max_iter=10, min_samples_leaf=10, bags=1)
+    plain = HistGradientBoostingClassifier(
+        max_iter=10,
+        learning_rate=cfg.learning_rate,
+        max_leaf_nodes=cfg.max_leaf_nodes,
+        min_samples_leaf=10,
+        l2_regularization=cfg.l2_regularization,
+        class_weight="balanced",
+        early_stopping=False,
+        random_state=0,
+    ).fit(x, y)
+    assert np.allclose(fit_trees(x, y, cfg).predict_proba(x), plain.predict_proba(x))

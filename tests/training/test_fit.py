@@ -69,7 +69,7 @@ def test_patterns_stage_writes_onnx_trees_that_learned_the_patterns(trained):
     assert summary["generated_val"]["macro_f1"] > 3 / 9  # chance is 1/9
     assert (layout.root / summary["plot"]).stat().st_size > 5_000
     meta = json.loads((layout.root / "data/patterns/patterns.json").read_text())
-    assert meta["unet_weight"] == params.patterns.unet_weight and len(meta["features"]) == summary["features"] == 83
+    assert meta["unet_weight"] == params.patterns.unet_weight and len(meta["features"]) == summary["features"] == 113
     off = params.model_copy(update={"patterns": params.patterns.model_copy(update={"enabled": False})})
     tmp = layout.root / "patterns-off"
     (tmp / "metrics").mkdir(parents=True, exist_ok=True)

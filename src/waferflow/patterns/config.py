@@ -20,7 +20,9 @@ class PatternsConfig(BaseModel):
         max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization: scikit-learn
             ``HistGradientBoostingClassifier`` (class-balanced, no early stopping), the
             benchmark's ``hgb_small``.
-        seed: its random state.
+        bags: how many such trees, each on a class-stratified bootstrap sample of the training
+            split, are averaged (their logits); 1: one fit on all of it.
+        seed: the bootstrap's random state (and the trees').
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -32,4 +34,5 @@ class PatternsConfig(BaseModel):
     max_leaf_nodes: int = Field(15, ge=2)
     min_samples_leaf: int = Field(40, ge=1)
     l2_regularization: float = Field(1.0, ge=0)
+    bags: int = Field(5, ge=1)
     seed: int = 0
