@@ -85,9 +85,9 @@ def main() -> None:
     result: dict = {"per_class": args.per_class, "real": info, "variants": {}}
     bags = [int(b) for b in args.bags.split(",")]
     default_bags = PatternsConfig().bags
-    feature_sets = {(spec, b): feature_columns(spec) for spec in args.feature_sets.split(",") for b in bags}
+    columns = {spec: feature_columns(spec) for spec in args.feature_sets.split(",")}
     for variant in args.variants.split(","):
-        runs: dict[tuple[str, int], list] = {key: [] for key in feature_sets}
+        runs: dict[tuple[str, int], list] = {(spec, b): [] for spec in columns for b in bags}
         for seed in (int(s) for s in args.seeds.split(",")):
             t0 = time.perf_counter()
             cfg = DatasetConfig(
@@ -100,7 +100,8 @@ def main() -> None:
             data = generate_dataset(cfg)
             x, y = record_features(data["labeled"], f"{variant} seed {seed}: generated train")
             test_x, test_y = record_features(data["test"], f"{variant} seed {seed}: generated test")
-            for (spec, b), cols in feature_sets.items():
+            for spec, b in runs:
+                cols = columns[spec]
                 trees = fit_trees(x[:, cols], y, PatternsConfig(bags=b))
                 run = {
                     "seed": seed,
@@ -119,7 +120,7 @@ def main() -> None:
             result["variants"][name] = {
                 "overrides": VARIANTS[variant],
                 "features": spec,
-                "n_features": len(feature_sets[spec, b]),
+                "n_features": len(columns[spec]),
                 "bags": b,
                 "mean_real_dev_macro_f1": round(float(np.mean([r["real_dev"]["macro_f1"] for r in spec_runs])), 4),
                 "mean_generated_test_macro_f1": round(

@@ -22,10 +22,11 @@ than the U-Net (``benchmarks/feature_classifier.py``). The 113 features (:data:`
   A faint Loc or Center under a heavy background forms no connected cluster but still a peak;
 * the radial profile relative to the wafer's own fail rate: 6 rings, difference and ratio
   (real backgrounds are several times heavier than generated ones; the contrast transfers);
-* lines: Radon projections of the raw fail map against the wafer's own chords (the fails a
-  line would hold by chance), the strongest excess as a z-score and per diameter, and how
-  sharp it is across the line (a scratch is thin, a blob is wide). The median filter of the
-  other Radon features erases a one-die scratch; these see it.
+* lines: the raw fail map's fails on every straight line across the wafer (counted
+  projections at 60 angles) against the wafer's own chords (the fails a line would hold by
+  chance), the strongest excess as a z-score and per diameter, and how sharp it is across the
+  line (a scratch is thin, a blob is wide). The median filter of the Radon features erases a
+  one-die scratch; these see it.
 
 Every caller has the model's input (grids resized to ``preprocess.image_size``) and each
 wafer's original shape; :func:`grid_features` resizes back to that shape first, which restores a
@@ -128,13 +129,13 @@ def _hotspot(fail: np.ndarray, wafer: np.ndarray, r: np.ndarray, sigma: float) -
     peak_at = int(np.argmax(density))
     peak = float(density.flat[peak_at])
     hot = (density > median + 0.5 * (peak - median)) & wafer if peak > median else np.zeros_like(wafer)
-    hot_r = r[hot] if hot.any() else np.zeros(1)
+    hot_r = r[hot] if hot.any() else np.zeros(1)  # no hot area: radii and rim share 0
     return [
         peak - median,
         (peak - median) / (median + 0.02),
         float(r.flat[peak_at]),
         float(hot.sum() / wafer.sum()),
-        float((hot_r >= 0.85).mean()) if hot.any() else 0.0,
+        float((hot_r >= 0.85).mean()),
         float(hot_r.mean()),
         float(hot_r.min()),
     ]
@@ -222,11 +223,12 @@ def pattern_features(grid: np.ndarray) -> np.ndarray:
         float(rim_density.max()),
         float(np.sort(rim_density)[-4:].mean()),
     ]
-    rate = float(fail.sum() / n_dies)
+    monitor = wafer_features(grid)
+    rate = monitor["fail_ratio"]
     hotspots = [v for div in HOTSPOT_SCALES.values() for v in _hotspot(fail, wafer, r, max(diameter / div, 1.0))]
     profile = [_share(fail, wafer & (r >= lo) & (r < hi)) for lo, hi in zip(PROFILE_EDGES[:-1], PROFILE_EDGES[1:])]
     relative = [p - rate for p in profile] + [p / (rate + 0.02) for p in profile]
-    base = list(wafer_features(grid).values())
+    base = list(monitor.values())
     base[0] = np.log1p(base[0])  # die count: a size, compared as log
     out = np.asarray(
         base
