@@ -66,6 +66,47 @@ def feature_columns(spec: str) -> list[int]:
     return [i for i, n in enumerate(FEATURE_NAMES) if not n.startswith(prefixes) or n.startswith(wanted)]
 
 
+def dev_lot_features(real: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Pattern features and classes of the real dev lots in ``real``, and what was loaded."""
+    frame, info = load_real_frame(real, "dev")
+    if frame is None:
+        raise SystemExit(f"no real labeled maps: {info['reason']} (pass --real DIR)")
+    x = features([grid_from_row(row) for _, row in frame.iterrows()], "features: real dev lots")
+    return x, np.array([CLASSES.index(c) for c in frame["label"]]), info
+
+
+def seed_features(seed: int, per_class: int, overrides: dict, desc: str) -> tuple[np.ndarray, ...]:
+    """Pattern features and classes of one seed's generated train maps (``per_class`` a class) and
+    its 100-a-class test maps, with the generator's ``overrides``."""
+    cfg = DatasetConfig(
+        seed=seed,
+        labeled_per_class=per_class,
+        unlabeled_count=0,
+        test_per_class=100,
+        generator=GeneratorConfig(**overrides),
+    )
+    data = generate_dataset(cfg)
+    x, y = record_features(data["labeled"], f"{desc}: generated train")
+    test_x, test_y = record_features(data["test"], f"{desc}: generated test")
+    return x, y, test_x, test_y
+
+
+def mean_scores(runs: list[dict]) -> dict:
+    """Mean real-dev and generated-test macro-F1 of one configuration's runs (one per seed)."""
+    return {
+        f"mean_{part}_macro_f1": round(float(np.mean([r[part]["macro_f1"] for r in runs])), 4)
+        for part in ("real_dev", "generated_test")
+    }
+
+
+def write_result(result: dict, out: Path, started: float) -> None:
+    """``result`` with its run time, as JSON in ``out``."""
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written {out} ({result['seconds']} s)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
@@ -77,11 +118,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/generator_variants.json"))
     args = ap.parse_args()
     started = time.perf_counter()
-    frame, info = load_real_frame(args.real, "dev")
-    if frame is None:
-        raise SystemExit(f"no real labeled maps: {info['reason']} (pass --real DIR)")
-    dev_x = features([grid_from_row(row) for _, row in frame.iterrows()], "features: real dev lots")
-    dev_y = np.array([CLASSES.index(c) for c in frame["label"]])
+    dev_x, dev_y, info = dev_lot_features(args.real)
     result: dict = {"per_class": args.per_class, "real": info, "variants": {}}
     bags = [int(b) for b in args.bags.split(",")]
     default_bags = PatternsConfig().bags
@@ -90,16 +127,7 @@ def main() -> None:
         runs: dict[tuple[str, int], list] = {(spec, b): [] for spec in columns for b in bags}
         for seed in (int(s) for s in args.seeds.split(",")):
             t0 = time.perf_counter()
-            cfg = DatasetConfig(
-                seed=seed,
-                labeled_per_class=args.per_class,
-                unlabeled_count=0,
-                test_per_class=100,
-                generator=GeneratorConfig(**VARIANTS[variant]),
-            )
-            data = generate_dataset(cfg)
-            x, y = record_features(data["labeled"], f"{variant} seed {seed}: generated train")
-            test_x, test_y = record_features(data["test"], f"{variant} seed {seed}: generated test")
+            x, y, test_x, test_y = seed_features(seed, args.per_class, VARIANTS[variant], f"{variant} seed {seed}")
             for spec, b in runs:
                 cols = columns[spec]
                 trees = fit_trees(x[:, cols], y, PatternsConfig(bags=b))
@@ -122,19 +150,13 @@ def main() -> None:
                 "features": spec,
                 "n_features": len(columns[spec]),
                 "bags": b,
-                "mean_real_dev_macro_f1": round(float(np.mean([r["real_dev"]["macro_f1"] for r in spec_runs])), 4),
-                "mean_generated_test_macro_f1": round(
-                    float(np.mean([r["generated_test"]["macro_f1"] for r in spec_runs])), 4
-                ),
+                **mean_scores(spec_runs),
                 "runs": spec_runs,
             }
     print(f"\n{'variant / features':<36} real dev (mean)  generated test (mean)  over seeds {args.seeds}")
     for name, v in result["variants"].items():
         print(f"{name:<36} {v['mean_real_dev_macro_f1']:>15.3f}  {v['mean_generated_test_macro_f1']:>21.3f}")
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written {args.out} ({result['seconds']} s)")
+    write_result(result, args.out, started)
 
 
 if __name__ == "__main__":
