@@ -19,9 +19,10 @@ import argparse
 import time
 from pathlib import Path
 
+from feature_classifier import MODELS as FEATURE_MODELS
 from feature_classifier import scores
 from generator_variants import dev_lot_features, mean_scores, seed_features, write_result
-from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -36,16 +37,14 @@ def _gaussianised(model):
 
 
 MODELS = {  # all class-balanced or on balanced generated classes
-    "trees": lambda: make_trees(PatternsConfig()),  # the patterns stage's
+    "trees": FEATURE_MODELS["hgb_small"],  # the patterns stage's
     "trees_leaf100": lambda: make_trees(PatternsConfig(min_samples_leaf=100)),
     "trees_leaf7": lambda: make_trees(PatternsConfig(max_leaf_nodes=7)),
     "trees_slow": lambda: make_trees(PatternsConfig(learning_rate=0.04, max_iter=400)),
     "random_forest": lambda: RandomForestClassifier(
         500, min_samples_leaf=2, class_weight="balanced", n_jobs=-1, random_state=0
     ),
-    "extra_trees": lambda: ExtraTreesClassifier(
-        500, min_samples_leaf=2, class_weight="balanced", n_jobs=-1, random_state=0
-    ),
+    "extra_trees": FEATURE_MODELS["extra_trees"],
     "logistic": lambda: _gaussianised(LogisticRegression(max_iter=2000, class_weight="balanced")),
     "mlp": lambda: _gaussianised(
         MLPClassifier((256, 128), alpha=1e-3, max_iter=300, early_stopping=True, random_state=0)
@@ -53,6 +52,11 @@ MODELS = {  # all class-balanced or on balanced generated classes
 }
 
 DEFAULT_MODELS = "trees,trees_leaf100,random_forest,extra_trees,logistic,mlp"  # what the results JSON holds
+
+
+def _scored(dev_y, dev_p, test_y, test_p) -> dict:
+    """The real dev lots' and the generated test maps' scores of the most probable classes."""
+    return {"real_dev": scores(dev_y, dev_p.argmax(1)), "generated_test": scores(test_y, test_p.argmax(1))}
 
 
 def main() -> None:
@@ -77,26 +81,15 @@ def main() -> None:
             t0 = time.perf_counter()
             model = MODELS[name]().fit(x, y)
             probs[name] = (model.predict_proba(dev_x), model.predict_proba(test_x))
-            runs.setdefault(name, []).append(
-                {
-                    "seed": seed,
-                    "fit_seconds": round(time.perf_counter() - t0, 1),
-                    "real_dev": scores(dev_y, probs[name][0].argmax(1)),
-                    "generated_test": scores(test_y, probs[name][1].argmax(1)),
-                }
-            )
+            fit_seconds = round(time.perf_counter() - t0, 1)
+            run = _scored(dev_y, probs[name][0], test_y, probs[name][1])
+            runs.setdefault(name, []).append({"seed": seed, "fit_seconds": fit_seconds, **run})
         if "trees" in probs:  # the pipeline's trees averaged with each other family
             for name in names:
                 if name == "trees":
                     continue
                 dev_p, test_p = ((a + b) / 2 for a, b in zip(probs["trees"], probs[name]))
-                runs.setdefault(f"trees+{name}", []).append(
-                    {
-                        "seed": seed,
-                        "real_dev": scores(dev_y, dev_p.argmax(1)),
-                        "generated_test": scores(test_y, test_p.argmax(1)),
-                    }
-                )
+                runs.setdefault(f"trees+{name}", []).append({"seed": seed, **_scored(dev_y, dev_p, test_y, test_p)})
         for name, model_runs in runs.items():
             r = model_runs[-1]
             print(
