@@ -1,6 +1,6 @@
 """waferflow_retrain: the DVC pipeline as an Airflow 3 DAG, monthly and on demand from the UI.
 
-prepare -> generate -> ingest -> validate -> split -> augment -> train -> evaluate -> export -> gate -> summary
+prepare -> generate -> ingest -> validate -> split -> augment -> patterns -> train -> evaluate -> novelty -> export -> gate -> summary
                                                                        evaluate -> al_query -> summary
 
 * ``prepare`` copies the project's working tree into ``.cache/airflow/runs/<run id>/`` (the

@@ -1,5 +1,6 @@
 """Stage train: fit the two-headed U-Net with Lightning, calibrate its temperature on the
-validation split, log everything to MLflow and register the version.
+validation split, log everything to MLflow and register the version — with the patterns stage's
+trees (``data/patterns``) inside it, so that the registered pyfunc serves the blended class.
 
 DVC runs ``python pipelines/train.py``. Outputs: ``models/`` (checkpoint, ``weights.pt``,
 ``train_run.json``), ``metrics/train.json``. Inside a retrain DAG run, the run's id and reason
@@ -23,6 +24,7 @@ def run(params: Params, layout: Layout) -> dict:
 
     from waferflow.data.arrays import WaferArrays
     from waferflow.models.predictor import WaferPredictor
+    from waferflow.patterns.trees import PatternClassifier
     from waferflow.registry.pyfunc import load_initial_weights, save_weights
     from waferflow.registry.register import log_and_register
     from waferflow.registry.tracking import data_version, git_commit, log_params_record
@@ -33,6 +35,10 @@ def run(params: Params, layout: Layout) -> dict:
         "data_version": data_version(layout.processed, layout.root),
         **layout.run_context(),
     }
+    # The pattern trees travel in the registered model (its pyfunc serves the blended class): read
+    # them before the fit, so that a missing patterns stage fails now, not after hours of training.
+    patterns_dir = layout.root / "data/patterns"
+    trees = PatternClassifier.from_dir(patterns_dir)
     extra = []
     if params.train.use_synthetic:
         synthetic = layout.synthetic
@@ -89,6 +95,7 @@ def run(params: Params, layout: Layout) -> dict:
             "temperature": str(summary["temperature"]),
         },
         val.grids,
+        patterns_dir if trees is not None else None,
     )
     run_info = {**summary, **registered, **provenance, "weights": str(weights.relative_to(layout.root))}
     run_info["checkpoint"] = str(Path(summary["checkpoint"]).resolve().relative_to(layout.root.resolve()))

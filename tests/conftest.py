@@ -58,7 +58,8 @@ triage: {stages: [1, 3], probe_wafers: 20, review_novelty: 0.1, reject_novelty: 
 
 @pytest.fixture(scope="session")
 def tiny_project(tmp_path_factory):
-    """A project root with tiny params and the split stage's outputs (32x32, 360 labeled wafers)."""
+    """A project root with tiny params and the split and patterns stages' outputs (32x32, 360
+    labeled wafers; the train stage registers the pattern trees with the model)."""
     from waferflow.config import load_params
     from waferflow.layout import Layout
     from waferflow.stages import stage
@@ -73,6 +74,7 @@ def tiny_project(tmp_path_factory):
 
     write_records([r for recs in sets.values() for r in recs], layout.validated)
     stage("split").run(params, layout, progress=False)
+    stage("patterns").run(params, layout, progress=False)
     return root
 
 

@@ -149,15 +149,16 @@ STAGES: tuple[Stage, ...] = (
         Retry(1, 120 * _M, "GAN training is seeded; one retry for a lost worker"),
     ),
     Stage(
-        "train",
-        "Train the U-Net (mask + class heads) with Lightning; log and register it in MLflow.",
-        Retry(1, 360 * _M, "long; one retry for a lost node or OOM-killed worker"),
-    ),
-    Stage(
         "patterns",
         "Boosted trees on the pattern features of the training split (ONNX), blended with the U-Net "
         "in the served class -> data/patterns.",
         Retry(1, 30 * _M, "deterministic"),
+    ),
+    Stage(
+        "train",
+        "Train the U-Net (mask + class heads) with Lightning; log and register it in MLflow with the "
+        "pattern trees (the registered pyfunc serves the blended class).",
+        Retry(1, 360 * _M, "long; one retry for a lost node or OOM-killed worker"),
     ),
     Stage(
         "evaluate",

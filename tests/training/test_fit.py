@@ -13,6 +13,7 @@ from waferflow.config import load_params
 from waferflow.data.arrays import WaferArrays
 from waferflow.evaluation.evaluate import evaluate_real_data, real_summary
 from waferflow.layout import Layout
+from waferflow.patterns.features import original_shapes
 from waferflow.patterns.trees import PatternClassifier
 from waferflow.evaluation.real_maps import PARTS, load_real_frame, real_part
 from waferflow.registry.pyfunc import load_weights
@@ -26,8 +27,7 @@ def trained(tiny_project, tmp_path_factory):
     mp.chdir(tiny_project)
     params = load_params(tiny_project / "params.yaml")
     layout = Layout(tiny_project)
-    first = stage("train").run(params, layout).values
-    stage("patterns").run(params, layout, progress=False)  # the evaluate, novelty and export stages blend them in
+    first = stage("train").run(params, layout).values  # with the pattern trees of tiny_project's patterns stage
     yield params, layout, first
     mp.undo()
 
@@ -50,12 +50,24 @@ def test_registry_round_trip_same_predictions_and_aliases(trained):
     name = params.mlflow.registered_model
     assert info["alias"] == "champion"
     grids = WaferArrays.from_parquet(layout.processed / "test.parquet").grids[:8]
+    test = WaferArrays.from_parquet(layout.processed / "test.parquet").take(np.arange(8))
+    grids, shapes = test.grids, original_shapes(test.frame, test.grids)
     local_probs, local_masks = load_weights(layout.models / "weights.pt").predict(grids)
-    served = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(grids)
-    np.testing.assert_allclose(served["class_probs"], local_probs, atol=1e-5)
+    trees = PatternClassifier.from_dir(layout.root / "data/patterns")
+    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    served = model.predict(grids)
+    # The registered model serves the blended class, as the engine does: the trees travel inside it.
+    np.testing.assert_allclose(served["unet_probs"], local_probs, atol=1e-5)
+    np.testing.assert_allclose(served["class_probs"], trees.blend(local_probs, grids), atol=1e-5)
     assert np.array_equal(served["mask"], local_masks)
+    # With each wafer's own shape, the trees' features are taken at that size.
+    heights, widths = ([int(s[k]) for s in shapes] for k in (0, 1))
+    own = model.predict(grids, params={"heights": heights, "widths": widths})
+    np.testing.assert_allclose(own["class_probs"], trees.blend(local_probs, grids, shapes), atol=1e-5)
+    with pytest.raises(Exception, match="one per wafer"):
+        model.predict(grids, params={"heights": heights[:3], "widths": widths[:3]})
     tags = MlflowClient().get_model_version(name, info["version"]).tags
-    assert tags["run_id"] == info["run_id"] and "data_version" in tags
+    assert tags["run_id"] == info["run_id"] and "data_version" in tags and "pattern trees" in tags["served_class"]
     second = stage("train").run(params, layout).values
     aliases = {k: str(v) for k, v in MlflowClient().get_registered_model(name).aliases.items()}
     assert second["alias"] == "challenger" and aliases == {"champion": info["version"], "challenger": second["version"]}
@@ -154,10 +166,11 @@ def test_export_stage_logs_onnx_beside_the_version_and_engine_loads_by_alias(tra
     local_probs, _ = local.predict(grids)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{params.mlflow.registered_model}@{latest['alias']}").predict(grids)
     # One U-Net behind every path: torch, the registered pyfunc and the ONNX graph agree ...
-    np.testing.assert_allclose(pyfunc["class_probs"], local_probs, atol=1e-5)
-    # ... and the engine serves it blended with the pattern trees of the patterns stage.
+    np.testing.assert_allclose(pyfunc["unet_probs"], local_probs, atol=1e-5)
+    # ... and the engine serves it blended with the pattern trees of the patterns stage, as the pyfunc does.
     trees = PatternClassifier.from_dir(layout.root / "data/patterns")
     blended = trees.blend(local_probs, grids)
+    np.testing.assert_allclose(pyfunc["class_probs"], blended, atol=1e-5)
     assert [r["class"] for r in served] == [CLASSES[i] for i in blended.argmax(1)]
     np.testing.assert_allclose([r["confidence"] for r in served], blended.max(1), atol=1e-5)
     w = trees.unet_weight
@@ -207,7 +220,8 @@ def test_self_training_adds_confident_pseudo_labels_and_tags_the_run(tiny_projec
 
     own_mlflow_store(monkeypatch)
     root = tmp_path / "semi"
-    shutil.copytree(tiny_project / "data/processed", root / "data/processed")
+    for folder in ("data/processed", "data/patterns"):
+        shutil.copytree(tiny_project / folder, root / folder)
     raw = yaml.safe_load((tiny_project / "params.yaml").read_text())
     raw["train"]["pseudo_label_threshold"] = 0.2
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
@@ -239,3 +253,16 @@ def test_a_test_split_of_several_sources_is_also_scored_per_source(trained):
     out = per_source(net, test)["per_source"]
     assert set(out) == {"lswmd", "synth"} and out["lswmd"]["wafers"] + out["synth"]["wafers"] == len(test)
     assert all(0 <= s["macro_f1"] <= 1 and s["lots"] >= 1 for s in out.values())
+
+
+def test_train_stage_fails_before_the_fit_without_the_patterns_stage(tiny_project, tmp_path, monkeypatch):
+    import shutil
+
+    own_mlflow_store(monkeypatch)
+    root = tmp_path / "no-patterns"
+    shutil.copytree(tiny_project / "data/processed", root / "data/processed")
+    shutil.copy(tiny_project / "params.yaml", root / "params.yaml")
+    monkeypatch.chdir(root)
+    with pytest.raises(FileNotFoundError, match=r"patterns\.json is missing: run the patterns stage"):
+        stage("train").run(load_params(root / "params.yaml"), Layout(root))
+    assert not (root / "models").exists()  # nothing fitted, nothing registered

@@ -1,12 +1,17 @@
-"""The registered model: an MLflow pyfunc over a :class:`~waferflow.models.predictor.WaferPredictor`.
+"""The registered model: an MLflow pyfunc over a :class:`~waferflow.models.predictor.WaferPredictor`
+and the pattern trees of the patterns stage — the served class, as the engine serves it.
 
-Input: ``uint8`` die grids ``(N, H, W)`` at the model's input size (0 no die, 1 pass, 2 fail).
-Output: ``{"class_probs": (N, 9) float32, "mask": (N, H, W) uint8}`` — the predictor's calibrated
-probabilities and fail-die mask, the same numbers the ONNX export and ``waferflow predict`` give.
+Input: ``uint8`` die grids ``(N, H, W)`` at the model's input size (0 no die, 1 pass, 2 fail);
+optional params ``heights`` and ``widths``, one per wafer: each wafer's own shape before it was
+resized (the pattern features are taken at that size; without them, at the given size).
+Output: ``{"class_probs": (N, 9) float32, "unet_probs": (N, 9) float32, "mask": (N, H, W) uint8}``
+— the served class probabilities (the U-Net's calibrated ones blended with the trees', as in
+``waferflow predict`` and the ONNX engine; the U-Net's alone for a version registered without
+trees), the U-Net's own, and its fail-die mask.
 
 Example:
     >>> model = mlflow.pyfunc.load_model("models:/waferflow-wafer-classifier@champion")  # doctest: +SKIP
-    >>> model.predict(grids)["class_probs"].argmax(1)  # doctest: +SKIP
+    >>> model.predict(grids, params={"heights": [41, 52], "widths": [44, 52]})["class_probs"].argmax(1)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -23,7 +28,17 @@ from waferflow.models.config import ModelConfig
 from waferflow.models.predictor import WaferPredictor, as_predictor
 from waferflow.models.wafer_unet import WaferUNet
 
-__all__ = ["WaferPyfunc", "save_weights", "load_weights", "load_initial_weights", "pip_requirements"]
+__all__ = [
+    "WaferPyfunc",
+    "save_weights",
+    "load_weights",
+    "load_initial_weights",
+    "pip_requirements",
+    "wafer_shapes",
+    "PATTERNS_ARTIFACT",
+]
+
+PATTERNS_ARTIFACT = "patterns"  # the patterns stage's folder (trees.onnx, patterns.json) in the logged model
 
 
 def save_weights(model: WaferUNet | WaferPredictor, path: str | Path) -> Path:
@@ -69,17 +84,39 @@ def load_initial_weights(source: str, root: Path = Path(".")) -> tuple[WaferPred
     return load_weights(path), str(path)
 
 
+def wafer_shapes(params: dict | None, n: int) -> list[tuple[int, int]] | None:
+    """The wafers' own shapes from the pyfunc's ``heights`` and ``widths`` params (None when
+    neither is given: the grids' own size)."""
+    heights, widths = (list((params or {}).get(key) or []) for key in ("heights", "widths"))
+    if not heights and not widths:
+        return None
+    if len(heights) != n or len(widths) != n:
+        raise ValueError(f"params heights and widths: one per wafer ({n} wafers), got {len(heights)} and {len(widths)}")
+    shapes = [(int(h), int(w)) for h, w in zip(heights, widths)]
+    if any(min(shape) < 1 for shape in shapes):
+        raise ValueError(f"params heights and widths: every wafer's shape is at least 1x1, got {min(shapes)}")
+    return shapes
+
+
 class WaferPyfunc(mlflow.pyfunc.PythonModel):
+    """The registered version: the U-Net (``weights``) and, when logged with them, the pattern
+    trees (``patterns``) blended into the class as the engine does."""
+
     def load_context(self, context) -> None:
+        from waferflow.patterns.trees import PatternClassifier
+
         torch.set_num_threads(max(1, torch.get_num_threads()))
         self.predictor = load_weights(context.artifacts["weights"])
+        folder = context.artifacts.get(PATTERNS_ARTIFACT)
+        self.patterns = PatternClassifier.from_dir(folder) if folder else None
 
     def predict(self, context, model_input, params=None):
         grids = np.asarray(model_input)
         if grids.ndim == 2:
             grids = grids[None]
-        probs, masks = self.predictor.predict(grids)
-        return {"class_probs": probs, "mask": masks}
+        unet, masks = self.predictor.predict(grids)
+        probs = unet if self.patterns is None else self.patterns.blend(unet, grids, wafer_shapes(params, len(grids)))
+        return {"class_probs": probs, "unet_probs": unet, "mask": masks}
 
 
 def pip_requirements() -> list[str]:
@@ -94,5 +131,8 @@ def pip_requirements() -> list[str]:
         "pandas",
         "pyarrow",
         "scipy",
+        "onnx",
+        "onnxruntime",
+        "tqdm",
     )
     return [f"{p}=={version(p)}" for p in pkgs]
