@@ -1,7 +1,9 @@
 """waferflow_retrain: the DVC pipeline as an Airflow 3 DAG, monthly and on demand from the UI.
 
-prepare -> generate -> ingest -> validate -> split -> augment -> patterns -> train -> evaluate -> novelty -> export -> gate -> summary
-                                                                       evaluate -> al_query -> summary
+prepare -> generate -> ingest -> validate -> split -> augment -> patterns -> train
+        -> evaluate -> novelty -> export -> gate -> summary
+           evaluate -> index -> summary
+                       novelty -> al_query -> summary
 
 * ``prepare`` copies the project's working tree into ``.cache/airflow/runs/<run id>/`` (the
   user's checkout and ``params.yaml`` are never edited), shares the project's DVC cache and

@@ -11,7 +11,8 @@ trees), the U-Net's own, and its fail-die mask.
 
 Example:
     >>> model = mlflow.pyfunc.load_model("models:/waferflow-wafer-classifier@champion")  # doctest: +SKIP
-    >>> model.predict(grids, params={"heights": [41, 52], "widths": [44, 52]})["class_probs"].argmax(1)  # doctest: +SKIP
+    >>> own_shapes = {"heights": [41, 52], "widths": [44, 52]}
+    >>> model.predict(grids, params=own_shapes)["class_probs"].argmax(1)  # doctest: +SKIP
 """
 
 from __future__ import annotations
