@@ -30,20 +30,24 @@ from pathlib import Path
 import numpy as np
 from feature_classifier import features, record_features, scores
 from waferflow.classes import CLASSES
+from waferflow.config import load_params
 from waferflow.data.records import grid_from_row
 from waferflow.evaluation.real_maps import load_real_frame
-from waferflow.patterns.config import PatternsConfig
+from waferflow.patterns.config import OwnMapsConfig, PatternsConfig
 from waferflow.patterns.features import FEATURE_NAMES
 from waferflow.patterns.trees import fit_trees
 from waferflow.synth.dataset import DatasetConfig, generate_dataset
 from waferflow.synth.generator import GeneratorConfig
 
+PROJECT = Path(__file__).resolve().parents[1]
 VARIANTS = {  # overrides of the default GeneratorConfig
     "before": {"min_pattern_contrast": 0.0, "background_clump_probability": (0.0, 0.5)},  # the stop-28 default
     "contrast_0.30": {"background_clump_probability": (0.0, 0.5), "min_pattern_contrast": 0.30},
     "contrast_0.30_clumps_0.25": {"min_pattern_contrast": 0.30},
     "default": {},  # contrast >= 0.35, background clumps 0-25 %
     "small_wafers": {"diameter_range": (18, 90)},
+    # the pattern trees' own maps of the pipeline (params.yaml patterns.own_maps.generator)
+    "trees_own_maps": (load_params(PROJECT / "params.yaml").patterns.own_maps or OwnMapsConfig()).generator,
 }
 
 FEATURE_GROUPS = {  # name prefixes of the features added after the first 83 (issue #15, stop 30)

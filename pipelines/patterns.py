@@ -1,5 +1,8 @@
 """Stage patterns: boosted trees on the pattern features of the generated training split, as
-ONNX, for the served class to blend with the U-Net's (``waferflow.patterns``).
+ONNX, for the served class to blend with the U-Net's (``waferflow.patterns``). With
+``patterns.own_maps`` the trees fit on generated maps of their own (drawn here with the ``synth``
+settings and their generator overrides) and the split's wafers that are not generated (a fab's
+own labeled maps) instead of the split's generated wafers.
 
 DVC runs ``python pipelines/patterns.py``. Outputs: ``data/patterns/`` (``trees.onnx``,
 ``patterns.json``: blend weight, classes, feature names, fit record), ``metrics/patterns.json``
@@ -30,6 +33,7 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     from waferflow.evaluation.metrics import class_summary
     from waferflow.evaluation.plots import plot_confusion
     from waferflow.patterns.features import FEATURE_NAMES, grid_features, original_shapes
+    from waferflow.patterns.own_maps import GENERATED_SOURCE, own_map_features
     from waferflow.patterns.trees import META_FILE, TREES_FILE, PatternClassifier, fit_trees, parity, trees_to_onnx
 
     cfg = params.patterns
@@ -43,13 +47,22 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
         return meta
 
     started = time.perf_counter()
-    features, labels = {}, {}
+    features, labels, fitted_on = {}, {}, {}
     for split in ("train", "val", "test"):
         arrays = WaferArrays.from_parquet(layout.processed / f"{split}.parquet")
-        arrays = arrays.take(np.flatnonzero(arrays.labels >= 0))
+        keep = arrays.labels >= 0
+        if split == "train" and cfg.own_maps is not None:  # the own maps stand in for the generated wafers
+            keep &= (arrays.frame["source"] != GENERATED_SOURCE).to_numpy()
+        arrays = arrays.take(np.flatnonzero(keep))
         shapes = original_shapes(arrays.frame, arrays.grids)
         features[split] = grid_features(arrays.grids, shapes, progress=progress, desc=f"pattern features: {split}")
         labels[split] = arrays.labels
+    fitted_on["training_split"] = int(len(labels["train"]))
+    if cfg.own_maps is not None:
+        own_x, own_y = own_map_features(params.synth, cfg.own_maps, params.preprocess.image_size, progress)
+        features["train"] = np.concatenate([own_x, features["train"]])
+        labels["train"] = np.concatenate([own_y, labels["train"]])
+        fitted_on["own_generated"] = int(len(own_y))
     if len(np.unique(labels["train"])) < 3:
         raise RuntimeError(f"the training split has {len(np.unique(labels['train']))} classes; the trees need >= 3")
     feature_seconds = round(time.perf_counter() - started, 1)
@@ -75,6 +88,7 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
         "features": list(FEATURE_NAMES),
         "params": cfg.model_dump(),
         "fitted_on": int(len(labels["train"])),
+        "fitted_on_parts": fitted_on,
         "trees": trees.n_trees,
     }
     write_json(out / META_FILE, meta)
@@ -91,6 +105,7 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     summary = {
         "unet_weight": cfg.unet_weight,
         "fitted_on": meta["fitted_on"],
+        "fitted_on_parts": fitted_on,
         "trees": meta["trees"],
         "features": len(FEATURE_NAMES),
         "generated_val": scores["val"],
@@ -111,8 +126,15 @@ def result(layout: Layout) -> dict:
 def summarise(s: dict) -> list[str]:
     if "generated_test" not in s:
         return [f"patterns: no trees fitted ({s.get('reason', 'disabled')})"]
+    parts = s.get("fitted_on_parts", {})
+    own = (
+        f" ({parts['own_generated']} generated maps of their own + {parts['training_split']} from the split)"
+        if "own_generated" in parts
+        else ""
+    )
     return [
-        f"pattern trees ({s['trees']} trees, {s['features']} features) fitted on {s['fitted_on']} training wafers "
+        f"pattern trees ({s['trees']} trees, {s['features']} features) fitted on {s['fitted_on']} training wafers"
+        f"{own} "
         f"in {s['fit_seconds']} s; alone: generated test macro-F1 {s['generated_test']['macro_f1']:.4f}; served "
         f"blend {s['unet_weight']} x U-Net + {1 - s['unet_weight']:.2f} x trees -> data/patterns",
         "ONNX parity with scikit-learn on {wafers} wafers: max |diff| {max_abs_diff:.1e}, "

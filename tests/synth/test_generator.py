@@ -234,3 +234,38 @@ def test_a_contrast_no_pattern_can_reach_fails_loudly_and_names_the_parameter():
     gen = WaferGenerator(0, GeneratorConfig(min_pattern_contrast=1.5))
     with pytest.raises(RuntimeError, match="min_pattern_contrast"):
         gen.make("Loc", 0)
+
+
+def _scratch_masks(cfg: GeneratorConfig, n: int = 40) -> list[np.ndarray]:
+    gen = WaferGenerator(11, cfg)
+    return [gen.make("Scratch", i).defect_mask == mask_index("Scratch") for i in range(n)]
+
+
+def _axis_offset_degrees(mask: np.ndarray) -> float:
+    """How far the scratch's principal direction lies from the nearest die row or column."""
+    rows, cols = np.nonzero(mask)
+    points = np.stack([rows - rows.mean(), cols - cols.mean()])
+    _, vectors = np.linalg.eigh(points @ points.T)
+    angle = np.degrees(np.arctan2(*vectors[:, -1])) % 90
+    return float(min(angle, 90 - angle))
+
+
+def test_scratches_can_run_along_the_die_grid_and_be_short():
+    """scratch_axis_probability: lines along a die row or column (a random direction lies ~22
+    degrees off one on average; bent and crossing lines blur it); scratch_length_range: shorter
+    lines, fewer dies."""
+    aligned = [_axis_offset_degrees(m) for m in _scratch_masks(GeneratorConfig(scratch_axis_probability=1.0))]
+    anywhere = [_axis_offset_degrees(m) for m in _scratch_masks(GeneratorConfig())]
+    assert np.median(aligned) < 6 and np.median(anywhere) > 12
+    fixed = {"diameter_range": (80, 80), "scratch_reach": 1.0}
+    short = [m.sum() for m in _scratch_masks(GeneratorConfig(**fixed, scratch_length_range=(0.25, 0.35)))]
+    long = [m.sum() for m in _scratch_masks(GeneratorConfig(**fixed, scratch_length_range=(1.4, 1.8)))]
+    assert np.median(short) * 2 < np.median(long)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"scratch_length_range": (0.0, 1.0)}, {"scratch_length_range": (1.5, 1.0)}, {"scratch_reach": 1.2}]
+)
+def test_impossible_scratch_settings_are_refused(bad):
+    with pytest.raises(ValueError, match="scratch"):
+        GeneratorConfig(**bad)

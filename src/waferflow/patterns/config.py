@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["PatternsConfig"]
+__all__ = ["OwnMapsConfig", "PatternsConfig"]
+
+
+class OwnMapsConfig(BaseModel):
+    """Generated maps of the trees' own, drawn by the patterns stage with the ``synth`` settings
+    and ``generator`` overrides: the trees then fit on these and on the training split's wafers
+    that are not generated (a fab's own labeled maps), not on the split's generated ones.
+
+    Args:
+        per_class: maps a class.
+        seed: the generator's seed for them (their die layouts too).
+        generator: overrides of ``synth.generator`` (any :class:`~waferflow.synth.generator.GeneratorConfig`
+            field), e.g. smaller wafers: the trees' features gain from maps the U-Net does not.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_class: int = Field(1200, ge=1)
+    seed: int = 7
+    generator: dict[str, Any] = Field(default_factory=dict)
 
 
 class PatternsConfig(BaseModel):
@@ -23,6 +44,8 @@ class PatternsConfig(BaseModel):
         bags: how many such trees, each on a class-stratified bootstrap sample of the training
             split, are averaged (their logits); 1: one fit on all of it.
         seed: the bootstrap's random state (and the trees').
+        own_maps: fit on generated maps of their own (:class:`OwnMapsConfig`); None: on the
+            training split's labeled wafers, as the U-Net.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -36,3 +59,4 @@ class PatternsConfig(BaseModel):
     l2_regularization: float = Field(1.0, ge=0)
     bags: int = Field(5, ge=1)
     seed: int = 0
+    own_maps: OwnMapsConfig | None = None

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import ndimage
 
 from waferflow.classes import CLASSES, DIE_FAIL, DIE_NONE, DIE_PASS, NONE_CLASS, class_index, mask_index
@@ -79,6 +79,13 @@ class GeneratorConfig(BaseModel):
             outside it and the background's own fails inside it). A pattern drowned in the
             background is not labeled on real maps; drawn anyway, it teaches the model to call
             noise a pattern. Not applied to Random and Near-full, which cover the whole wafer.
+        scratch_length_range: Length of a scratch line in wafer radii, sampled uniformly; at
+            least 0.8 x the shortest length of it must lie on the wafer.
+        scratch_reach: How far out (radius, 1 = the rim) a scratch counts as on the wafer; its
+            on-wafer stretch must keep a mean radius of ``reach - 0.05`` or less. Below 1, scratches
+            stop short of the rim (WM-811K's often run into it).
+        scratch_axis_probability: Share of scratch lines drawn along a die row or column
+            (WM-811K's short scratches are often bars along the die grid).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -97,6 +104,18 @@ class GeneratorConfig(BaseModel):
     min_pattern_dies: int = 6
     min_pattern_fraction: float = 0.008
     min_pattern_contrast: float = 0.35
+    scratch_length_range: tuple[float, float] = (0.5, 1.8)
+    scratch_reach: float = Field(0.9, ge=0.5, le=1.0)
+    scratch_axis_probability: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _scratch_lengths(self) -> "GeneratorConfig":
+        shortest, longest = self.scratch_length_range
+        if not 0 < shortest <= longest <= 2.0:
+            raise ValueError(
+                f"scratch_length_range {self.scratch_length_range}: need 0 < shortest <= longest <= 2 radii"
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -215,6 +234,9 @@ def _arc_window(
 
 
 class _Patterns:
+    def __init__(self, config: GeneratorConfig | None = None) -> None:
+        self.config = config or GeneratorConfig()
+
     """One method per class: ``(rng, u, v, diameter) -> PatternField``."""
 
     @staticmethod
@@ -350,17 +372,22 @@ class _Patterns:
         density = rng.uniform(0.85, 1.0)
         return PatternField(density * (line & dashes), line)
 
-    @staticmethod
-    def _scratch_line(rng, u, v, diameter) -> np.ndarray:
+    def _scratch_line(self, rng, u, v, diameter) -> np.ndarray:
         # Quadratic Bezier: straight when the control point sits on the chord, curved otherwise.
-        # Redrawn until a real stretch of it (>= 0.4 wafer radii) lies on the wafer: a stub
-        # clipped by the rim would look like Edge-Loc, not a scratch.
+        # Redrawn until a real stretch of it (>= 0.8 x the shortest length: 0.4 wafer radii by
+        # default) lies on the wafer: a stub clipped by the rim would look like Edge-Loc.
+        cfg = self.config
+        shortest, longest = cfg.scratch_length_range
+        mean_reach = round(cfg.scratch_reach - 0.05, 6)  # rounded: 0.9 - 0.05 is not 0.85 in floats
         for _ in range(50):
-            length = rng.uniform(0.5, 1.8)
+            length = rng.uniform(shortest, longest)
             t0 = rng.uniform(0, 2 * math.pi)
             start_r = rng.uniform(0.0, 0.9)
             p0 = np.array([start_r * math.cos(t0), start_r * math.sin(t0)])
-            direction = rng.uniform(0, 2 * math.pi)
+            if cfg.scratch_axis_probability > 0 and rng.random() < cfg.scratch_axis_probability:
+                direction = int(rng.integers(4)) * math.pi / 2  # along a die row or column
+            else:
+                direction = rng.uniform(0, 2 * math.pi)
             p2 = p0 + length * np.array([math.cos(direction), math.sin(direction)])
             bend = rng.choice([0.0, rng.uniform(-0.35, 0.35)], p=[0.4, 0.6])
             normal = np.array([-math.sin(direction), math.cos(direction)])
@@ -369,9 +396,9 @@ class _Patterns:
             t = np.linspace(0, 1, n_pts)[:, None]
             curve = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
             radius = np.hypot(curve[:, 0], curve[:, 1])
-            visible = radius <= 0.9
+            visible = radius <= cfg.scratch_reach
             # ... and not one hugging the rim, which an engineer would call Edge-Loc.
-            if visible.mean() * length >= 0.4 and radius[visible].mean() <= 0.85:
+            if visible.mean() * length >= 0.8 * shortest and radius[visible].mean() <= mean_reach:
                 break
         # Rasterise onto the die grid, then measure distance in dies with an exact EDT.
         rows, cols = u.shape
@@ -440,7 +467,7 @@ class WaferGenerator:
         self.seed = int(seed)
         self.layout_seed = self.seed if layout_seed is None else int(layout_seed)  # whose products :meth:`layout` makes
         self.config = config or GeneratorConfig()
-        self._patterns = _Patterns().dispatch()
+        self._patterns = _Patterns(self.config).dispatch()
 
     def layout(self, product: str, index: int) -> WaferLayout:
         """The layout of product number ``index`` (deterministic per ``layout_seed``)."""

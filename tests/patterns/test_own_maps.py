@@ -1,0 +1,50 @@
+"""patterns.own_maps: the trees fit on generated maps of their own plus a fab's labeled wafers of
+the training split, never on the split's generated wafers."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from waferflow.config import load_params
+from waferflow.layout import Layout
+from waferflow.patterns.config import OwnMapsConfig
+from waferflow.patterns.own_maps import GENERATED_SOURCE, own_dataset_config
+from waferflow.patterns.trees import PatternClassifier
+from waferflow.stages import stage
+from waferflow.synth import DatasetConfig
+
+
+def test_the_own_maps_take_the_synth_settings_with_their_overrides():
+    synth = DatasetConfig(n_products=50, wafers_per_lot=7)
+    cfg = own_dataset_config(synth, OwnMapsConfig(per_class=4, seed=9, generator={"scratch_reach": 1.0}))
+    assert (cfg.seed, cfg.labeled_per_class, cfg.unlabeled_count, cfg.test_per_class) == (9, 4, 0, 0)
+    assert (cfg.n_products, cfg.wafers_per_lot) == (50, 7) and cfg.generator.scratch_reach == 1.0
+    assert cfg.generator.diameter_range == synth.generator.diameter_range
+    with pytest.raises(ValueError, match="scratch_lenght"):  # a typo is named, not ignored
+        own_dataset_config(synth, OwnMapsConfig(generator={"scratch_lenght": (0.3, 1.0)}))
+
+
+def test_patterns_stage_fits_on_its_own_maps_and_the_fabs_wafers(tiny_project, tmp_path):
+    root = tmp_path / "own"
+    shutil.copytree(tiny_project / "data/processed", root / "data/processed")
+    (root / "metrics").mkdir()
+    train_file = root / "data/processed/train.parquet"
+    train = pd.read_parquet(train_file)
+    fab = train.index[train["label"].notna()][:30]  # these 30 labeled wafers now come from a fab's files
+    train.loc[fab, "source"] = "csv"
+    train.to_parquet(train_file)
+    params = load_params(tiny_project / "params.yaml")
+    own = OwnMapsConfig(per_class=12, seed=3, generator={"diameter_range": (18, 40)})
+    params = params.model_copy(update={"patterns": params.patterns.model_copy(update={"own_maps": own})})
+
+    summary = stage("patterns").run(params, Layout(root), progress=False).values
+
+    assert summary["fitted_on_parts"] == {"training_split": 30, "own_generated": 12 * 9}
+    assert summary["fitted_on"] == 30 + 12 * 9 and summary["parity"]["passed"]
+    assert summary["generated_val"]["macro_f1"] > 1 / 3  # chance is 1/9: trees of 108 maps learned
+    meta = json.loads((root / "data/patterns/patterns.json").read_text())
+    assert meta["params"]["own_maps"]["generator"] == {"diameter_range": [18, 40]}
+    assert PatternClassifier.from_dir(root / "data/patterns") is not None
+    assert (train["source"] == GENERATED_SOURCE).sum() > 30  # the rest were left out of the fit
