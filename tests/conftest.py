@@ -109,7 +109,7 @@ E2E_PARAMS = {
     "model": {"encoder_depth": 3, "decoder_channels": [32, 16, 8]},
     "train": {"max_epochs": 1, "batch_size": 32},
     "triage": {"stages": [1, 3], "probe_wafers": 40},  # a 3-stage encoder
-    "patterns": {"own_maps": {"per_class": 60}},  # the trees' own maps, as few as the U-Net's
+    "patterns": {"own_maps": {"per_class": 40}},  # the trees' own maps: about as many as the split's wafers
 }
 
 

@@ -60,7 +60,7 @@ def test_a_fabs_lswmd_and_stdf_files_are_trained_on_scored_and_gated_per_source(
     assert set(evaluate["per_source"]) == {"lswmd", "synth"}
     assert evaluate["per_source"]["lswmd"]["wafers"] == split["test_by_source"]["lswmd"]
     patterns = json.loads((project / "metrics/patterns.json").read_text())  # the fab's maps beside the own ones
-    assert patterns["fitted_on_parts"]["training_split"] > 0 and patterns["fitted_on_parts"]["own_generated"] == 540
+    assert patterns["fitted_on_parts"]["training_split"] > 0 and patterns["fitted_on_parts"]["own_generated"] == 9 * 40
 
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["seed"] += 1  # a second version: the gate compares it with the first, per source

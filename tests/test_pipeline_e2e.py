@@ -42,7 +42,7 @@ def test_dvc_repro_runs_the_data_stages_then_has_nothing_to_do(project):
     assert list(augment["classes"]) == ["Donut"] and augment["classes"]["Donut"]["generated"] > 0
     assert json.loads((project / "metrics/train.json").read_text())["alias"] == "champion"
     patterns = json.loads((project / "metrics/patterns.json").read_text())  # own maps, no split wafer: all generated
-    assert patterns["fitted_on_parts"] == {"training_split": 0, "own_generated": 9 * 60}
+    assert patterns["fitted_on_parts"] == {"training_split": 0, "own_generated": 9 * 40}
     gate = json.loads((project / "metrics/gate.json").read_text())
     assert gate["decision"] == "champion" and gate["aliases"] == {"champion": gate["challenger_version"]}
     assert 0 <= json.loads((project / "metrics/evaluate.json").read_text())["test_macro_f1"] <= 1
