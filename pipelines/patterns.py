@@ -55,16 +55,23 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
             keep &= (arrays.frame["source"] != GENERATED_SOURCE).to_numpy()
         arrays = arrays.take(np.flatnonzero(keep))
         shapes = original_shapes(arrays.frame, arrays.grids)
-        features[split] = grid_features(arrays.grids, shapes, progress=progress, desc=f"pattern features: {split}")
+        features[split] = grid_features(
+            arrays.grids, shapes, progress=progress, desc=f"pattern features: {split}", n_jobs=cfg.feature_jobs
+        )
         labels[split] = arrays.labels
     fitted_on["training_split"] = int(len(labels["train"]))
     if cfg.own_maps is not None:
-        own_x, own_y = own_map_features(params.synth, cfg.own_maps, params.preprocess.image_size, progress)
+        own_x, own_y = own_map_features(
+            params.synth, cfg.own_maps, params.preprocess.image_size, progress, n_jobs=cfg.feature_jobs
+        )
         features["train"] = np.concatenate([own_x, features["train"]])
         labels["train"] = np.concatenate([own_y, labels["train"]])
         fitted_on["own_generated"] = int(len(own_y))
     if len(np.unique(labels["train"])) < 3:
-        raise RuntimeError(f"the training split has {len(np.unique(labels['train']))} classes; the trees need >= 3")
+        fitted = " + ".join(f"{n} {part.replace('_', ' ')}" for part, n in fitted_on.items())
+        raise RuntimeError(
+            f"the trees' training maps ({fitted}) hold {len(np.unique(labels['train']))} classes; the trees need >= 3"
+        )
     feature_seconds = round(time.perf_counter() - started, 1)
     t0 = time.perf_counter()
     trees = fit_trees(features["train"], labels["train"], cfg)
@@ -86,7 +93,7 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
         "unet_weight": cfg.unet_weight,
         "classes": classes,
         "features": list(FEATURE_NAMES),
-        "params": cfg.model_dump(),
+        "params": cfg.model_dump(exclude={"feature_jobs"}),  # how it was computed is not the model
         "fitted_on": int(len(labels["train"])),
         "fitted_on_parts": fitted_on,
         "trees": trees.n_trees,

@@ -6,6 +6,7 @@ import pytest
 
 from tests.conftest import disc
 from waferflow.data.resize import resize_grid
+from waferflow.patterns.config import PatternsConfig
 from waferflow.patterns.features import FEATURE_NAMES, grid_features, original_shapes, pattern_features
 
 
@@ -65,6 +66,27 @@ def test_original_shapes_come_from_the_split_stage_attrs():
     assert original_shapes(None, np.zeros((2, 16, 8))) == [(16, 8), (16, 8)]
     with pytest.raises(ValueError, match="3 grids but 2 shapes"):
         grid_features(np.zeros((3, 8, 8), np.uint8) + 1, [(8, 8), (8, 8)])
+
+
+def test_features_computed_in_worker_processes_are_the_same_rows_in_the_same_order():
+    rng = np.random.default_rng(5)
+    grids, shapes = [], []
+    for i in range(23):
+        shape = (int(rng.integers(20, 60)), int(rng.integers(20, 60)))
+        g = disc(*shape)
+        g[(g == 1) & (rng.random(shape) < rng.uniform(0.01, 0.3))] = 2
+        grids.append(resize_grid(g, (64, 64)))
+        shapes.append(shape)
+    one = grid_features(grids, shapes)
+    # 5 chunks of 5 (the last of 3) over 2 processes: any mix-up of chunks would reorder rows
+    assert np.array_equal(grid_features(grids, shapes, n_jobs=2, chunk=5), one)
+    assert np.array_equal(grid_features(np.stack(grids), shapes, n_jobs=-1, chunk=5), one)
+    assert len({row.tobytes() for row in one}) == len(one)  # distinct wafers, so order is tested
+    assert grid_features([], [], n_jobs=2).shape == (0, len(FEATURE_NAMES))
+    with pytest.raises(ValueError, match="not 0"):
+        grid_features(grids, shapes, n_jobs=0)
+    with pytest.raises(ValueError, match="feature_jobs must be a count"):
+        PatternsConfig(feature_jobs=0)
 
 
 def _noisy(rate: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["OwnMapsConfig", "PatternsConfig"]
 
@@ -46,6 +46,8 @@ class PatternsConfig(BaseModel):
         seed: the bootstrap's random state (and the trees').
         own_maps: fit on generated maps of their own (:class:`OwnMapsConfig`); None: on the
             training split's labeled wafers, as the U-Net.
+        feature_jobs: worker processes the stage computes features in (-1: every core this
+            process may use; 1: in this process). The features are the same either way.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -60,3 +62,13 @@ class PatternsConfig(BaseModel):
     bags: int = Field(5, ge=1)
     seed: int = 0
     own_maps: OwnMapsConfig | None = None
+    feature_jobs: int = -1
+
+    @field_validator("feature_jobs")
+    @classmethod
+    def _jobs(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError(
+                "feature_jobs must be a count of processes, or negative as joblib counts (-1: every core), not 0"
+            )
+        return v

@@ -45,9 +45,11 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
+from joblib import Parallel, delayed
 from scipy import ndimage
 from skimage.measure import label as label_regions
 from skimage.measure import regionprops
@@ -58,7 +60,7 @@ from waferflow.classes import DIE_FAIL, DIE_NONE
 from waferflow.data.features import FEATURES, wafer_features
 from waferflow.data.resize import resize_grid
 
-__all__ = ["FEATURE_NAMES", "RADON_POINTS", "pattern_features", "grid_features", "original_shapes"]
+__all__ = ["FEATURE_NAMES", "RADON_POINTS", "feature_workers", "grid_features", "original_shapes", "pattern_features"]
 
 RADON_POINTS = 20
 RADON_ANGLES = np.arange(0, 180, 5)
@@ -260,21 +262,59 @@ def original_shapes(frame, grids: np.ndarray) -> list[tuple[int, int]]:
     return shapes
 
 
+PARALLEL_CHUNK = 500  # wafers a worker process takes at a time (fewer than two chunks: one process)
+
+
+def feature_workers(n_jobs: int) -> int:
+    """Worker processes for ``n_jobs``: itself when positive, every core this process may use
+    when ``-1`` (``-2``: all but one, as joblib counts).
+
+    >>> feature_workers(3)
+    3
+    >>> feature_workers(-1) == len(os.sched_getaffinity(0))
+    True
+    """
+    if n_jobs == 0:
+        raise ValueError("n_jobs must be a positive count or negative (-1: every core), not 0")
+    return n_jobs if n_jobs > 0 else max(1, len(os.sched_getaffinity(0)) + 1 + n_jobs)
+
+
+def _features_block(grids: Sequence[np.ndarray], shapes: Sequence[tuple[int, int]]) -> np.ndarray:
+    restored = (resize_grid(g, s) if tuple(np.shape(g)) != tuple(s) else np.asarray(g) for g, s in zip(grids, shapes))
+    return np.stack([pattern_features(g) for g in restored])
+
+
 def grid_features(
     grids: Sequence[np.ndarray] | np.ndarray,
     shapes: Sequence[tuple[int, int]] | None = None,
     progress: bool = False,
     desc: str = "pattern features",
+    n_jobs: int = 1,
+    chunk: int = PARALLEL_CHUNK,
 ) -> np.ndarray:
     """``(N, 113)`` features of model-input grids, each first resized back to its original shape
-    (``shapes``; None: as given)."""
-    shapes = shapes if shapes is not None else [np.shape(g) for g in grids]
+    (``shapes``; None: as given). ``n_jobs`` worker processes (-1: every core) take ``chunk``
+    wafers at a time when there are at least two chunks' worth; the rows come back in order and
+    are the same as one process computes."""
+    shapes = list(shapes) if shapes is not None else [np.shape(g) for g in grids]
     if len(shapes) != len(grids):
         raise ValueError(f"{len(grids)} grids but {len(shapes)} shapes")
-    rows = [
-        pattern_features(resize_grid(g, s) if tuple(np.shape(g)) != tuple(s) else np.asarray(g))
-        for g, s in tqdm(
-            zip(grids, shapes), total=len(shapes), desc=desc, unit="wafer", disable=not progress, mininterval=5
-        )
-    ]
-    return np.stack(rows) if rows else np.zeros((0, len(FEATURE_NAMES)))
+    if not shapes:
+        return np.zeros((0, len(FEATURE_NAMES)))
+    workers = min(feature_workers(n_jobs), -(-len(shapes) // chunk))
+    if workers == 1 or len(shapes) < 2 * chunk:
+        workers, chunk = 1, len(shapes)
+    starts = range(0, len(shapes), chunk)
+    bar = tqdm(total=len(shapes), desc=desc, unit="wafer", disable=not progress, mininterval=5)
+    blocks = []
+    with bar:
+        if workers == 1:
+            for g, s in zip(grids, shapes):
+                blocks.append(_features_block([g], [s]))
+                bar.update()
+        else:
+            jobs = (delayed(_features_block)(grids[i : i + chunk], shapes[i : i + chunk]) for i in starts)
+            for block in Parallel(n_jobs=workers, return_as="generator")(jobs):
+                blocks.append(block)
+                bar.update(len(block))
+    return np.concatenate(blocks)
