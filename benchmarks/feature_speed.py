@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import time
 from pathlib import Path
@@ -46,6 +45,8 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=200)
     ap.add_argument("--jobs", type=int, default=-1)
     args = ap.parse_args()
+    if args.per_class < 112:  # fewer than 1 000 wafers: grid_features keeps one process
+        raise SystemExit("--per-class must be >= 112 (two chunks of 500 wafers) for the workers to take part")
 
     params = load_params(Path(__file__).parents[1] / "params.yaml")
     own = params.patterns.own_maps or OwnMapsConfig()
@@ -70,7 +71,7 @@ def main() -> None:
 
     n = len(records)
     result = {
-        "machine": {"cpu": cpu_model(), "usable_cores": len(os.sched_getaffinity(0))},
+        "machine": {"cpu": cpu_model(), "usable_cores": feature_workers(-1)},
         "wafers": n,
         "draw_seconds": round(draw_s, 1),
         "features_one_process_seconds": round(one_s, 1),
@@ -86,7 +87,7 @@ def main() -> None:
     }
     machine = result["machine"]
     print(
-        f"{machine['cpu']} ({machine['usable_cores']} cores): {n} generated maps drawn in {draw_s:.1f} s; "
+        f"{machine['cpu']} ({machine['usable_cores']} usable cores): {n} generated maps drawn in {draw_s:.1f} s; "
         f"features {one_s:.1f} s in 1 process, {many_s:.1f} s in {workers} (x{result['speedup']}), the same array"
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -84,7 +84,9 @@ def test_features_computed_in_worker_processes_are_the_same_rows_in_the_same_ord
     assert len({row.tobytes() for row in one}) == len(one)  # distinct wafers, so order is tested
     assert grid_features([], [], n_jobs=2).shape == (0, len(FEATURE_NAMES))
     with pytest.raises(ValueError, match="not 0"):
-        grid_features(grids, shapes, n_jobs=0)
+        grid_features([], [], n_jobs=0)
+    with pytest.raises(ValueError, match="chunk must be >= 1"):
+        grid_features(grids, shapes, n_jobs=2, chunk=0)
     with pytest.raises(ValueError, match="feature_jobs must be a count"):
         PatternsConfig(feature_jobs=0)
 

@@ -271,12 +271,13 @@ def feature_workers(n_jobs: int) -> int:
 
     >>> feature_workers(3)
     3
-    >>> feature_workers(-1) == len(os.sched_getaffinity(0))
+    >>> feature_workers(-1) >= 1
     True
     """
     if n_jobs == 0:
         raise ValueError("n_jobs must be a positive count or negative (-1: every core), not 0")
-    return n_jobs if n_jobs > 0 else max(1, len(os.sched_getaffinity(0)) + 1 + n_jobs)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
 
 
 def _features_block(grids: Sequence[np.ndarray], shapes: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -296,12 +297,15 @@ def grid_features(
     (``shapes``; None: as given). ``n_jobs`` worker processes (-1: every core) take ``chunk``
     wafers at a time when there are at least two chunks' worth; the rows come back in order and
     are the same as one process computes."""
+    workers = feature_workers(n_jobs)
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1 wafer, not {chunk}")
     shapes = list(shapes) if shapes is not None else [np.shape(g) for g in grids]
     if len(shapes) != len(grids):
         raise ValueError(f"{len(grids)} grids but {len(shapes)} shapes")
     if not shapes:
         return np.zeros((0, len(FEATURE_NAMES)))
-    workers = min(feature_workers(n_jobs), -(-len(shapes) // chunk))
+    workers = min(workers, -(-len(shapes) // chunk))
     if workers == 1 or len(shapes) < 2 * chunk:
         workers, chunk = 1, len(shapes)
     starts = range(0, len(shapes), chunk)
