@@ -24,11 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from waferflow.config import load_params
-from waferflow.data.resize import resize_grid
 from waferflow.patterns.config import OwnMapsConfig
 from waferflow.patterns.features import feature_workers, grid_features
-from waferflow.patterns.own_maps import own_dataset_config
-from waferflow.synth.dataset import generate_dataset
+from waferflow.patterns.own_maps import own_map_grids
 
 RESULTS = Path(__file__).parent / "results" / "feature_speed.json"
 
@@ -54,9 +52,7 @@ def main() -> None:
     size = tuple(params.preprocess.image_size)
 
     t0 = time.perf_counter()
-    records = generate_dataset(own_dataset_config(params.synth, own), progress=True)["labeled"]
-    grids = [resize_grid(r.die_grid, size) for r in records]
-    shapes = [r.die_grid.shape for r in records]
+    grids, shapes, _ = own_map_grids(params.synth, own, size, progress=True)
     draw_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -69,7 +65,7 @@ def main() -> None:
     if not np.array_equal(one, many):
         raise SystemExit("the features computed in worker processes differ from one process's")
 
-    n = len(records)
+    n = len(grids)
     result = {
         "machine": {"cpu": cpu_model(), "usable_cores": feature_workers(-1)},
         "wafers": n,

@@ -269,3 +269,32 @@ def test_scratches_can_run_along_the_die_grid_and_be_short():
 def test_impossible_scratch_settings_are_refused(bad):
     with pytest.raises(ValueError, match="scratch"):
         GeneratorConfig(**bad)
+
+
+def test_loc_knobs_move_clusters_towards_the_rim_and_make_them_solid():
+    """loc_center_reach: cluster middles out to this radius; loc_density_range: the share of
+    failing dies in the cluster (its mask over the mask's convex hull)."""
+
+    def clusters(cfg: GeneratorConfig) -> tuple[list[float], list[float]]:
+        gen, radii, solid = WaferGenerator(5, cfg), [], []
+        for i in range(80):
+            rec = gen.make("Loc", i)
+            radii.append(float(np.median(_mask_radius(rec, "Loc"))))
+            inside = rec.defect_mask == mask_index("Loc")
+            solid.append(inside.sum() / max(1, convex_hull_image(inside).sum()))
+        return radii, solid
+
+    light = {"background_fail_range": (0.01, 0.03), "min_pattern_contrast": 0.1}
+    near, faint = clusters(GeneratorConfig(**light, loc_center_reach=0.5, loc_density_range=(0.3, 0.4)))
+    far, dense = clusters(GeneratorConfig(**light, loc_center_reach=1.0, loc_density_range=(0.95, 1.0)))
+    assert np.median(near) + 0.15 < np.median(far)
+    assert np.mean([r > 0.8 for r in near]) < 0.03 and np.mean([r > 0.8 for r in far]) > 0.12
+    assert np.median(faint) + 0.2 < np.median(dense)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"loc_density_range": (0.0, 0.5)}, {"loc_density_range": (0.9, 0.5)}, {"loc_center_reach": 1.1}]
+)
+def test_impossible_loc_settings_are_refused(bad):
+    with pytest.raises(ValueError, match="loc_"):
+        GeneratorConfig(**bad)

@@ -22,7 +22,7 @@ from waferflow.synth.generator import GeneratorConfig
 
 GENERATED_SOURCE = "synth"  # WaferRecord.source of the generator's maps
 
-__all__ = ["GENERATED_SOURCE", "own_dataset_config", "own_map_features"]
+__all__ = ["GENERATED_SOURCE", "own_dataset_config", "own_map_grids", "own_map_features"]
 
 
 def own_dataset_config(synth: DatasetConfig, own: OwnMapsConfig) -> DatasetConfig:
@@ -46,6 +46,17 @@ def own_dataset_config(synth: DatasetConfig, own: OwnMapsConfig) -> DatasetConfi
     )
 
 
+def own_map_grids(
+    synth: DatasetConfig, own: OwnMapsConfig, image_size: tuple[int, int], progress: bool = False
+) -> tuple[list[np.ndarray], list[tuple[int, int]], np.ndarray]:
+    """The own maps as the split stage and the served engine see them: each grid resized to the
+    model input (``image_size``), its original shape, and its class index."""
+    records = generate_dataset(own_dataset_config(synth, own), progress=progress)["labeled"]
+    grids = [resize_grid(r.die_grid, tuple(image_size)) for r in records]
+    shapes = [r.die_grid.shape for r in records]
+    return grids, shapes, np.array([CLASSES.index(r.label) for r in records])
+
+
 def own_map_features(
     synth: DatasetConfig,
     own: OwnMapsConfig,
@@ -53,11 +64,9 @@ def own_map_features(
     progress: bool = False,
     n_jobs: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pattern features and class indices of the own maps, each grid first resized to the model
-    input and back, as the split stage and the served engine see a wafer (features in ``n_jobs``
-    processes: :func:`~waferflow.patterns.features.grid_features`)."""
-    records = generate_dataset(own_dataset_config(synth, own), progress=progress)["labeled"]
-    grids = [resize_grid(r.die_grid, tuple(image_size)) for r in records]
-    shapes = [r.die_grid.shape for r in records]
+    """Pattern features and class indices of the own maps (:func:`own_map_grids`), each grid
+    resized back to its original shape first (features in ``n_jobs`` processes:
+    :func:`~waferflow.patterns.features.grid_features`)."""
+    grids, shapes, y = own_map_grids(synth, own, image_size, progress)
     x = grid_features(grids, shapes, progress=progress, desc="pattern features: own generated maps", n_jobs=n_jobs)
-    return x, np.array([CLASSES.index(r.label) for r in records])
+    return x, y

@@ -86,6 +86,12 @@ class GeneratorConfig(BaseModel):
             stop short of the rim (WM-811K's often run into it).
         scratch_axis_probability: Share of scratch lines drawn along a die row or column
             (WM-811K's short scratches are often bars along the die grid).
+        loc_center_reach: A Loc cluster's middle lies at a radius drawn uniformly from 0.22 to
+            this (1 = the rim; a cluster centred on the rim is Edge-Loc). WM-811K labels many
+            clusters that touch the rim Loc.
+        loc_density_range: Fail probability in the core of a Loc cluster, sampled uniformly
+            (WM-811K's Loc clusters are mostly solid).
+        loc_elongation: Loc clusters are stretched up to ``exp(elongation)`` : 1 (log-uniform).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -107,14 +113,20 @@ class GeneratorConfig(BaseModel):
     scratch_length_range: tuple[float, float] = (0.5, 1.8)
     scratch_reach: float = Field(0.9, ge=0.5, le=1.0)
     scratch_axis_probability: float = Field(0.0, ge=0.0, le=1.0)
+    loc_center_reach: float = Field(0.85, ge=0.3, le=1.0)
+    loc_density_range: tuple[float, float] = (0.4, 0.95)
+    loc_elongation: float = Field(0.8, ge=0.0, le=2.0)
 
     @model_validator(mode="after")
-    def _scratch_lengths(self) -> "GeneratorConfig":
+    def _ranges(self) -> "GeneratorConfig":
         shortest, longest = self.scratch_length_range
         if not 0 < shortest <= longest <= 2.0:
             raise ValueError(
                 f"scratch_length_range {self.scratch_length_range}: need 0 < shortest <= longest <= 2 radii"
             )
+        low, high = self.loc_density_range
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"loc_density_range {self.loc_density_range}: need 0 < low <= high <= 1")
         return self
 
 
@@ -265,8 +277,9 @@ class _Patterns:
         # its middle stays inside the wafer (a cluster centred on the rim is Edge-Loc). Real Loc
         # clusters are large: on the dev lots the largest cluster holds 2.3 % of the dies (median;
         # 1.0 % on radii 0.05-0.24 before), and elongated.
+        cfg = self.config
         radius = max(math.exp(rng.uniform(math.log(0.07), math.log(0.38))), 3.0 / diameter)
-        r_c, t_c = rng.uniform(0.22, 0.85), rng.uniform(0, 2 * math.pi)
+        r_c, t_c = rng.uniform(0.22, cfg.loc_center_reach), rng.uniform(0, 2 * math.pi)
         field = self._blob(
             rng,
             u,
@@ -274,9 +287,9 @@ class _Patterns:
             r_c * math.cos(t_c),
             r_c * math.sin(t_c),
             radius,
-            rng.uniform(0.4, 0.95),
+            rng.uniform(*cfg.loc_density_range),
             irregularity=0.3,
-            elongation=0.8,
+            elongation=cfg.loc_elongation,
         )
         if rng.random() < 0.25:  # a satellite blob next to the main one
             r2 = rng.uniform(0.05, 0.15)
