@@ -34,12 +34,13 @@ from waferflow.patterns.features import grid_features
 from waferflow.patterns.own_maps import own_dataset_config, own_map_features
 from waferflow.patterns.trees import fit_trees
 from waferflow.synth.dataset import _per_class
-from waferflow.synth.generator import WaferGenerator
+from waferflow.synth.generator import GeneratorConfig, WaferGenerator
 
 PROJECT = Path(__file__).resolve().parents[1]
 CLASS = "Loc"
-DEFAULT_LOC = {"loc_center_reach": 0.85, "loc_density_range": (0.4, 0.95), "loc_elongation": 0.8}
-VARIANTS = {  # overrides of the Loc settings (the default generator's values above)
+LOC_SETTINGS = ("loc_center_reach", "loc_density_range", "loc_elongation")
+DEFAULT_LOC = {k: getattr(GeneratorConfig(), k) for k in LOC_SETTINGS}  # the generator's defaults
+VARIANTS = {  # overrides of the Loc settings
     "same": {},
     "dense": {"loc_density_range": (0.65, 1.0)},
     "rim": {"loc_center_reach": 0.95},
