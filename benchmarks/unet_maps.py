@@ -13,8 +13,9 @@ each through the pipeline's stages ``generate`` -> ``ingest`` -> ``validate`` ->
 temporary folder (``validate`` becomes a copy where great-expectations is missing, as in
 ``gpu_check.py``), then the train stage's ``fit()`` and the temperature on that data's val split.
 Per fit and real part: the U-Net's macro-F1 and recalls alone, and blended with the pipeline's
-pattern trees (``--patterns``, default ``data/patterns``) at each ``--weights`` U-Net share. The
-U-Net's class probabilities are saved beside the JSON (``<out>.npz``) for further blends.
+pattern trees (``--patterns``, default ``data/patterns``) at each ``--weights`` U-Net share. With
+``--probs FILE.npz`` the U-Net's class probabilities and the real labels are saved for further
+blends: they derive from real maps, so keep that file outside the repository.
 
 Choose on the dev lots; the test lots are for reporting once. Meant for a GPU (``--accelerator gpu``:
 71 s a default fit on one H100); on the 2-core CPU a fit takes ~20 min. Where MLflow is not
@@ -110,6 +111,7 @@ def main() -> None:
         default=None,
         help="also score this train-stage U-Net (models/weights.pt): the default variant at seed 42, not refitted",
     )
+    parser.add_argument("--probs", type=Path, default=None, help="npz of real labels and U-Net probabilities")
     parser.add_argument("--budget-s", type=float, default=1e9, help="no new fit starts past this wall time")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/unet_maps.json"))
     args = parser.parse_args()
@@ -138,7 +140,8 @@ def main() -> None:
     def save() -> None:
         results["elapsed_s"] = round(time.perf_counter() - started, 1)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
-        np.savez_compressed(args.out.with_suffix(".npz"), **saved)
+        if args.probs is not None:
+            np.savez_compressed(args.probs, **saved)
 
     if args.pipeline_unet is not None:
         from waferflow.registry.pyfunc import load_weights
