@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 from feature_classifier import scores
-from gpu_check import make_data
+from gpu_check import load_net, make_data
 from waferflow.config import load_params
 from waferflow.data.arrays import WaferArrays
 from waferflow.evaluation.real_maps import PARTS, real_arrays
@@ -50,7 +50,6 @@ from waferflow.registry.tracking import MlflowConfig
 from waferflow.synth.generator import GeneratorConfig
 from waferflow.training import trainer as trainer_mod
 from waferflow.training.config import TrainConfig
-from waferflow.training.lightning_module import WaferLitModule
 
 
 def variant_params(params, variant: str):
@@ -180,8 +179,7 @@ def main() -> None:
                 MlflowConfig(tracking_uri="sqlite:///mlflow.db", artifact_root="mlruns", experiment="unet_maps"),
                 root,
             )
-            net = WaferLitModule.load_from_checkpoint(summary["checkpoint"], map_location="cpu").net.eval()
-            predictor = WaferPredictor(net)
+            predictor = WaferPredictor(load_net(summary["checkpoint"]))
             temperature = predictor.calibrate(val.grids, val.labels)
             probs = {p: predictor.predict(real[p].grids)[0] for p in PARTS}
             for p in PARTS:
