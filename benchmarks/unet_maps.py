@@ -45,9 +45,9 @@ from waferflow.data.arrays import WaferArrays
 from waferflow.evaluation.real_maps import PARTS, real_arrays
 from waferflow.models.predictor import WaferPredictor
 from waferflow.patterns.features import original_shapes
+from waferflow.patterns.own_maps import own_dataset_config
 from waferflow.patterns.trees import PatternClassifier
 from waferflow.registry.tracking import MlflowConfig
-from waferflow.synth.generator import GeneratorConfig
 from waferflow.training import trainer as trainer_mod
 from waferflow.training.config import TrainConfig
 
@@ -59,7 +59,7 @@ def variant_params(params, variant: str):
     if variant != "own":
         raise ValueError(f"unknown variant {variant!r}: default or own")
     own = params.patterns.own_maps
-    generator = GeneratorConfig(**{**params.synth.generator.model_dump(), **own.generator})
+    generator = own_dataset_config(params.synth, own).generator  # the trees' generator overrides, validated
     synth = params.synth.model_copy(update={"labeled_per_class": own.per_class, "generator": generator})
     return params.model_copy(update={"synth": synth})
 
@@ -79,8 +79,8 @@ def without_mlflow() -> None:
     trainer_mod.resolved_tracking_uri = lambda cfg, root: ""
 
 
-def steps_per_epoch(root: Path, batch_size: int) -> int:
-    return math.ceil(len(WaferArrays.from_parquet(root / "data/processed/train.parquet").labels) / batch_size)
+def train_wafers(root: Path) -> int:
+    return len(WaferArrays.from_parquet(root / "data/processed/train.parquet").labels)
 
 
 def blend_scores(probs: dict, trees: dict | None, real: dict, weights: list[float]) -> dict:
@@ -153,12 +153,13 @@ def main() -> None:
     variants = sorted(args.variants.split(","), key=lambda v: v != "default")  # default first: its steps
     target_steps = None
     if "default" not in variants:  # the train stage's steps, from the pipeline's own split
-        target_steps = params.train.max_epochs * steps_per_epoch(Path("."), params.train.batch_size)
+        target_steps = params.train.max_epochs * math.ceil(train_wafers(Path(".")) / params.train.batch_size)
     for variant in variants:
         vparams = variant_params(params, variant)
         root = Path(tempfile.mkdtemp(prefix=f"unet_maps_{variant}_"))
         data = make_data(vparams, root)
-        per_epoch = steps_per_epoch(root, params.train.batch_size)
+        n_train = train_wafers(root)
+        per_epoch = math.ceil(n_train / params.train.batch_size)
         if variant == "default":
             target_steps = params.train.max_epochs * per_epoch  # the default variant's steps
         epochs = max(1, round(target_steps / per_epoch))
@@ -188,7 +189,7 @@ def main() -> None:
                 "variant": variant,
                 "seed": seed,
                 "data": data,
-                "train_wafers": len(WaferArrays.from_parquet(root / "data/processed/train.parquet").labels),
+                "train_wafers": n_train,
                 "epochs": epochs,
                 "optimiser_steps": epochs * per_epoch,
                 "train_seconds": summary["train_seconds"],
