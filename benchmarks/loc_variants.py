@@ -1,7 +1,8 @@
 """Loc settings of the generator read through the pattern trees on the real dev lots (issue #15,
 stop 38): one class redrawn, everything else held still.
 
-The patterns stage's trees fit on 27 000 own maps (``patterns.own_maps``, 3 000 a class). This
+The patterns stage's trees fit on own maps (``patterns.own_maps``, 3 000 a class a draw); this study
+takes the first draw's 27 000 (``draws`` 1: the unit it was measured on, stop 38). This
 script draws those maps once with the default generator, takes their pattern features as the
 stage does (each grid resized to the model input and back), then, for each variant (overrides of
 the ``loc_*`` settings of ``synth.generator``) and each ``--draws`` seed, redraws **only the Loc
@@ -92,7 +93,8 @@ def main() -> None:
     params = load_params(PROJECT / "params.yaml")
     size = tuple(params.preprocess.image_size)
     dev_x, dev_y = dev_features(args.real, size)
-    own = params.patterns.own_maps.model_copy(update={"generator": DEFAULT_LOC})
+    # the stage's first draw (3 000 a class, seed 7) with one class redrawn: the study's unit
+    own = params.patterns.own_maps.model_copy(update={"generator": DEFAULT_LOC, "draws": 1})
     x, y = own_map_features(params.synth, own, size, progress=True, n_jobs=-1)
     keep = y != CLASSES.index(CLASS)
     result: dict = {"class": CLASS, "own_maps": own.model_dump(), "runs": []}

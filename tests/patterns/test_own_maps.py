@@ -48,3 +48,22 @@ def test_patterns_stage_fits_on_its_own_maps_and_the_fabs_wafers(tiny_project, t
     assert meta["params"]["own_maps"]["generator"] == {"diameter_range": [18, 40]}
     assert PatternClassifier.from_dir(root / "data/patterns") is not None
     assert (train["source"] == GENERATED_SOURCE).sum() > 30  # the rest were left out of the fit
+
+
+def test_each_draw_of_the_own_maps_takes_the_next_seed():
+    from waferflow.patterns.own_maps import own_map_grids
+
+    synth = DatasetConfig(n_products=20, wafers_per_lot=5)
+    one = OwnMapsConfig(per_class=2, seed=5)
+    two = one.model_copy(update={"draws": 2})
+    assert [own_dataset_config(synth, two, k).seed for k in range(2)] == [5, 6]
+    with pytest.raises(ValueError, match="draw 2"):
+        own_dataset_config(synth, two, 2)
+
+    first, _, y1 = own_map_grids(synth, one, (32, 32))
+    both, shapes, y2 = own_map_grids(synth, two, (32, 32))
+    second, _, _ = own_map_grids(synth, OwnMapsConfig(per_class=2, seed=6), (32, 32))
+    assert len(both) == len(shapes) == len(y2) == 2 * 2 * 9
+    assert all((a == b).all() for a, b in zip(both, first + second))  # draw 0, then draw 1, as drawn alone
+    assert not all((a == b).all() for a, b in zip(first, second))  # the second draw holds other maps
+    assert sorted(y2.tolist()) == sorted(2 * y1.tolist())
