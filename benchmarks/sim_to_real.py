@@ -32,12 +32,13 @@ from waferflow.patterns.trees import PatternClassifier, served_class
 from waferflow.registry.pyfunc import load_weights
 
 
-def _scores(net, arrays: WaferArrays, patterns, components: dict, name: str) -> dict:
-    """The evaluate stage's metrics of the served class (no plots); each component's in ``components``."""
-    report = evaluate_arrays(net, arrays, patterns=patterns)
+def _scores(net, arrays: WaferArrays, patterns, components: dict, name: str, intervals_by: str | None = None) -> dict:
+    """The evaluate stage's metrics of the served class (no plots), with its 95 % intervals over
+    the ``intervals_by`` groups (lots) when given; each component's in ``components``."""
+    report = evaluate_arrays(net, arrays, patterns=patterns, intervals_by=intervals_by)
     if "components" in report:
         components[name] = report["components"]
-    return report["classification"]
+    return {**report["classification"], **({"intervals": report["intervals"]} if intervals_by else {})}
 
 
 def main() -> None:
@@ -59,7 +60,7 @@ def main() -> None:
     for part in ("test", "dev"):
         sub = frame[frame["part"] == part]
         arrays = WaferArrays.from_frame(resize_frame(sub, tuple(args.image_size)))
-        results[f"real_{part}"] = _scores(net, arrays, patterns, components, f"real_{part}")
+        results[f"real_{part}"] = _scores(net, arrays, patterns, components, f"real_{part}", "lot_id")
         rows[f"real {part} lots ({len(sub)} maps, {sub['lot_id'].nunique()} lots)"] = results[f"real_{part}"]
     test = WaferArrays.from_parquet("data/processed/test.parquet")
     results["generated_test"] = _scores(net, test, patterns, components, "generated_test")
@@ -80,6 +81,13 @@ def main() -> None:
     print(table.round(3).to_string())
     for name, parts in components.items():
         print(f"  {name}: " + ", ".join(f"{k} alone macro-F1 {v['macro_f1']:.3f}" for k, v in parts.items()))
+    print("\n95 % intervals of the served class, whole lots resampled (waferflow.evaluation.intervals):")
+    for part in ("test", "dev"):
+        iv = results[f"real_{part}"]["intervals"]
+        print(
+            f"  real {part} lots: macro-F1 {iv['macro_f1'][0]:.3f}-{iv['macro_f1'][1]:.3f}; recall "
+            + ", ".join(f"{c} {lo:.2f}-{hi:.2f}" for c, (lo, hi) in iv["recall"].items())
+        )
 
     generated = read_frame("data/generated/test.parquet")
     dev = frame[frame["part"] == "dev"]

@@ -138,6 +138,10 @@ def test_real_data_is_evaluated_apart_on_dev_and_test_lots(trained, tmp_path):
     assert list(summary)[-2:] == ["test", "dev"] and summary["test"]["wafers"] == 2 and summary["model_version"] == "7"
     per_class = summary["test"]["per_class"].values()
     assert summary["test"]["min_recall"] == min(v["recall"] for v in per_class if v["support"])
+    for part in PARTS:  # one lot a part: nothing to resample, and the summary says so
+        intervals = summary[part]["intervals"]
+        assert intervals["lots"] == 1 and intervals["macro_f1"] is None and "two or more" in intervals["reason"]
+        assert intervals["recall"].keys() == {c for c, v in summary[part]["per_class"].items() if v["support"]}
 
 
 def test_export_stage_logs_onnx_beside_the_version_and_engine_loads_by_alias(trained):

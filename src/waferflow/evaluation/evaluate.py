@@ -15,6 +15,7 @@ import pandas as pd
 
 from waferflow.data.arrays import WaferArrays
 from waferflow.data.split import resize_frame
+from waferflow.evaluation.intervals import lot_intervals
 from waferflow.evaluation.metrics import class_summary, classification_metrics, mask_metrics
 from waferflow.evaluation.plots import plot_confusion, plot_error_gallery, plot_roc, plot_worst_errors
 from waferflow.evaluation.real_maps import PARTS, load_real_frame
@@ -34,10 +35,13 @@ def evaluate_arrays(
     prefix: str = "",
     n_worst: int = 12,
     patterns: PatternClassifier | None = None,
+    intervals_by: str | None = None,
 ) -> dict:
     """Metrics of ``model`` on labeled ``arrays``; PNG plots into ``plot_dir`` when given. With
     ``patterns`` the class is the served blend of the U-Net and the pattern trees, and
-    ``components`` records each one alone."""
+    ``components`` records each one alone. With ``intervals_by`` (a column of ``arrays.frame``,
+    the lot) ``intervals`` holds 95 % bootstrap intervals of the served class's macro-F1 and
+    recalls, whole groups resampled (:func:`~waferflow.evaluation.intervals.lot_intervals`)."""
     arrays = arrays.take(np.flatnonzero(arrays.labels >= 0))
     probs, pred_masks = as_predictor(model).predict(arrays.grids)
     y_true = arrays.labels
@@ -51,6 +55,8 @@ def evaluate_arrays(
         "mask": mask_metrics(arrays.targets, pred_masks),
         **({"components": components} if components else {}),
     }
+    if intervals_by is not None:
+        report["intervals"] = lot_intervals(y_true, probs.argmax(1), arrays.frame[intervals_by].to_numpy())
     if plot_dir is not None:
         plots = {
             "confusion_matrix": plot_confusion(
@@ -113,6 +119,7 @@ def evaluate_real_data(
             title=f"real {part} lots: {Path(info['source']).name}",
             prefix=f"real_{part}_",
             patterns=patterns,
+            intervals_by="lot_id",
         )
         out["parts"][part] = {
             "available": True,
@@ -125,7 +132,8 @@ def evaluate_real_data(
 
 def real_summary(real: dict, model_version: str | None = None) -> dict:
     """``metrics/evaluate_real.json``: the real test lots' figures first (the headline), then the
-    dev lots'; per part macro-F1, accuracy and per-class precision/recall/F1."""
+    dev lots'; per part macro-F1, accuracy, per-class precision/recall/F1 and their 95 % intervals
+    over the part's lots (``intervals``)."""
     if not real.get("available"):
         return real
     out = {k: real[k] for k in ("available", "source", "split", "wafers", "lots")}
@@ -145,6 +153,7 @@ def real_summary(real: dict, model_version: str | None = None) -> dict:
             "per_class": cls["per_class"],
             "confusion_matrix": cls["confusion_matrix"],
             **({"components": rep["components"]} if "components" in rep else {}),
+            **({"intervals": rep["intervals"]} if "intervals" in rep else {}),
             "plots": rep.get("plots", {}),
         }
     return out
