@@ -48,3 +48,17 @@ def test_one_lot_has_no_interval_and_one_lot_alike_in_all_resamples_is_the_figur
     assert alone["macro_f1"] is None and alone["recall"] == {"Center": None, "Donut": None, "Edge-Loc": None}
     same = lot_intervals(np.tile(y, 3), np.tile(y, 3), np.repeat([0, 1, 2], 4), n_resamples=100)
     assert same["macro_f1"] == [1.0, 1.0] and "reason" not in same
+
+
+def test_paired_difference_of_two_models_on_the_same_lots():
+    y, pred, lots = _lots_right_or_wrong(200)
+    same = lot_intervals(y, pred, lots, baseline=pred)
+    assert same["of"] == "difference to the baseline" and same["macro_f1"] == [0.0, 0.0]
+    better = pred.copy()
+    better[:100] = y[:100]  # the first 20 lots put right: a small gain on every resample that draws them
+    paired = lot_intervals(y, better, lots, baseline=pred)
+    assert 0 < paired["macro_f1"][0] < paired["macro_f1"][1]
+    alone = lot_intervals(y, better, lots)["macro_f1"]  # each model's own spread is far wider than the pair's
+    assert (paired["macro_f1"][1] - paired["macro_f1"][0]) < 0.5 * (alone[1] - alone[0])
+    with pytest.raises(ValueError, match="baseline has 10 predictions for 1000 wafers"):
+        lot_intervals(y, pred, lots, baseline=pred[:10])

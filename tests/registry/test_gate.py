@@ -40,6 +40,12 @@ def test_rules_on_measured_values():
     }
     ok, rules = decide(with_real, challenger, True, cfg)
     assert not ok and [r["rule"] for r in rules if not r["passed"]] == ["real_macro_f1"]
+    # the paired lot interval of the difference is reported beside its split's rules, never judged
+    diff = {"test": {"macro_f1": -0.003, "interval": {"level": 0.95, "lots": 40, "macro_f1": [-0.02, 0.01]}}}
+    ok, rules = decide(champion, _measured(0.897, {"Center": 0.88, "Scratch": 0.85}, 4.5), True, cfg, None, diff)
+    reported = next(r for r in rules if r["rule"] == "test_macro_f1_difference")
+    assert ok and reported["passed"] and reported["challenger"] == -0.003
+    assert "95% interval -0.0200 to +0.0100 over 40 lots" in reported["limit"]
 
 
 def _shadow(challenger="8", champion="7", wafers=300, agreement=0.95, labeled=None):
@@ -132,6 +138,14 @@ def test_gate_refuses_a_degraded_challenger_promotes_a_good_one_and_rollback_res
     assert aliases()["champion"] == v1  # nothing moved
     tags = MlflowClient().get_model_version(NAME, v2).tags
     assert tags["gate.decision"] == "refused" and tags["gate.rule.test_macro_f1"].startswith("FAIL")
+    diff = refused["measured"]["difference"]["test"]  # reported beside the rules, judged by none
+    ch, cp = refused["measured"]["challenger"]["test"], refused["measured"]["champion"]["test"]
+    assert diff["macro_f1"] == pytest.approx(ch["macro_f1"] - cp["macro_f1"], abs=1e-6) and "_predicted" not in ch
+    assert diff["interval"]["lots"] == len(set(test.frame["lot_id"])) and len(diff["interval"]["macro_f1"]) == 2
+    assert (
+        tags["gate.rule.test_macro_f1_difference"].startswith("PASS")
+        and "interval" in tags["gate.rule.test_macro_f1_difference"]
+    )
 
     v3 = register(registry["good"], "trained-again")
     promoted = run_gate(NAME, v3, test, cfg)

@@ -54,26 +54,36 @@ def lot_intervals(
     level: float = 0.95,
     n_resamples: int = 2000,
     seed: int = 0,
+    baseline: np.ndarray | None = None,
 ) -> dict:
     """``level`` bootstrap intervals of macro-F1 and per-class recall, whole ``groups`` (lots)
     resampled: ``{"macro_f1": [low, high], "recall": {class: [low, high]}, ...}`` rounded to 4
-    decimals; ``None`` bounds and a ``reason`` for fewer than two lots."""
+    decimals; ``None`` bounds and a ``reason`` for fewer than two lots. With ``baseline`` (another
+    model's predictions of the same wafers) the intervals are of the difference ``y_pred`` minus
+    ``baseline``, both scored on the same resampled lots (paired): is one model better on these
+    lots, or only on this draw of them?"""
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    baseline = None if baseline is None else np.asarray(baseline, dtype=np.int64)
     groups = np.asarray(groups)
     if not len(y_true) == len(y_pred) == len(groups):
         raise ValueError(f"y_true, y_pred and groups differ in length: {len(y_true)}, {len(y_pred)}, {len(groups)}")
+    if baseline is not None and len(baseline) != len(y_true):
+        raise ValueError(f"baseline has {len(baseline)} predictions for {len(y_true)} wafers")
     present = np.unique(y_true)
     codes, members = np.unique(groups, return_inverse=True)
     wafers_of = np.split(np.argsort(members, kind="stable"), np.cumsum(np.bincount(members))[:-1])
 
     head = {"level": level, "resampled": "lots", "lots": int(len(codes)), "n_resamples": n_resamples, "seed": seed}
+    if baseline is not None:
+        head["of"] = "difference to the baseline"
     if len(codes) < 2:  # nothing varies between lots to resample: no interval, said so
         none = {"macro_f1": None, "recall": dict.fromkeys((CLASSES[c] for c in present), None)}
         return {**head, **none, "reason": f"{len(codes)} lot: an interval needs two or more"}
 
     def statistic(drawn: np.ndarray) -> np.ndarray:
         rows = np.concatenate([wafers_of[g] for g in drawn])
-        return _figures(y_true[rows], y_pred[rows], present)
+        figures = _figures(y_true[rows], y_pred[rows], present)
+        return figures if baseline is None else figures - _figures(y_true[rows], baseline[rows], present)
 
     with warnings.catch_warnings():  # every lot alike: the interval is the figure itself
         warnings.simplefilter("ignore", DegenerateDataWarning)

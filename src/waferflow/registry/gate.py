@@ -9,6 +9,9 @@ IoU, p95 batch-1 latency; the challenger's ONNX parity comes from its export tag
 * ``macro_f1``: challenger >= champion - ``max_macro_f1_drop`` (on each test source, and on real data when present);
 * ``class_recall``: no class's recall drops by more than ``max_class_recall_drop``;
 * ``onnx_parity``: the challenger's export passed its parity check (when ``require_onnx_parity``);
+* ``<split>_macro_f1_difference`` (reported, judged by no rule): challenger minus champion
+  macro-F1 with its 95 % interval, both scored on the same lots resampled whole — a drop or gain
+  inside it is one this split's lots cannot tell from chance;
 * ``latency``: challenger p95 <= ``max_latency_ratio`` x champion p95;
 * ``shadow_agreement`` / ``shadow_labeled_accuracy``: on live traffic (the shadow report of this
   challenger beside this champion, when it covers ``min_shadow_wafers``): agreement above a floor,
@@ -36,13 +39,26 @@ import numpy as np
 from mlflow import MlflowClient
 
 from waferflow.data.arrays import WaferArrays
+from waferflow.evaluation.intervals import lot_intervals
 from waferflow.evaluation.metrics import classification_metrics, mask_metrics
 from waferflow.registry.aliases import PREVIOUS, AliasMoved, alias_lock, move_champion
 from waferflow.registry.gate_config import GateConfig
 from waferflow.registry.register import CHAMPION, tag_version
 from waferflow.patterns.features import original_shapes
 
-__all__ = ["GateConfig", "gate_splits", "measure_version", "decide", "run_gate", "promote", "rollback", "PREVIOUS"]
+__all__ = [
+    "GateConfig",
+    "gate_splits",
+    "measure_version",
+    "lot_differences",
+    "decide",
+    "run_gate",
+    "promote",
+    "rollback",
+    "PREVIOUS",
+]
+
+PREDICTED = "_predicted"  # a measured split's predicted classes, until lot_differences takes them
 
 
 def _now() -> str:
@@ -75,6 +91,7 @@ def measure_version(
             "macro_f1": cls["macro_f1"],
             "recall": {c: v["recall"] for c, v in cls["per_class"].items() if v["support"] > 0},
             "mask_iou": mask_metrics(a.targets, masks)["mean_iou"],
+            PREDICTED: probs.argmax(1),  # for the paired intervals (:func:`lot_differences`); not kept
         }
 
     out = {"version": str(version), **{n: quality(a) for n, a in gate_splits(arrays).items()}}
@@ -91,11 +108,39 @@ def measure_version(
     return out
 
 
+def lot_differences(
+    champion: dict, challenger: dict, splits: dict[str, WaferArrays | None], level: float = 0.95
+) -> dict[str, dict]:
+    """Per split both versions predicted and whose wafers name their lot: the challenger's
+    macro-F1 and recalls minus the champion's, with ``level`` intervals of that difference, both
+    versions scored on the same resampled lots (:func:`waferflow.evaluation.intervals.lot_intervals`).
+    Takes the predictions out of ``champion`` and ``challenger`` (they are not JSON)."""
+    out = {}
+    for name, arrays in splits.items():
+        ch, cp = challenger.get(name) or {}, champion.get(name) or {}
+        predicted = ch.pop(PREDICTED, None), cp.pop(PREDICTED, None)
+        if arrays is None or any(p is None for p in predicted) or arrays.frame is None or "lot_id" not in arrays.frame:
+            continue
+        out[name] = {
+            "macro_f1": round(ch["macro_f1"] - cp["macro_f1"], 6),
+            "interval": lot_intervals(
+                arrays.labels, predicted[0], arrays.frame["lot_id"].to_numpy(), level, baseline=predicted[1]
+            ),
+        }
+    return out
+
+
 def decide(
-    champion: dict, challenger: dict, parity_passed: bool, cfg: GateConfig, shadow: dict | None = None
+    champion: dict,
+    challenger: dict,
+    parity_passed: bool,
+    cfg: GateConfig,
+    shadow: dict | None = None,
+    differences: dict[str, dict] | None = None,
 ) -> tuple[bool, list[dict]]:
     """Apply the rules; returns (passed, rules) with each rule's measured values. ``shadow`` is a
-    shadow report (:func:`waferflow.monitoring.shadow.shadow_report`), or None."""
+    shadow report (:func:`waferflow.monitoring.shadow.shadow_report`), or None; ``differences``
+    (:func:`lot_differences`) are reported beside the rules of their split, judged by none."""
     rules = []
 
     def rule(name: str, passed: bool, challenger_value, champion_value, limit: str) -> None:
@@ -130,6 +175,17 @@ def decide(
             f"no class recall drops by more than {cfg.max_class_recall_drop} (worst: {worst}, {drops[worst]:+.3f})",
         )
         rule(f"{split}_mask_iou", True, ch["mask_iou"], cp["mask_iou"], "reported")
+        diff = (differences or {}).get(split)
+        if diff is not None and diff["interval"]["macro_f1"] is not None:
+            low, high = diff["interval"]["macro_f1"]
+            rule(
+                f"{split}_macro_f1_difference",
+                True,
+                diff["macro_f1"],
+                None,
+                f"reported: challenger - champion, {diff['interval']['level']:.0%} interval {low:+.4f} to "
+                f"{high:+.4f} over {diff['interval']['lots']} lots resampled",
+            )
     if cfg.require_onnx_parity:
         rule("onnx_parity", parity_passed, parity_passed, None, "export parity check passed")
     rule(
@@ -214,7 +270,10 @@ def _compare(
             }
         passed, rules, measured = False, [], None
     else:
-        passed, rules = decide(measured["champion"], measured["challenger"], parity, cfg, shadow)
+        splits = {**gate_splits(arrays), "real": real}
+        differences = lot_differences(measured["champion"], measured["challenger"], splits)
+        measured["difference"] = differences
+        passed, rules = decide(measured["champion"], measured["challenger"], parity, cfg, shadow, differences)
     failed = [r["rule"] for r in rules if not r["passed"]] or ["comparison"]
     if not (passed or cfg.force_promote):
         return {
