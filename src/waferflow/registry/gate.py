@@ -112,8 +112,9 @@ def lot_differences(
     champion: dict, challenger: dict, splits: dict[str, WaferArrays | None], level: float = 0.95
 ) -> dict[str, dict]:
     """Per split both versions predicted and whose wafers name their lot: the challenger's
-    macro-F1 and recalls minus the champion's, with ``level`` intervals of that difference, both
-    versions scored on the same resampled lots (:func:`waferflow.evaluation.intervals.lot_intervals`).
+    macro-F1 minus the champion's, with ``level`` intervals of that difference and of each class's
+    recall difference, both versions scored on the same resampled lots
+    (:func:`waferflow.evaluation.intervals.lot_intervals`).
     Takes the predictions out of ``champion`` and ``challenger`` (they are not JSON)."""
     out = {}
     for name, arrays in splits.items():
