@@ -91,6 +91,7 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     meta = {
         "enabled": True,
         "unet_weight": cfg.unet_weight,
+        "class_weights": cfg.class_weights,
         "classes": classes,
         "features": list(FEATURE_NAMES),
         "params": cfg.model_dump(exclude={"feature_jobs"}),  # how it was computed is not the model
@@ -111,6 +112,7 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     )
     summary = {
         "unet_weight": cfg.unet_weight,
+        "class_weights": cfg.class_weights,
         "fitted_on": meta["fitted_on"],
         "fitted_on_parts": fitted_on,
         "trees": meta["trees"],

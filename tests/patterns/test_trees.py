@@ -8,7 +8,15 @@ import pytest
 from waferflow.classes import CLASSES
 from waferflow.patterns.config import PatternsConfig
 from waferflow.patterns.features import FEATURE_NAMES
-from waferflow.patterns.trees import META_FILE, TREES_FILE, PatternClassifier, fit_trees, parity, trees_to_onnx
+from waferflow.patterns.trees import (
+    META_FILE,
+    TREES_FILE,
+    PatternClassifier,
+    fit_trees,
+    parity,
+    served_class,
+    trees_to_onnx,
+)
 
 N_FEATURES = len(FEATURE_NAMES)
 
@@ -21,7 +29,7 @@ def _data(classes: list[int], n: int = 60, seed: int = 0) -> tuple[np.ndarray, n
     return x, y
 
 
-def _save(folder, model, classes: list[int], weight: float = 0.5, features=FEATURE_NAMES) -> dict:
+def _save(folder, model, classes: list[int], weight: float = 0.5, features=FEATURE_NAMES, class_weights=None) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / TREES_FILE).write_bytes(trees_to_onnx(model, N_FEATURES).SerializeToString())
     meta = {
@@ -31,6 +39,7 @@ def _save(folder, model, classes: list[int], weight: float = 0.5, features=FEATU
         "features": list(features),
         "fitted_on": len(classes) * 60,
         "trees": 0,
+        **({"class_weights": class_weights} if class_weights is not None else {}),
     }
     (folder / META_FILE).write_text(json.dumps(meta))
     return meta
@@ -64,6 +73,36 @@ def test_the_blend_is_the_weighted_mean_of_the_two(tmp_path):
     unet = np.full((len(x), 9), 1 / 9, np.float32)
     tree_probs = trees.proba_features(x)
     assert np.allclose(trees.mix(unet, tree_probs), 0.25 * unet + 0.75 * tree_probs, atol=1e-7)
+
+
+def test_class_weights_scale_the_blend_and_keep_each_row_a_distribution(tmp_path):
+    x, y = _data(list(range(9)))
+    model = fit_trees(x, y, PatternsConfig(max_iter=10, min_samples_leaf=10, bags=1))
+    _save(tmp_path, model, list(range(9)), weight=0.25, class_weights={"Loc": 2.0})
+    trees = PatternClassifier.from_dir(tmp_path)
+    loc = CLASSES.index("Loc")
+    unet = np.full((len(x), 9), 1 / 9, np.float32)
+    tree_probs = trees.proba_features(x)
+    plain = 0.25 * unet + 0.75 * tree_probs
+    factors = np.ones(9)
+    factors[loc] = 2.0
+    expected = plain * factors / (plain * factors).sum(1, keepdims=True)
+    got = trees.mix(unet, tree_probs)
+    assert np.allclose(got, expected, atol=1e-6) and np.allclose(got.sum(1), 1, atol=1e-5)
+    # Loc gains where it was a close second, and only Loc: no other class wins a wafer it lost
+    changed = got.argmax(1) != plain.argmax(1)
+    assert (got.argmax(1)[changed] == loc).all()
+    # a wafer the blend gives Loc 0.3 and Center 0.4 becomes Loc (0.6 against 0.4 before renormalising)
+    tie = np.zeros((1, 9), np.float32)
+    tie[0, [loc, CLASSES.index("Center"), CLASSES.index("none")]] = 0.3, 0.4, 0.3
+    assert trees.mix(tie, tie).argmax() == loc and plain.dtype == got.dtype
+    assert "Loc x 2" in served_class(trees)
+
+
+@pytest.mark.parametrize("bad", [{"Lock": 2.0}, {"Loc": 0.0}, {"Loc": -1.0}, {"Loc": float("nan")}])
+def test_class_weights_of_no_class_or_no_positive_factor_are_refused(bad):
+    with pytest.raises(ValueError, match="class_weights"):
+        PatternsConfig(class_weights=bad)
 
 
 def test_trees_of_other_features_or_a_missing_stage_are_refused(tmp_path):

@@ -177,8 +177,9 @@ def test_export_stage_logs_onnx_beside_the_version_and_engine_loads_by_alias(tra
     np.testing.assert_allclose(pyfunc["class_probs"], blended, atol=1e-5)
     assert [r["class"] for r in served] == [CLASSES[i] for i in blended.argmax(1)]
     np.testing.assert_allclose([r["confidence"] for r in served], blended.max(1), atol=1e-5)
-    w = trees.unet_weight
-    np.testing.assert_allclose(blended, w * local_probs + (1 - w) * trees.proba(grids), atol=1e-6)
+    w, factors = trees.unet_weight, np.array([trees.class_weights.get(c, 1.0) for c in CLASSES])
+    plain = (w * local_probs + (1 - w) * trees.proba(grids)) * factors
+    np.testing.assert_allclose(blended, plain / plain.sum(1, keepdims=True), atol=1e-6)
     assert all(r["triage"]["decision"] in ("PASS", "REVIEW", "REJECT") for r in served)  # triage in the graph
     assert summary["max_abs_diff_novelty"] < 1e-3
     tags = MlflowClient().get_model_version(params.mlflow.registered_model, latest["version"]).tags

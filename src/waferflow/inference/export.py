@@ -195,6 +195,7 @@ def export_onnx(
         metadata["patterns"] = {
             "file": PATTERNS_FILE,
             **{k: patterns.meta[k] for k in ("unet_weight", "classes", "features", "fitted_on", "trees")},
+            "class_weights": patterns.class_weights,
         }
     if novelty_head is not None:  # the explanation's novelty heatmap needs the head in torch
         from waferflow.triage.novelty import HEAD_FILE

@@ -10,7 +10,8 @@ node (thresholds in float64, the features too, so ONNX and scikit-learn split ev
 same way); :func:`parity` proves it on wafers before the stage keeps the file.
 
 :class:`PatternClassifier` is what evaluation, the triage calibration, the gate and the engine
-call: ``blend(unet_probs, grids, shapes)`` = ``w * unet + (1 - w) * trees`` (``unet_weight``).
+call: ``blend(unet_probs, grids, shapes)`` = ``w * unet + (1 - w) * trees`` (``unet_weight``),
+times the ``class_weights`` decision weights, each row renormalised.
 
 Example:
     >>> import numpy as np
@@ -222,8 +223,9 @@ def parity(model, onnx_bytes: bytes, x: np.ndarray) -> dict:
 class PatternClassifier:
     """The exported trees (``trees.onnx``) and their blend with the U-Net's probabilities.
 
-    ``meta`` is ``patterns.json``: ``unet_weight``, ``classes`` (the trees' classes, a subset of
-    :data:`~waferflow.classes.CLASSES` when a class had no training wafer) and ``features``.
+    ``meta`` is ``patterns.json``: ``unet_weight``, ``class_weights`` (absent in files written before
+    stop 42: none), ``classes`` (the trees' classes, a subset of :data:`~waferflow.classes.CLASSES`
+    when a class had no training wafer) and ``features``.
     """
 
     def __init__(self, onnx_path: str | Path, meta: dict) -> None:
@@ -235,6 +237,8 @@ class PatternClassifier:
         self.path = Path(onnx_path)
         self.session = _session(self.path)
         self.unet_weight = float(meta["unet_weight"])
+        self.class_weights = {str(k): float(v) for k, v in meta.get("class_weights", {}).items()}
+        self._factors = np.array([self.class_weights.get(c, 1.0) for c in CLASSES], np.float32)
         self.columns = [CLASSES.index(c) for c in meta["classes"]]
         self.meta = meta
 
@@ -260,9 +264,14 @@ class PatternClassifier:
         return self.proba_features(grid_features(grids, shapes, progress=progress))
 
     def mix(self, unet_probs: np.ndarray, tree_probs: np.ndarray) -> np.ndarray:
-        """``unet_weight`` x U-Net + (1 - unet_weight) x trees."""
+        """``unet_weight`` x U-Net + (1 - unet_weight) x trees; with ``class_weights``, times their
+        factors and each row renormalised to sum to 1."""
         w = self.unet_weight
-        return (w * np.asarray(unet_probs, np.float32) + (1 - w) * tree_probs).astype(np.float32)
+        mixed = (w * np.asarray(unet_probs, np.float32) + (1 - w) * tree_probs).astype(np.float32)
+        if not self.class_weights:
+            return mixed
+        weighted = mixed * self._factors
+        return (weighted / weighted.sum(axis=-1, keepdims=True)).astype(np.float32)
 
     def blend(self, unet_probs: np.ndarray, grids: np.ndarray, shapes=None, progress: bool = False) -> np.ndarray:
         """The served class probabilities: :meth:`mix` of ``unet_probs`` and :meth:`proba`."""
@@ -274,4 +283,7 @@ def served_class(patterns: PatternClassifier | None) -> str:
     if patterns is None:
         return "U-Net alone (patterns disabled)"
     w = patterns.unet_weight
-    return f"{w:g} x U-Net + {1 - w:g} x pattern trees (class probabilities)"
+    weights = "".join(f", {c} x {f:g}" for c, f in patterns.class_weights.items())
+    return (
+        f"{w:g} x U-Net + {1 - w:g} x pattern trees (class probabilities{weights}{', renormalised' if weights else ''})"
+    )
