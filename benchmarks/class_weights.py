@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sim_to_real import add_model_arguments
 
 from waferflow.classes import CLASSES
 from waferflow.data.arrays import WaferArrays
@@ -44,10 +45,7 @@ from waferflow.registry.pyfunc import load_weights
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--real", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--weights", type=Path, default=Path("models/weights.pt"))
-    parser.add_argument("--patterns", type=Path, default=Path("data/patterns"))
-    parser.add_argument("--image-size", type=int, nargs=2, default=(64, 64))
+    add_model_arguments(parser)
     parser.add_argument("--cls", default="Loc", choices=CLASSES)
     parser.add_argument("--factors", default="1,1.25,1.5,1.75,2,2.25,2.5,3")
     parser.add_argument("--chosen", type=float, default=2.0)

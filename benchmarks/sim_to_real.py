@@ -41,12 +41,18 @@ def _scores(net, arrays: WaferArrays, patterns, components: dict, name: str, int
     return {**report["classification"], **({"intervals": report["intervals"]} if intervals_by else {})}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The real maps, and the pipeline's U-Net and trees that serve them (this script's and
+    ``class_weights.py``'s)."""
     parser.add_argument("--real", type=Path, default=Path("../shared/data"))
     parser.add_argument("--weights", type=Path, default=Path("models/weights.pt"))
     parser.add_argument("--patterns", type=Path, default=Path("data/patterns"))
     parser.add_argument("--image-size", type=int, nargs=2, default=(64, 64))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sim_to_real.json"))
     args = parser.parse_args()
     started = time.perf_counter()
