@@ -14,11 +14,15 @@ factor on ``--cls`` does, **on the real dev lots only** (the test lots are never
 * the paired 95 % lot interval of ``--chosen`` against factor 1
   (:func:`~waferflow.evaluation.intervals.lot_intervals` with ``baseline=``);
 * what each factor costs on the generated test split (``--generated``), which the promotion gate
-  also judges.
+  also judges;
+* whether weights on more classes would carry (stop 43), on the same halvings: a second class's
+  factor on top of ``--chosen`` (each class in turn), and a factor for every class at once
+  (coordinate ascent from ``--chosen``, two rounds), each chosen on one half and its gain over
+  ``--cls`` x ``--chosen`` alone measured on the other.
 
     make pipeline && .venv/bin/python benchmarks/class_weights.py [--cls Loc] [--chosen 2]
 
-Writes ``benchmarks/results/class_weights.json``; ~1 min on a 2-core machine.
+Writes ``benchmarks/results/class_weights.json``; ~4 min on a 2-core machine (1 for the factor sweep).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from feature_classifier import real_frame
 from sim_to_real import add_model_arguments
 
 from waferflow.classes import CLASSES
@@ -36,11 +41,44 @@ from waferflow.data.arrays import WaferArrays
 from waferflow.data.split import resize_frame
 from waferflow.evaluation.intervals import lot_intervals
 from waferflow.evaluation.metrics import classification_metrics
-from waferflow.evaluation.real_maps import load_real_frame
 from waferflow.models.predictor import as_predictor
 from waferflow.patterns.features import original_shapes
 from waferflow.patterns.trees import PatternClassifier
 from waferflow.registry.pyfunc import load_weights
+
+
+GRID = (0.5, 0.67, 0.8, 1.0, 1.25, 1.5, 2.0)  # factors tried on the classes beyond ``--cls``
+
+
+def more_classes(
+    y: np.ndarray, blend: np.ndarray, halves: list[np.ndarray], cls: int, chosen: float
+) -> dict[str, list[float]]:
+    """Would weights on more classes carry? ``blend`` is the served blend without weights; for each
+    halving, factors are chosen on ``half`` (ties go to the factor nearest 1) and scored on the
+    other half against ``cls`` x ``chosen`` alone. A renormalised row keeps its argmax, so the
+    class is ``(blend * factors).argmax``, as :meth:`PatternClassifier.mix` serves it."""
+    start = np.ones(len(CLASSES))
+    start[cls] = chosen
+
+    def f1(rows: np.ndarray, factors: np.ndarray) -> float:
+        return classification_metrics(y[rows], blend[rows] * factors)["macro_f1"]
+
+    def best(rows: np.ndarray, factors: np.ndarray, c: int) -> np.ndarray:
+        trials = [np.where(np.arange(len(CLASSES)) == c, factors[c] * g, factors) for g in GRID]
+        return max(trials, key=lambda t: (f1(rows, t), -abs(np.log(t[c] / factors[c]))))
+
+    out: dict[str, list[float]] = {}
+    for c in (c for c in range(len(CLASSES)) if c != cls):
+        out[f"and {CLASSES[c]}"] = [round(f1(~h, best(h, start, c)) - f1(~h, start), 4) for h in halves]
+    every = []
+    for h in halves:
+        factors = start
+        for _ in range(2):
+            for c in range(len(CLASSES)):
+                factors = best(h, factors, c)
+        every.append(round(f1(~h, factors) - f1(~h, start), 4))
+    out["every class"] = every
+    return out
 
 
 def main() -> None:
@@ -54,9 +92,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/class_weights.json"))
     args = parser.parse_args()
     started = time.perf_counter()
-    frame, info = load_real_frame(args.real, "dev")
-    if frame is None:
-        raise SystemExit(f"no real labeled maps: {info['reason']} (pass --real DIR)")
+    frame, info = real_frame(args.real, "dev")
     arrays = WaferArrays.from_frame(resize_frame(frame, tuple(args.image_size)))
     patterns = PatternClassifier.from_dir(args.patterns)
     if patterns is None:
@@ -100,8 +136,8 @@ def main() -> None:
         return classification_metrics(y[rows], preds[f][rows])["macro_f1"]
 
     rng, unique, halvings = np.random.default_rng(0), np.unique(lots), []
-    for _ in range(args.halvings):
-        chosen_half = np.isin(lots, rng.choice(unique, len(unique) // 2, replace=False))
+    halves = [np.isin(lots, rng.choice(unique, len(unique) // 2, replace=False)) for _ in range(args.halvings)]
+    for chosen_half in halves:
         best = max(factors, key=lambda f: macro_f1(chosen_half, f))
         gain = macro_f1(~chosen_half, best) - macro_f1(~chosen_half, 1.0)
         halvings.append({"chosen": best, "gain_other_half": round(gain, 4)})
@@ -115,6 +151,10 @@ def main() -> None:
         f"{args.cls} x {args.chosen:g} - x 1, 95 % lot interval: macro-F1 {paired['macro_f1']}, "
         f"{args.cls} recall {paired['recall'][args.cls]}"
     )
+    more = more_classes(y, preds[1.0], halves, CLASSES.index(args.cls), args.chosen)
+    for name, other_half in more.items():
+        g = np.array(other_half)
+        print(f"{name}: gain over {args.cls} x {args.chosen:g} alone, mean {g.mean():+.4f}, >= 0 in {(g >= 0).sum()}")
     result = {
         "real": info,
         "cls": args.cls,
@@ -124,6 +164,7 @@ def main() -> None:
         "halving_gain_mean": round(float(gains.mean()), 4),
         "chosen": args.chosen,
         "paired_interval": paired,
+        "more_classes": {name: {"gain_other_half": g, "mean": round(float(np.mean(g)), 4)} for name, g in more.items()},
         "seconds": round(time.perf_counter() - started, 1),
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")

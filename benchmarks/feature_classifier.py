@@ -59,6 +59,15 @@ def features(grids, desc: str) -> np.ndarray:
     return grid_features(grids, progress=True, desc=desc)
 
 
+def real_frame(real: Path, part: str | None = None):
+    """The real labeled maps of ``part`` (dev or test lots; None: both) and their source info, or
+    exit with the reason none were found (the benchmarks that need them)."""
+    frame, info = load_real_frame(real, part)
+    if frame is None:
+        raise SystemExit(f"no real labeled maps: {info['reason']} (pass --real DIR)")
+    return frame, info
+
+
 def record_features(records, desc: str) -> tuple[np.ndarray, np.ndarray]:
     """Features and class indices of generated wafer records."""
     return features([r.die_grid for r in records], desc), np.array([CLASSES.index(r.label) for r in records])

@@ -28,11 +28,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from feature_classifier import features, record_features, scores
+from feature_classifier import features, real_frame, record_features, scores
 from waferflow.classes import CLASSES
 from waferflow.config import load_params
 from waferflow.data.records import grid_from_row
-from waferflow.evaluation.real_maps import load_real_frame
 from waferflow.patterns.config import OwnMapsConfig, PatternsConfig
 from waferflow.patterns.features import FEATURE_NAMES
 from waferflow.patterns.trees import fit_trees
@@ -72,9 +71,7 @@ def feature_columns(spec: str) -> list[int]:
 
 def dev_lot_features(real: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """Pattern features and classes of the real dev lots in ``real``, and what was loaded."""
-    frame, info = load_real_frame(real, "dev")
-    if frame is None:
-        raise SystemExit(f"no real labeled maps: {info['reason']} (pass --real DIR)")
+    frame, info = real_frame(real, "dev")
     x = features([grid_from_row(row) for _, row in frame.iterrows()], "features: real dev lots")
     return x, np.array([CLASSES.index(c) for c in frame["label"]]), info
 

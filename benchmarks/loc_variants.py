@@ -25,12 +25,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from feature_classifier import scores
+from feature_classifier import real_frame, scores
 from waferflow.classes import CLASSES
 from waferflow.config import load_params
 from waferflow.data.records import grid_from_row
 from waferflow.data.resize import resize_grid
-from waferflow.evaluation.real_maps import load_real_frame
 from waferflow.patterns.features import grid_features
 from waferflow.patterns.own_maps import own_dataset_config, own_map_features
 from waferflow.patterns.trees import fit_trees
@@ -53,9 +52,7 @@ VARIANTS = {  # overrides of the Loc settings
 
 def dev_features(real: Path, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Pattern features and classes of the real dev lots, each grid resized to the model input and back."""
-    frame, info = load_real_frame(real, "dev")
-    if frame is None:
-        raise SystemExit(f"no real labeled maps: {info['reason']} (pass --real DIR)")
+    frame, info = real_frame(real, "dev")
     grids = [grid_from_row(row) for _, row in frame.iterrows()]
     x = grid_features([resize_grid(g, size) for g in grids], [g.shape for g in grids], True, "dev lots", n_jobs=-1)
     return x, np.array([CLASSES.index(c) for c in frame["label"]])

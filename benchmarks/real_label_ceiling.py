@@ -29,12 +29,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from feature_classifier import features, scores
+from feature_classifier import features, real_frame, scores
 from generator_variants import seed_features, write_result
 from sklearn.model_selection import StratifiedGroupKFold
 from waferflow.classes import CLASSES
 from waferflow.data.records import grid_from_row
-from waferflow.evaluation.real_maps import load_real_frame
 from waferflow.patterns.config import PatternsConfig
 from waferflow.patterns.trees import fit_trees
 
@@ -66,9 +65,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/real_label_ceiling.json"))
     args = ap.parse_args()
     started = time.perf_counter()
-    frame, info = load_real_frame(args.real, "dev")
-    if frame is None:
-        raise SystemExit(f"no real labeled maps: {info['reason']} (pass --real DIR)")
+    frame, info = real_frame(args.real, "dev")
     x = features([grid_from_row(row) for _, row in frame.iterrows()], "features: real dev lots")
     y = np.array([CLASSES.index(c) for c in frame["label"]])
     lots = frame["lot_id"].to_numpy()

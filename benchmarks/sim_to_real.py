@@ -20,13 +20,14 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from feature_classifier import real_frame
 
 from waferflow.classes import CLASSES
 from waferflow.data.arrays import WaferArrays
 from waferflow.data.records import grid_from_row, read_frame
 from waferflow.data.split import resize_frame
 from waferflow.evaluation.evaluate import evaluate_arrays
-from waferflow.evaluation.real_maps import PARTS, load_real_frame
+from waferflow.evaluation.real_maps import PARTS
 from waferflow.evaluation.sim_to_real import gap_table, sim_to_real_gap
 from waferflow.patterns.trees import PatternClassifier, served_class
 from waferflow.registry.pyfunc import load_weights
@@ -56,9 +57,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sim_to_real.json"))
     args = parser.parse_args()
     started = time.perf_counter()
-    frame, info = load_real_frame(args.real)
-    if frame is None:
-        raise SystemExit(f"no real labeled maps: {info['reason']} (pass --real DIR)")
+    frame, info = real_frame(args.real)
     net = load_weights(args.weights)
     patterns = PatternClassifier.from_dir(args.patterns)  # None: disabled, the U-Net alone serves
     components: dict = {}
