@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from feature_classifier import scores
-from loc_variants import dev_features
+from class_variants import dev_features
 from waferflow.config import load_params
 from waferflow.patterns.own_maps import own_map_features
 from waferflow.patterns.trees import fit_trees
@@ -48,7 +48,7 @@ def main() -> None:
         raise SystemExit(f"--draws {draws}: need >= 2 draws to compare them")
     per_class = args.per_class or own.per_class
     size = tuple(params.preprocess.image_size)
-    dev_x, dev_y = dev_features(args.real, size)
+    dev_x, dev_y, _ = dev_features(args.real, size)
     parts = []
     for k in range(draws):
         one = own.model_copy(update={"seed": own.seed + k, "draws": 1, "per_class": per_class})

@@ -292,6 +292,43 @@ def test_loc_knobs_move_clusters_towards_the_rim_and_make_them_solid():
     assert np.median(faint) + 0.2 < np.median(dense)
 
 
+def test_edge_ring_knobs_set_how_deep_and_how_dense_the_band_is():
+    """edge_ring_depth_range: dies from the rim inwards (WM-811K's rings are 1-2 dies deep);
+    edge_ring_density_range: the share of the band's dies that fail (the mask holds failing dies
+    only: measured on the outermost dies, whose arc the same seed draws alike)."""
+
+    def rings(cfg: GeneratorConfig) -> tuple[list[float], list[float]]:
+        gen, depths, dense = WaferGenerator(3, cfg), [], []
+        for i in range(40):
+            rec = gen.make("Edge-Ring", i)
+            wafer = rec.die_grid != DIE_NONE
+            depth = ndimage.distance_transform_cdt(np.pad(wafer, 1), metric="taxicab")[1:-1, 1:-1]
+            band = rec.defect_mask == mask_index("Edge-Ring")
+            depths.append(float(np.quantile(depth[band], 0.9)))
+            dense.append(float((rec.die_grid[depth == 1] == DIE_FAIL).mean()))  # the same arcs in both
+        return depths, dense
+
+    fixed = {"diameter_range": (60, 60), "background_fail_range": (0.01, 0.02)}
+    thin, faint = rings(GeneratorConfig(**fixed, edge_ring_depth_range=(0.8, 1.2), edge_ring_density_range=(0.5, 0.6)))
+    deep, solid = rings(GeneratorConfig(**fixed, edge_ring_depth_range=(3.5, 4.0), edge_ring_density_range=(0.95, 1.0)))
+    assert np.median(thin) + 1.5 < np.median(deep)
+    assert np.median(faint) + 0.15 < np.median(solid)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"edge_ring_depth_range": (0.0, 2.0)},
+        {"edge_ring_depth_range": (3.0, 2.0)},
+        {"edge_ring_density_range": (0.0, 1.0)},
+        {"edge_ring_density_range": (0.9, 1.2)},
+    ],
+)
+def test_impossible_edge_ring_settings_are_refused(bad):
+    with pytest.raises(ValueError, match="edge_ring_"):
+        GeneratorConfig(**bad)
+
+
 @pytest.mark.parametrize(
     "bad", [{"loc_density_range": (0.0, 0.5)}, {"loc_density_range": (0.9, 0.5)}, {"loc_center_reach": 1.1}]
 )

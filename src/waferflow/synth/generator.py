@@ -92,6 +92,9 @@ class GeneratorConfig(BaseModel):
         loc_density_range: Fail probability in the core of a Loc cluster, sampled uniformly
             (WM-811K's Loc clusters are mostly solid).
         loc_elongation: Loc clusters are stretched up to ``exp(elongation)`` : 1 (log-uniform).
+        edge_ring_depth_range: How many dies deep an Edge-Ring band reaches in from the rim,
+            sampled uniformly (its edge wobbles and is soft).
+        edge_ring_density_range: Fail probability inside an Edge-Ring band, sampled uniformly.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -116,6 +119,8 @@ class GeneratorConfig(BaseModel):
     loc_center_reach: float = Field(0.85, ge=0.3, le=1.0)
     loc_density_range: tuple[float, float] = (0.4, 0.95)
     loc_elongation: float = Field(0.8, ge=0.0, le=2.0)
+    edge_ring_depth_range: tuple[float, float] = (1.0, 4.0)
+    edge_ring_density_range: tuple[float, float] = (0.55, 1.0)
 
     @model_validator(mode="after")
     def _ranges(self) -> "GeneratorConfig":
@@ -127,6 +132,12 @@ class GeneratorConfig(BaseModel):
         low, high = self.loc_density_range
         if not 0 < low <= high <= 1:
             raise ValueError(f"loc_density_range {self.loc_density_range}: need 0 < low <= high <= 1")
+        low, high = self.edge_ring_density_range
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"edge_ring_density_range {self.edge_ring_density_range}: need 0 < low <= high <= 1")
+        low, high = self.edge_ring_depth_range
+        if not 0 < low <= high:
+            raise ValueError(f"edge_ring_depth_range {self.edge_ring_depth_range}: need 0 < low <= high dies")
         return self
 
 
@@ -319,12 +330,13 @@ class _Patterns:
         return PatternField(rng.uniform(0.5, 0.95) * field, field > 0.5)
 
     def edge_ring(self, rng, u, v, diameter):
+        cfg = self.config
         r, theta = np.hypot(u, v), np.arctan2(v, u)
-        width = min(rng.uniform(1.0, 4.0) * 2.0 / diameter, 0.18)  # 1-4 dies deep
+        width = min(rng.uniform(*cfg.edge_ring_depth_range) * 2.0 / diameter, 0.18)  # dies deep
         band = _soft_inside(1.0 - r, width * _wobble(rng, theta, 0.25), width * 0.2)
         arc = _arc_window(rng, theta, 0.5, (0.5, 0.92))
         field = band * arc
-        return PatternField(rng.uniform(0.55, 1.0) * field, field > 0.5)
+        return PatternField(rng.uniform(*cfg.edge_ring_density_range) * field, field > 0.5)
 
     def edge_loc(self, rng, u, v, diameter):
         r, theta = np.hypot(u, v), np.arctan2(v, u)
