@@ -129,12 +129,10 @@ class GeneratorConfig(BaseModel):
             raise ValueError(
                 f"scratch_length_range {self.scratch_length_range}: need 0 < shortest <= longest <= 2 radii"
             )
-        low, high = self.loc_density_range
-        if not 0 < low <= high <= 1:
-            raise ValueError(f"loc_density_range {self.loc_density_range}: need 0 < low <= high <= 1")
-        low, high = self.edge_ring_density_range
-        if not 0 < low <= high <= 1:
-            raise ValueError(f"edge_ring_density_range {self.edge_ring_density_range}: need 0 < low <= high <= 1")
+        for name in ("loc_density_range", "edge_ring_density_range"):  # fail probabilities
+            low, high = getattr(self, name)
+            if not 0 < low <= high <= 1:
+                raise ValueError(f"{name} {getattr(self, name)}: need 0 < low <= high <= 1")
         low, high = self.edge_ring_depth_range
         if not 0 < low <= high:
             raise ValueError(f"edge_ring_depth_range {self.edge_ring_depth_range}: need 0 < low <= high dies")
