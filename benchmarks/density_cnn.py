@@ -1,0 +1,276 @@
+"""A small CNN on a texture-free fail-density picture of each wafer, beside the served blend
+(issue #15, stop 45): does a third, image-based member that cannot see die texture add to it?
+
+The U-Net reads die codes at 64 x 64 and transfers to real maps worst of the two served models
+(0.75 macro-F1 alone on the real dev lots, the trees 0.83): what it learns from generated die
+texture (background speckle, die size in pixels) does not hold on WM-811K. This study takes
+texture away. Each wafer (the model input, 64 x 64 die codes) becomes four 32 x 32 channels:
+the fail density smoothed with a Gaussian of ``--sigma`` pixels and taken over the wafer's own
+dies only, the same minus the wafer's own fail rate (a heavy real background reads as 0), the
+wafer mask and the radius from the wafer's centre (:func:`density_picture`). A 6-layer CNN
+(:class:`DensityNet`, widths ``--width`` x 1 / 2 / 4, mean- and max-pooled) is fitted on the
+patterns stage's own generated maps (``patterns.own_maps``, first draw: 27 000 maps), one seed
+per ``--seeds``, with the 8 wafer symmetries as augmentation and at test time.
+
+It scores, on the real **dev** lots only (the test lots are never read here):
+
+* each seed's CNN alone, and the mean of the seeds' probabilities;
+* three-way blends ``wu x U-Net + wc x CNN + (1 - wu - wc) x trees`` times the served decision
+  weights (``patterns.class_weights`` of ``--patterns``), on a grid of ``wu`` and ``wc``
+  (``wc = 0`` is the served class);
+* whether a choice on that grid carries: ``--halvings`` random halvings of the dev lots, the
+  best point chosen on one half, its gain over the served class measured on the other;
+* the generated test split (``data/processed/test.parquet``) for the CNN alone and each blend.
+
+    make pipeline && .venv/bin/python benchmarks/density_cnn.py [--seeds 0,1,2,3] [--epochs 8]
+
+Writes ``benchmarks/results/density_cnn.json``. On a 2-core machine: ~1 min for the maps, ~1.5 min
+for the dev lots' features, ~3.5 min a seed (8 epochs of 210 steps, 12 s an epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from feature_classifier import real_frame
+from scipy.ndimage import gaussian_filter
+from sim_to_real import add_model_arguments
+from torch import nn
+
+from waferflow.classes import CLASSES
+from waferflow.config import load_params
+from waferflow.data.arrays import WaferArrays
+from waferflow.data.split import resize_frame
+from waferflow.evaluation.metrics import classification_metrics
+from waferflow.fileio import write_json
+from waferflow.models.predictor import as_predictor
+from waferflow.patterns.features import original_shapes
+from waferflow.patterns.own_maps import own_map_grids
+from waferflow.patterns.trees import PatternClassifier
+from waferflow.registry.pyfunc import load_weights
+
+PROJECT = Path(__file__).resolve().parents[1]
+UNET_WEIGHTS = (0.0, 0.1, 0.2, 0.3)
+CNN_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def density_picture(grids: np.ndarray, sigma: float = 1.5, out: int = 32) -> np.ndarray:
+    """``(N, H, W)`` die codes (0 no die, 1 pass, 2 fail; ``H``, ``W`` divisible by ``out``) ->
+    ``(N, 4, out, out)`` float32: fail density relative to the wafer's own fail rate, fail
+    density, wafer mask, radius from the wafer's centre (in half-widths), each average-pooled."""
+    pictures = []
+    for start in range(0, len(grids), 2000):
+        g = np.asarray(grids[start : start + 2000])
+        mask = (g > 0).astype(np.float32)
+        fails = (g == 2).astype(np.float32)
+        smooth_mask = gaussian_filter(mask, (0, sigma, sigma))
+        density = np.where(
+            smooth_mask > 1e-3, gaussian_filter(fails, (0, sigma, sigma)) / np.maximum(smooth_mask, 1e-3), 0
+        )
+        density *= mask
+        dies = np.maximum(mask.sum((1, 2)), 1)
+        rate = fails.sum((1, 2)) / dies
+        rows, cols = np.mgrid[0 : g.shape[1], 0 : g.shape[2]].astype(np.float32)
+        cy, cx = (mask * rows).sum((1, 2)) / dies, (mask * cols).sum((1, 2)) / dies
+        radius = np.hypot(rows - cy[:, None, None], cols - cx[:, None, None]) / (g.shape[2] / 2)
+        x = np.stack([(density - rate[:, None, None]) * mask, density, mask, radius * mask], 1)
+        n, c, h, w = x.shape
+        pictures.append(x.reshape(n, c, out, h // out, out, w // out).mean((3, 5)).astype(np.float32))
+    return np.concatenate(pictures)
+
+
+class DensityNet(nn.Module):
+    """Three blocks of two 3 x 3 convolutions (``width``, 2 x, 4 x channels), 2 x 2 max-pooling
+    between them, mean and max over the last block's map, dropout, one linear layer."""
+
+    def __init__(self, width: int = 16, classes: int = len(CLASSES)) -> None:
+        super().__init__()
+
+        def block(c_in: int, c_out: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            )
+
+        self.blocks = nn.ModuleList([block(4, width), block(width, 2 * width), block(2 * width, 4 * width)])
+        self.drop = nn.Dropout(0.3)
+        self.head = nn.Linear(8 * width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, blk in enumerate(self.blocks):
+            x = blk(x)
+            if i < len(self.blocks) - 1:
+                x = F.max_pool2d(x, 2)
+        return self.head(self.drop(torch.cat([x.mean((2, 3)), x.amax((2, 3))], 1)))
+
+
+def symmetry(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k``-th of the wafer's 8 symmetries (4 rotations, each mirrored or not)."""
+    x = torch.rot90(x, k % 4, (2, 3))
+    return torch.flip(x, (3,)) if k >= 4 else x
+
+
+def fit(x: np.ndarray, y: np.ndarray, seed: int, epochs: int, width: int, batch: int = 128) -> DensityNet:
+    """Class-balanced maps in, one random symmetry a batch, AdamW with a one-cycle rate, label
+    smoothing 0.1; a progress line an epoch."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = DensityNet(width)
+    steps = len(y) // batch
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=epochs * steps)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(np.asarray(y)).long()
+    for epoch in range(epochs):
+        net.train()
+        order, total, t0 = rng.permutation(len(y)), 0.0, time.perf_counter()
+        for s in range(steps):
+            rows = torch.from_numpy(order[s * batch : (s + 1) * batch])
+            loss = F.cross_entropy(net(symmetry(xt[rows], int(rng.integers(8)))), yt[rows], label_smoothing=0.1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item()
+        print(
+            f"  seed {seed} epoch {epoch + 1}/{epochs}: loss {total / steps:.3f} ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
+    return net.eval()
+
+
+def predict(net: DensityNet, x: np.ndarray) -> np.ndarray:
+    """Class probabilities, the mean over the 8 symmetries."""
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(x), 512):
+            xb = torch.from_numpy(x[s : s + 512])
+            out.append(np.mean([F.softmax(net(symmetry(xb, k)), 1).numpy() for k in range(8)], 0))
+    return np.concatenate(out)
+
+
+def blend(
+    unet: np.ndarray, trees: np.ndarray, cnn: np.ndarray, wu: float, wc: float, factors: np.ndarray
+) -> np.ndarray:
+    """``wu`` x U-Net + ``wc`` x CNN + the rest x trees, times the decision weights, renormalised."""
+    mixed = (wu * unet + wc * cnn + (1 - wu - wc) * trees) * factors
+    return mixed / mixed.sum(1, keepdims=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_arguments(parser)
+    parser.add_argument("--seeds", default="0,1,2,3")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--sigma", type=float, default=1.5, help="Gaussian of the fail density, in pixels")
+    parser.add_argument("--halvings", type=int, default=20)
+    parser.add_argument("--generated", type=Path, default=Path("data/processed/test.parquet"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/density_cnn.json"))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    params = load_params(PROJECT / "params.yaml")
+    patterns = PatternClassifier.from_dir(args.patterns)
+    if patterns is None:
+        raise SystemExit(f"{args.patterns}: the patterns stage fitted no trees (patterns.enabled is false)")
+    if params.patterns.own_maps is None:
+        raise SystemExit("patterns.own_maps is null in params.yaml: this study fits on the stage's own maps")
+    factors = np.array([patterns.class_weights.get(c, 1.0) for c in CLASSES], np.float32)
+    unet_model = as_predictor(load_weights(args.weights))
+    frame, info = real_frame(args.real, "dev")
+    parts = {
+        "real_dev": WaferArrays.from_frame(resize_frame(frame, tuple(args.image_size))),
+        "generated_test": WaferArrays.from_parquet(args.generated),
+    }
+    seen = {}
+    for name, a in parts.items():
+        seen[name] = {
+            "y": a.labels,
+            "unet": unet_model.predict(a.grids)[0],
+            "trees": patterns.proba(a.grids, original_shapes(a.frame, a.grids), progress=True),
+            "picture": density_picture(np.stack(a.grids), args.sigma),
+        }
+    own = params.patterns.own_maps.model_copy(update={"draws": 1})
+    grids, _, own_y = own_map_grids(params.synth, own, tuple(args.image_size), progress=True)
+    own_x = density_picture(np.stack(grids), args.sigma)
+    print(f"{len(own_y)} own maps as density pictures ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    result: dict = {
+        "real": info,
+        "settings": {k: getattr(args, k) for k in ("seeds", "epochs", "width", "sigma")},
+        "own_maps": own.model_dump(),
+        "served": {"unet_weight": patterns.unet_weight, "class_weights": patterns.class_weights},
+        "cnn_alone": [],
+    }
+    cnn = {name: [] for name in seen}
+    for seed in (int(s) for s in args.seeds.split(",")):
+        net = fit(own_x, own_y, seed, args.epochs, args.width)
+        row = {"seed": seed}
+        for name, part in seen.items():
+            cnn[name].append(predict(net, part["picture"]))
+            row[name] = classification_metrics(part["y"], cnn[name][-1])["macro_f1"]
+        result["cnn_alone"].append(row)
+        print(
+            f"seed {seed}: CNN alone, real dev {row['real_dev']:.4f}, generated test {row['generated_test']:.4f}",
+            flush=True,
+        )
+    mean = {name: np.mean(v, 0) for name, v in cnn.items()}
+    grid = [(wu, wc) for wu in UNET_WEIGHTS for wc in CNN_WEIGHTS]
+    dev, gen = seen["real_dev"], seen["generated_test"]
+    probs = {g: blend(dev["unet"], dev["trees"], mean["real_dev"], *g, factors) for g in grid}
+    served = (patterns.unet_weight, 0.0)
+    if served not in probs:
+        probs[served] = blend(dev["unet"], dev["trees"], mean["real_dev"], *served, factors)
+    result["blends"] = []
+    for g in grid:
+        m = classification_metrics(dev["y"], probs[g])
+        gm = classification_metrics(gen["y"], blend(gen["unet"], gen["trees"], mean["generated_test"], *g, factors))
+        recall = {c: m["per_class"][c]["recall"] for c in CLASSES}
+        result["blends"].append(
+            {
+                "unet_weight": g[0],
+                "cnn_weight": g[1],
+                "real_dev": m["macro_f1"],
+                "recall": recall,
+                "generated_test": gm["macro_f1"],
+            }
+        )
+    for wu in UNET_WEIGHTS:
+        row = [b for b in result["blends"] if b["unet_weight"] == wu]
+        print(
+            f"U-Net {wu}: real dev / generated test at CNN "
+            + ", ".join(f"{b['cnn_weight']}: {b['real_dev']:.4f} / {b['generated_test']:.4f}" for b in row)
+        )
+
+    y, lots = dev["y"], frame["lot_id"].to_numpy()
+    rng, unique, halvings = np.random.default_rng(0), np.unique(lots), []
+    for _ in range(args.halvings):
+        half = np.isin(lots, rng.choice(unique, len(unique) // 2, replace=False))
+        best = max(grid, key=lambda g: classification_metrics(y[half], probs[g][half])["macro_f1"])
+        gain = (
+            classification_metrics(y[~half], probs[best][~half])["macro_f1"]
+            - classification_metrics(y[~half], probs[served][~half])["macro_f1"]
+        )
+        halvings.append({"chosen": list(best), "gain_other_half": round(gain, 4)})
+    gains = np.array([h["gain_other_half"] for h in halvings])
+    result["halvings"] = halvings
+    result["halving_gain_mean"] = round(float(gains.mean()), 4)
+    print(
+        f"chosen on half the dev lots, scored on the other ({args.halvings} halvings) against the served class: "
+        f"gain mean {gains.mean():+.4f}, >= 0 in {(gains >= 0).sum()}, lowest {gains.min():+.4f}"
+    )
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    write_json(args.out, result)
+    print(f"written {args.out} ({result['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()
