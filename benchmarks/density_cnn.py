@@ -7,8 +7,8 @@ texture (background speckle, die size in pixels) does not hold on WM-811K. This 
 texture away. Each wafer (the model input, 64 x 64 die codes) becomes four 32 x 32 channels:
 the fail density smoothed with a Gaussian of ``--sigma`` pixels and taken over the wafer's own
 dies only, the same minus the wafer's own fail rate (a heavy real background reads as 0), the
-wafer mask and the radius from the wafer's centre (:func:`density_picture`). A 6-layer CNN
-(:class:`DensityNet`, widths ``--width`` x 1 / 2 / 4, mean- and max-pooled) is fitted on the
+wafer mask and the radius from the wafer's centre (:mod:`waferflow.patterns.density`). A 6-layer
+CNN (widths ``--width`` x 1 / 2 / 4, mean- and max-pooled) is fitted on the
 patterns stage's own generated maps (``patterns.own_maps``, first draw: 27 000 maps), one seed
 per ``--seeds``, with the 8 wafer symmetries as augmentation and at test time.
 
@@ -25,7 +25,7 @@ It scores, on the real **dev** lots only (the test lots are never read here):
     make pipeline && .venv/bin/python benchmarks/density_cnn.py [--seeds 0,1,2,3] [--epochs 8]
 
 Writes ``benchmarks/results/density_cnn.json``. On a 2-core machine: ~1 min for the maps, ~1.5 min
-for the dev lots' features, ~3.5 min a seed (8 epochs of 210 steps, 12 s an epoch).
+for the dev lots' features, ~2.7 min a seed (8 epochs of 210 steps, ~20 s an epoch): 758 s for 4 seeds.
 """
 
 from __future__ import annotations
@@ -35,12 +35,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from feature_classifier import real_frame
-from scipy.ndimage import gaussian_filter
 from sim_to_real import add_model_arguments
-from torch import nn
 
 from waferflow.classes import CLASSES
 from waferflow.config import load_params
@@ -49,6 +45,7 @@ from waferflow.data.split import resize_frame
 from waferflow.evaluation.metrics import classification_metrics
 from waferflow.fileio import write_json
 from waferflow.models.predictor import as_predictor
+from waferflow.patterns.density import density_picture, fit_density_net, predict_density
 from waferflow.patterns.features import original_shapes
 from waferflow.patterns.own_maps import own_map_grids
 from waferflow.patterns.trees import PatternClassifier
@@ -57,104 +54,6 @@ from waferflow.registry.pyfunc import load_weights
 PROJECT = Path(__file__).resolve().parents[1]
 UNET_WEIGHTS = (0.0, 0.1, 0.2, 0.3)
 CNN_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
-
-
-def density_picture(grids: np.ndarray, sigma: float = 1.5, out: int = 32) -> np.ndarray:
-    """``(N, H, W)`` die codes (0 no die, 1 pass, 2 fail; ``H``, ``W`` divisible by ``out``) ->
-    ``(N, 4, out, out)`` float32: fail density relative to the wafer's own fail rate, fail
-    density, wafer mask, radius from the wafer's centre (in half-widths), each average-pooled."""
-    pictures = []
-    for start in range(0, len(grids), 2000):
-        g = np.asarray(grids[start : start + 2000])
-        mask = (g > 0).astype(np.float32)
-        fails = (g == 2).astype(np.float32)
-        smooth_mask = gaussian_filter(mask, (0, sigma, sigma))
-        density = np.where(
-            smooth_mask > 1e-3, gaussian_filter(fails, (0, sigma, sigma)) / np.maximum(smooth_mask, 1e-3), 0
-        )
-        density *= mask
-        dies = np.maximum(mask.sum((1, 2)), 1)
-        rate = fails.sum((1, 2)) / dies
-        rows, cols = np.mgrid[0 : g.shape[1], 0 : g.shape[2]].astype(np.float32)
-        cy, cx = (mask * rows).sum((1, 2)) / dies, (mask * cols).sum((1, 2)) / dies
-        radius = np.hypot(rows - cy[:, None, None], cols - cx[:, None, None]) / (g.shape[2] / 2)
-        x = np.stack([(density - rate[:, None, None]) * mask, density, mask, radius * mask], 1)
-        n, c, h, w = x.shape
-        pictures.append(x.reshape(n, c, out, h // out, out, w // out).mean((3, 5)).astype(np.float32))
-    return np.concatenate(pictures)
-
-
-class DensityNet(nn.Module):
-    """Three blocks of two 3 x 3 convolutions (``width``, 2 x, 4 x channels), 2 x 2 max-pooling
-    between them, mean and max over the last block's map, dropout, one linear layer."""
-
-    def __init__(self, width: int = 16, classes: int = len(CLASSES)) -> None:
-        super().__init__()
-
-        def block(c_in: int, c_out: int) -> nn.Sequential:
-            return nn.Sequential(
-                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-                nn.BatchNorm2d(c_out),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-                nn.BatchNorm2d(c_out),
-                nn.ReLU(inplace=True),
-            )
-
-        self.blocks = nn.ModuleList([block(4, width), block(width, 2 * width), block(2 * width, 4 * width)])
-        self.drop = nn.Dropout(0.3)
-        self.head = nn.Linear(8 * width, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, blk in enumerate(self.blocks):
-            x = blk(x)
-            if i < len(self.blocks) - 1:
-                x = F.max_pool2d(x, 2)
-        return self.head(self.drop(torch.cat([x.mean((2, 3)), x.amax((2, 3))], 1)))
-
-
-def symmetry(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The ``k``-th of the wafer's 8 symmetries (4 rotations, each mirrored or not)."""
-    x = torch.rot90(x, k % 4, (2, 3))
-    return torch.flip(x, (3,)) if k >= 4 else x
-
-
-def fit(x: np.ndarray, y: np.ndarray, seed: int, epochs: int, width: int, batch: int = 128) -> DensityNet:
-    """Class-balanced maps in, one random symmetry a batch, AdamW with a one-cycle rate, label
-    smoothing 0.1; a progress line an epoch."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    net = DensityNet(width)
-    steps = len(y) // batch
-    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=epochs * steps)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(np.asarray(y)).long()
-    for epoch in range(epochs):
-        net.train()
-        order, total, t0 = rng.permutation(len(y)), 0.0, time.perf_counter()
-        for s in range(steps):
-            rows = torch.from_numpy(order[s * batch : (s + 1) * batch])
-            loss = F.cross_entropy(net(symmetry(xt[rows], int(rng.integers(8)))), yt[rows], label_smoothing=0.1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item()
-        print(
-            f"  seed {seed} epoch {epoch + 1}/{epochs}: loss {total / steps:.3f} ({time.perf_counter() - t0:.0f} s)",
-            flush=True,
-        )
-    return net.eval()
-
-
-def predict(net: DensityNet, x: np.ndarray) -> np.ndarray:
-    """Class probabilities, the mean over the 8 symmetries."""
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(x), 512):
-            xb = torch.from_numpy(x[s : s + 512])
-            out.append(np.mean([F.softmax(net(symmetry(xb, k)), 1).numpy() for k in range(8)], 0))
-    return np.concatenate(out)
 
 
 def blend(
@@ -212,10 +111,10 @@ def main() -> None:
     }
     cnn = {name: [] for name in seen}
     for seed in (int(s) for s in args.seeds.split(",")):
-        net = fit(own_x, own_y, seed, args.epochs, args.width)
+        net = fit_density_net(own_x, own_y, seed, args.epochs, args.width)
         row = {"seed": seed}
         for name, part in seen.items():
-            cnn[name].append(predict(net, part["picture"]))
+            cnn[name].append(predict_density(net, part["picture"]))
             row[name] = classification_metrics(part["y"], cnn[name][-1])["macro_f1"]
         result["cnn_alone"].append(row)
         print(

@@ -1,0 +1,78 @@
+"""The density picture and its CNN: texture gone, position kept, the 8 wafer symmetries respected."""
+
+import numpy as np
+import pytest
+import torch
+
+from waferflow.patterns.density import DensityNet, density_picture, fit_density_net, predict_density, symmetry
+
+
+def _wafer(n: int = 64) -> np.ndarray:
+    yy, xx = np.indices((n, n))
+    return np.where(np.hypot(yy - (n - 1) / 2, xx - (n - 1) / 2) < n / 2 - 1, 1, 0).astype(np.uint8)
+
+
+def _centre_blob(rng: np.random.Generator, background: float = 0.05) -> np.ndarray:
+    grid = _wafer()
+    on = grid > 0
+    grid[on & (rng.random(grid.shape) < background)] = 2
+    cy, cx = 32 + rng.integers(-3, 4, 2)
+    grid[cy - 7 : cy + 7, cx - 7 : cx + 7][grid[cy - 7 : cy + 7, cx - 7 : cx + 7] > 0] = 2
+    return grid
+
+
+def _speckled(rng: np.random.Generator, rate: float) -> np.ndarray:
+    grid = _wafer()
+    grid[(grid > 0) & (rng.random(grid.shape) < rate)] = 2
+    return grid
+
+
+def test_the_picture_keeps_where_fails_lie_and_drops_the_background():
+    rng = np.random.default_rng(0)
+    blob, heavy = density_picture(np.stack([_centre_blob(rng), _speckled(rng, 0.3)]))
+    assert blob.shape == heavy.shape == (4, 32, 32)
+    relative, density, mask, radius = blob
+    assert relative[16, 16] > 0.5 and density[16, 16] > 0.9  # the blob, far above the wafer's rate
+    assert relative[16, 3] < 0  # the wafer's background, below its own rate
+    assert relative[0, 0] == density[0, 0] == mask[0, 0] == radius[0, 0] == 0  # off the wafer
+    assert mask[16, 16] == 1 and radius[16, 16] < 0.1 < radius[16, 3]
+    # a heavy uniform background (30 % of the dies) reads as ~0 after its own rate is taken off
+    on = heavy[2] == 1
+    assert abs(heavy[0][on].mean()) < 0.05 and heavy[1][on].mean() == pytest.approx(0.3, abs=0.05)
+
+
+def test_the_picture_turns_with_the_wafer():
+    rng = np.random.default_rng(1)
+    grid = _centre_blob(rng)
+    grid[5:12, 20:40][grid[5:12, 20:40] > 0] = 2  # an off-centre band, so turning changes the map
+    x = density_picture(grid[None])
+    for k in range(1, 4):
+        turned = density_picture(np.rot90(grid, k)[None].copy())
+        np.testing.assert_allclose(turned, np.rot90(x, k, axes=(2, 3)), atol=1e-5)
+    np.testing.assert_allclose(density_picture(grid[None, :, ::-1].copy()), x[..., ::-1], atol=1e-5)
+
+
+def test_impossible_sizes_are_refused():
+    with pytest.raises(ValueError, match="divisible"):
+        density_picture(np.ones((1, 30, 30), np.uint8))
+
+
+def test_predictions_are_the_same_for_every_symmetry_of_a_wafer():
+    torch.manual_seed(0)
+    net = DensityNet(width=4).eval()
+    rng = np.random.default_rng(2)
+    x = density_picture(np.stack([_centre_blob(rng), _speckled(rng, 0.1)]))
+    base = predict_density(net, x)
+    assert base.shape == (2, 9) and np.allclose(base.sum(1), 1, atol=1e-5)
+    for k in range(8):
+        np.testing.assert_allclose(predict_density(net, symmetry(torch.from_numpy(x), k).numpy()), base, atol=1e-5)
+
+
+def test_it_learns_a_centre_blob_from_a_speckled_wafer():
+    rng = np.random.default_rng(3)
+    grids = [_centre_blob(rng) for _ in range(48)] + [_speckled(rng, rng.uniform(0.02, 0.2)) for _ in range(48)]
+    y = np.array([0] * 48 + [8] * 48)
+    net = fit_density_net(density_picture(np.stack(grids)), y, seed=0, epochs=12, width=8, batch=16)
+    test = [_centre_blob(rng) for _ in range(10)] + [_speckled(rng, rng.uniform(0.02, 0.2)) for _ in range(10)]
+    probs = predict_density(net, density_picture(np.stack(test)))
+    assert (probs.argmax(1) == np.array([0] * 10 + [8] * 10)).mean() >= 0.9
