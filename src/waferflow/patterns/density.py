@@ -45,7 +45,7 @@ def density_picture(grids: np.ndarray, sigma: float = 1.5, out: int = 32) -> np.
         )
     pictures = []
     for start in range(0, len(grids), 2000):
-        g = np.asarray(grids[start : start + 2000])
+        g = grids[start : start + 2000]
         mask = (g > 0).astype(np.float32)
         fails = (g == 2).astype(np.float32)
         smooth_mask = gaussian_filter(mask, (0, sigma, sigma))
@@ -102,8 +102,8 @@ def symmetry(x: torch.Tensor, k: int) -> torch.Tensor:
 def fit_density_net(
     x: np.ndarray, y: np.ndarray, seed: int = 0, epochs: int = 8, width: int = 16, batch: int = 128
 ) -> DensityNet:
-    """Class-balanced maps in, one random symmetry a batch, AdamW with a one-cycle rate, label
-    smoothing 0.1; a progress line an epoch."""
+    """Plain cross-entropy (label smoothing 0.1), so ``y`` should be class-balanced, as the own
+    maps are; one random symmetry a batch, AdamW with a one-cycle rate; a progress line an epoch."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = DensityNet(width)
