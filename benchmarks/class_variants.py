@@ -131,6 +131,7 @@ def main() -> None:
     dev_x, dev_y, dev_grids = dev_features(args.real, size)
     unet = unet_probs(args.weights, dev_grids)
     blend = PatternClassifier.from_dir(args.patterns) if unet is not None else None
+    dev_cnn = blend.proba_density(dev_grids) if blend is not None else None  # the served density CNN's, if any
     # the stage's first draw (3 000 a class, seed 7) with one class redrawn: the study's unit
     own = params.patterns.own_maps.model_copy(update={"draws": 1})
     x, y = own_map_features(params.synth, own, size, progress=True, n_jobs=-1)
@@ -148,7 +149,7 @@ def main() -> None:
             run["real_dev"] = scores(dev_y, tree_probs.argmax(1))
             line = f"{variant} draw {draw}: trees alone dev macro-F1 {run['real_dev']['macro_f1']}"
             if blend is not None:
-                run["real_dev_served"] = scores(dev_y, blend.mix(unet, tree_probs).argmax(1))
+                run["real_dev_served"] = scores(dev_y, blend.mix(unet, tree_probs, dev_cnn).argmax(1))
                 line += f", served {run['real_dev_served']['macro_f1']}, recall {run['real_dev_served']['recall']}"
             run["seconds"] = round(time.perf_counter() - t0, 1)
             result["runs"].append(run)

@@ -100,11 +100,11 @@ def main() -> None:
     predictor = as_predictor(load_weights(args.weights))
     generated = WaferArrays.from_parquet(args.generated)
 
-    def components(a: WaferArrays) -> tuple[np.ndarray, np.ndarray]:
-        """The U-Net's and the trees' probabilities of ``a``'s wafers."""
-        return predictor.predict(a.grids)[0], patterns.proba(a.grids, original_shapes(a.frame, a.grids))
+    def components(a: WaferArrays) -> tuple[np.ndarray, ...]:
+        """The U-Net's, the trees' (and the served density CNN's) probabilities of ``a``'s wafers."""
+        return predictor.predict(a.grids)[0], *patterns.components(a.grids, original_shapes(a.frame, a.grids)).values()
 
-    def served(parts: tuple[np.ndarray, np.ndarray], factor: float) -> np.ndarray:
+    def served(parts: tuple[np.ndarray, ...], factor: float) -> np.ndarray:
         """The engine's blend (probabilities) with ``{cls: factor}`` as its only decision weight."""
         meta = {**patterns.meta, "class_weights": {args.cls: factor}}
         return PatternClassifier(patterns.path, meta).mix(*parts)

@@ -1,5 +1,7 @@
-"""A small CNN on a texture-free fail-density picture of each wafer, beside the served blend
-(issue #15, stop 45): does a third, image-based member that cannot see die texture add to it?
+"""A small CNN on a texture-free fail-density picture of each wafer, beside the U-Net and trees
+blend (issue #15, stop 45): does a third, image-based member that cannot see die texture add to
+it? (It did; since stop 46 the patterns stage serves it: ``patterns.density_cnn``. This study
+fits its own CNNs and weighs them freely; it reads only the U-Net and the trees of ``--patterns``.)
 
 The U-Net reads die codes at 64 x 64 and transfers to real maps worst of the two served models
 (0.75 macro-F1 alone on the real dev lots, the trees 0.83): what it learns from generated die
@@ -17,9 +19,9 @@ It scores, on the real **dev** lots only (the test lots are never read here):
 * each seed's CNN alone, and the mean of the seeds' probabilities;
 * three-way blends ``wu x U-Net + wc x CNN + (1 - wu - wc) x trees`` times the served decision
   weights (``patterns.class_weights`` of ``--patterns``), on a grid of ``wu`` and ``wc``
-  (``wc = 0`` is the served class);
+  (``wc = 0``: the blend without the CNN, served until stop 46);
 * whether a choice on that grid carries: ``--halvings`` random halvings of the dev lots, the
-  best point chosen on one half, its gain over the served class measured on the other;
+  best point chosen on one half, its gain over the blend without the CNN on the other;
 * the generated test split (``data/processed/test.parquet``) for the CNN alone and each blend.
 
     make pipeline && .venv/bin/python benchmarks/density_cnn.py [--seeds 0,1,2,3] [--epochs 8]
@@ -125,7 +127,7 @@ def main() -> None:
     grid = [(wu, wc) for wu in UNET_WEIGHTS for wc in CNN_WEIGHTS]
     dev, gen = seen["real_dev"], seen["generated_test"]
     probs = {g: blend(dev["unet"], dev["trees"], mean["real_dev"], *g, factors) for g in grid}
-    served = (patterns.unet_weight, 0.0)
+    served = (patterns.unet_weight, 0.0)  # without the CNN
     if served not in probs:
         probs[served] = blend(dev["unet"], dev["trees"], mean["real_dev"], *served, factors)
     result["blends"] = []
@@ -163,7 +165,7 @@ def main() -> None:
     result["halvings"] = halvings
     result["halving_gain_mean"] = round(float(gains.mean()), 4)
     print(
-        f"chosen on half the dev lots, scored on the other ({args.halvings} halvings) against the served class: "
+        f"chosen on half the dev lots, scored on the other ({args.halvings} halvings) against no CNN: "
         f"gain mean {gains.mean():+.4f}, >= 0 in {(gains >= 0).sum()}, lowest {gains.min():+.4f}"
     )
     result["seconds"] = round(time.perf_counter() - started, 1)

@@ -7,8 +7,11 @@ own labeled maps) instead of the split's generated wafers.
 DVC runs ``python pipelines/patterns.py``. Outputs: ``data/patterns/`` (``trees.onnx``,
 ``patterns.json``: blend weight, classes, feature names, fit record), ``metrics/patterns.json``
 (the trees alone on the generated validation and test splits, parity of the ONNX file with
-scikit-learn) and ``reports/patterns/confusion_matrix.png``. It needs no trained U-Net; the
-evaluate, novelty, export and gate stages read its output. The file is written only after its
+scikit-learn) and ``reports/patterns/confusion_matrix.png``. With ``patterns.density_cnn`` the
+stage also fits the density CNN (:mod:`waferflow.patterns.density`) on the same maps and writes
+it as ``density.onnx`` (its parity with torch checked the same way; its figures under
+``density_cnn`` in the metrics). It needs no trained U-Net; the
+evaluate, novelty, export and gate stages read its output. Each file is written only after its
 parity holds on every validation and test wafer.
 """
 
@@ -33,7 +36,8 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     from waferflow.evaluation.metrics import class_summary
     from waferflow.evaluation.plots import plot_confusion
     from waferflow.patterns.features import FEATURE_NAMES, grid_features, original_shapes
-    from waferflow.patterns.own_maps import GENERATED_SOURCE, own_map_features
+    from waferflow.patterns.density import DENSITY_FILE
+    from waferflow.patterns.own_maps import GENERATED_SOURCE, own_map_grids
     from waferflow.patterns.trees import META_FILE, TREES_FILE, PatternClassifier, fit_trees, parity, trees_to_onnx
 
     cfg = params.patterns
@@ -41,13 +45,14 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     if not cfg.enabled:
         (out / TREES_FILE).unlink(missing_ok=True)
+        (out / DENSITY_FILE).unlink(missing_ok=True)
         meta = {"enabled": False, "reason": "patterns.enabled is false in params.yaml: the U-Net alone serves"}
         write_json(out / META_FILE, meta)
         write_json(layout.metrics / "patterns.json", meta)
         return meta
 
     started = time.perf_counter()
-    features, labels, fitted_on = {}, {}, {}
+    features, labels, grids, fitted_on = {}, {}, {}, {}
     for split in ("train", "val", "test"):
         arrays = WaferArrays.from_parquet(layout.processed / f"{split}.parquet")
         keep = arrays.labels >= 0
@@ -59,13 +64,20 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
             arrays.grids, shapes, progress=progress, desc=f"pattern features: {split}", n_jobs=cfg.feature_jobs
         )
         labels[split] = arrays.labels
+        grids[split] = arrays.grids
     fitted_on["training_split"] = int(len(labels["train"]))
     if cfg.own_maps is not None:
-        own_x, own_y = own_map_features(
-            params.synth, cfg.own_maps, params.preprocess.image_size, progress, n_jobs=cfg.feature_jobs
+        own_grids, own_shapes, own_y = own_map_grids(params.synth, cfg.own_maps, params.preprocess.image_size, progress)
+        own_x = grid_features(
+            own_grids,
+            own_shapes,
+            progress=progress,
+            desc="pattern features: own generated maps",
+            n_jobs=cfg.feature_jobs,
         )
         features["train"] = np.concatenate([own_x, features["train"]])
         labels["train"] = np.concatenate([own_y, labels["train"]])
+        grids["train"] = np.concatenate([np.stack(own_grids), grids["train"]])
         fitted_on["own_generated"] = int(len(own_y))
     if len(np.unique(labels["train"])) < 3:
         fitted = " + ".join(f"{n} {part.replace('_', ' ')}" for part, n in fitted_on.items())
@@ -85,8 +97,16 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
             f"the trees' ONNX file disagrees with scikit-learn on {check['wafers']} wafers (max |diff| "
             f"{check['max_abs_diff']:.2e}, {check['class_mismatches']} class mismatches): nothing written"
         )
+    density = None
+    if cfg.density_cnn is not None:  # fitted and checked before any file is written
+        density = _fit_density(cfg.density_cnn, grids, labels)
     with atomic_path(out / TREES_FILE) as tmp:
         tmp.write_bytes(proto)
+    if density is not None:
+        with atomic_path(out / DENSITY_FILE) as tmp:
+            tmp.write_bytes(density["onnx"])
+    else:
+        (out / DENSITY_FILE).unlink(missing_ok=True)
     classes = [CLASSES[int(k)] for k in trees.classes_]
     meta = {
         "enabled": True,
@@ -98,6 +118,7 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
         "fitted_on": int(len(labels["train"])),
         "fitted_on_parts": fitted_on,
         "trees": trees.n_trees,
+        **({"density": {"file": DENSITY_FILE, **density["meta"]}} if density is not None else {}),
     }
     write_json(out / META_FILE, meta)
 
@@ -124,8 +145,52 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
         "fit_seconds": fit_seconds,
         "plot": str(plot.relative_to(layout.root)),
     }
+    if density is not None:  # the CNN alone, and the three-way blend of the trees and it (no U-Net here)
+        cnn = {split: served.proba_density(grids[split]) for split in ("val", "test")}
+        summary["density_cnn"] = {
+            **meta["density"],
+            "parity": density["parity"],
+            "fit_seconds": density["fit_seconds"],
+            **{f"generated_{split}": class_summary(labels[split], cnn[split]) for split in cnn},
+        }
     write_json(layout.metrics / "patterns.json", summary)
     return summary
+
+
+def _fit_density(cfg, grids: dict, labels: dict) -> dict:
+    """The density CNN on the training maps (``cfg``: ``patterns.density_cnn``), as ONNX with its
+    parity on the validation and test maps; ``onnx`` (the file's bytes), ``meta`` (for
+    ``patterns.json``), ``parity``, ``fitted_on``, ``fit_seconds``. Raises when the parity fails."""
+    import torch
+
+    from waferflow.patterns.density import density_picture, density_to_onnx, fit_density_ensemble
+    from waferflow.patterns.trees import onnx_session, probability_parity
+
+    h, w = grids["train"].shape[1:]
+    if h % 2 or w % 2:
+        raise ValueError(
+            f"patterns.density_cnn reads the model input at half its size: preprocess.image_size {h} x {w} "
+            "must be even (or set patterns.density_cnn to null)"
+        )
+    picture = (h // 2, w // 2)
+    t0 = time.perf_counter()
+    x = density_picture(grids["train"], cfg.sigma, picture)
+    model = fit_density_ensemble(x, labels["train"], cfg)
+    fit_seconds = round(time.perf_counter() - t0, 1)
+    proto = density_to_onnx(model, x.shape[1], picture)
+    check_x = density_picture(np.concatenate([grids["val"], grids["test"]]), cfg.sigma, picture)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(check_x)).numpy()
+    got = onnx_session(proto).run(["probabilities"], {"pictures": check_x})[0]
+    check = {**probability_parity(got, ref), "tolerance": PARITY_TOLERANCE}
+    check["passed"] = check["class_mismatches"] == 0 and check["max_abs_diff"] < PARITY_TOLERANCE
+    if not check["passed"]:
+        raise RuntimeError(
+            f"the density CNN's ONNX file disagrees with torch on {check['wafers']} wafers (max |diff| "
+            f"{check['max_abs_diff']:.2e}, {check['class_mismatches']} class mismatches): nothing written"
+        )
+    meta = {**cfg.model_dump(), "picture": list(picture), "fitted_on": int(len(x))}
+    return {"onnx": proto, "meta": meta, "parity": check, "fit_seconds": fit_seconds}
 
 
 def result(layout: Layout) -> dict:
@@ -141,13 +206,27 @@ def summarise(s: dict) -> list[str]:
         if "own_generated" in parts
         else ""
     )
+    cnn = s.get("density_cnn")
+    density = (
+        [
+            f"density CNN ({cnn['seeds']} seeds) fitted on {cnn['fitted_on']} maps in {cnn['fit_seconds']} s; alone: "
+            f"generated test macro-F1 {cnn['generated_test']['macro_f1']:.4f}; ONNX parity with torch: max |diff| "
+            f"{cnn['parity']['max_abs_diff']:.1e}, {cnn['parity']['class_mismatches']} class mismatches"
+        ]
+        if cnn
+        else []
+    )
+    wc = cnn["weight"] if cnn else 0.0
     return [
         f"pattern trees ({s['trees']} trees, {s['features']} features) fitted on {s['fitted_on']} training wafers"
         f"{own} "
         f"in {s['fit_seconds']} s; alone: generated test macro-F1 {s['generated_test']['macro_f1']:.4f}; served "
-        f"blend {s['unet_weight']} x U-Net + {1 - s['unet_weight']:.2f} x trees -> data/patterns",
+        f"blend {s['unet_weight']} x U-Net + "
+        + (f"{wc} x density CNN + " if cnn else "")
+        + f"{1 - s['unet_weight'] - wc:.2f} x trees -> data/patterns",
         "ONNX parity with scikit-learn on {wafers} wafers: max |diff| {max_abs_diff:.1e}, "
         "{class_mismatches} class mismatches".format(**s["parity"]),
+        *density,
     ]
 
 

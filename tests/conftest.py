@@ -53,6 +53,7 @@ model: {encoder_name: resnet18, encoder_depth: 3, decoder_channels: [32, 16, 8]}
 train: {max_epochs: 1, batch_size: 8, lr: 0.003, early_stopping_patience: 1, accelerator: cpu, use_synthetic: false}
 evaluate: {real_data_dir: no_real_data_here, worst_errors: 4}
 triage: {stages: [1, 3], probe_wafers: 20, review_novelty: 0.1, reject_novelty: 0.05}
+patterns: {density_cnn: {seeds: 2, epochs: 2, width: 4}}
 """
 
 

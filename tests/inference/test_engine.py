@@ -170,6 +170,8 @@ def test_engine_blends_the_pattern_trees_at_each_wafers_own_size(exported, tiny_
     export_onnx(net, out, test.grids, test.grids, test.labels, calibration_size=8, max_int8_f1_drop=1.0, patterns=trees)
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["patterns"]["file"] == "patterns.onnx" and (out / "patterns.onnx").is_file()
+    assert meta["patterns"]["density"]["file"] == "density.onnx" and (out / "density.onnx").is_file()
+    assert 0 < trees.density_weight < 1 - trees.unet_weight  # the tiny params serve the CNN too
 
     engine, graph_only = (
         InferenceEngine.from_path(out / "model.onnx", threads=1),
@@ -184,7 +186,10 @@ def test_engine_blends_the_pattern_trees_at_each_wafers_own_size(exported, tiny_
         seen = resize_grid(resize_grid(grid, engine.input_size), grid.shape)
         assert np.array_equal(seen, grid) == (max(grid.shape) <= max(engine.input_size))
         t_probs = trees.proba_features(pattern_features(seen)[None])[0]
-        expected = trees.unet_weight * u_probs + (1 - trees.unet_weight) * t_probs
+        # the density CNN reads the model input itself
+        c_probs = trees.proba_density(resize_grid(grid, engine.input_size)[None])[0]
+        w, wc = trees.unet_weight, trees.density_weight
+        expected = w * u_probs + wc * c_probs + (1 - w - wc) * t_probs
         got = np.array([dict((t["class"], t["probability"]) for t in s["top_k"])[c] for c in engine.classes])
         np.testing.assert_allclose(got, expected, atol=1e-5)
         assert s["class"] == engine.classes[int(expected.argmax())]

@@ -76,3 +76,58 @@ def test_it_learns_a_centre_blob_from_a_speckled_wafer():
     test = [_centre_blob(rng) for _ in range(10)] + [_speckled(rng, rng.uniform(0.02, 0.2)) for _ in range(10)]
     probs = predict_density(net, density_picture(np.stack(test)))
     assert (probs.argmax(1) == np.array([0] * 10 + [8] * 10)).mean() >= 0.9
+
+
+def test_the_onnx_ensemble_is_the_mean_of_its_nets_over_the_symmetries():
+    """One graph of flips and a transpose gives what predict_density gives with rotations."""
+    import onnxruntime as ort
+
+    from waferflow.patterns.density import DensityEnsemble, density_to_onnx
+
+    torch.manual_seed(0)
+    nets = [DensityNet(4).eval(), DensityNet(4).eval()]
+    x = np.random.default_rng(0).normal(size=(6, 4, 16, 16)).astype(np.float32)
+    session = ort.InferenceSession(
+        density_to_onnx(DensityEnsemble(nets), 4, (16, 16)), providers=["CPUExecutionProvider"]
+    )
+    got = session.run(["probabilities"], {"pictures": x})[0]
+    expected = np.mean([predict_density(net, x) for net in nets], 0)
+    assert got.shape == (6, 9) and np.abs(got - expected).max() < 1e-5
+    turned = session.run(["probabilities"], {"pictures": np.ascontiguousarray(np.rot90(x, 1, (2, 3)))})[0]
+    assert np.abs(turned - got).max() < 1e-5  # a turned wafer is the same wafer
+    # the batch is dynamic: one wafer alone gets what it got among six
+    assert np.abs(session.run(["probabilities"], {"pictures": x[2:3]})[0] - got[2:3]).max() < 1e-6
+
+
+def test_the_picture_takes_a_rectangular_size():
+    grid = np.ones((1, 64, 32), np.uint8)
+    grid[0, :8] = 2
+    x = density_picture(grid, out=(32, 16))
+    assert x.shape == (1, 4, 32, 16) and x[0, 1, :4].min() > 0.5 and x[0, 1, 8:].max() < 0.1
+
+
+def test_the_patterns_stage_serves_the_cnn_it_fitted_and_drops_it_when_unset(tiny_project, tmp_path):
+    """The stage writes density.onnx with its parity and figures, names it in patterns.json, and a
+    rerun without ``patterns.density_cnn`` leaves no stale CNN behind for the engine to load."""
+    import json
+    import shutil
+
+    from waferflow.config import load_params
+    from waferflow.layout import Layout
+    from waferflow.patterns.trees import PatternClassifier
+    from waferflow.stages import stage
+
+    summary = json.loads((tiny_project / "metrics/patterns.json").read_text())["density_cnn"]
+    assert summary["parity"]["passed"] and summary["parity"]["wafers"] > 50 and summary["picture"] == [16, 16]
+    assert summary["seeds"] == 2 and summary["fitted_on"] > 200 and 0 <= summary["generated_test"]["macro_f1"] <= 1
+    served = PatternClassifier.from_dir(tiny_project / "data/patterns")
+    assert served.density_path.is_file() and served.density_weight == 0.2
+
+    root = tmp_path / "off"
+    shutil.copytree(tiny_project / "data", root / "data")
+    (root / "metrics").mkdir()
+    params = load_params(tiny_project / "params.yaml")
+    params = params.model_copy(update={"patterns": params.patterns.model_copy(update={"density_cnn": None})})
+    summary = stage("patterns").run(params, Layout(root), progress=False).values
+    assert "density_cnn" not in summary and not (root / "data/patterns/density.onnx").exists()
+    assert PatternClassifier.from_dir(root / "data/patterns").density_session is None

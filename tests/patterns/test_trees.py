@@ -147,3 +147,56 @@ def test_one_bag_is_one_fit_on_every_map():
         random_state=0,
     ).fit(x, y)
     assert np.allclose(fit_trees(x, y, cfg).predict_proba(x), plain.predict_proba(x))
+
+
+def _with_density(folder, weight: float, density_weight: float) -> PatternClassifier:
+    """Trees and a width-4 density CNN (untrained) in ``folder``, as the patterns stage writes them."""
+    import torch
+
+    from waferflow.patterns.density import DensityEnsemble, DensityNet, density_to_onnx
+
+    x, y = _data(list(range(9)))
+    model = fit_trees(x, y, PatternsConfig(max_iter=10, min_samples_leaf=10, bags=1))
+    meta = _save(folder, model, list(range(9)), weight=weight, class_weights={"Loc": 2.0})
+    torch.manual_seed(0)
+    (folder / "cnn.onnx").write_bytes(density_to_onnx(DensityEnsemble([DensityNet(4)]), 4, (16, 16)))
+    meta["density"] = {"file": "cnn.onnx", "weight": density_weight, "sigma": 1.5, "picture": [16, 16]}
+    (folder / META_FILE).write_text(json.dumps(meta))
+    return PatternClassifier.from_dir(folder)
+
+
+def test_the_density_cnn_takes_its_share_from_the_trees(tmp_path):
+    from waferflow.patterns.density import density_picture
+
+    served = _with_density(tmp_path, weight=0.3, density_weight=0.2)
+    rng = np.random.default_rng(3)
+    grids = np.where(rng.random((5, 32, 32)) < 0.2, 2, 1).astype(np.uint8)
+    unet = rng.dirichlet(np.ones(9), 5).astype(np.float32)
+    parts = served.components(grids)
+    assert list(parts) == ["patterns", "density_cnn"]
+    cnn = served.density_session.run(["probabilities"], {"pictures": density_picture(grids, 1.5, (16, 16))})[0]
+    assert np.allclose(parts["density_cnn"], cnn, atol=1e-6)
+    plain = 0.3 * unet + 0.2 * cnn + 0.5 * parts["patterns"]
+    factors = np.where(np.array(CLASSES) == "Loc", 2.0, 1.0)
+    expected = plain * factors / (plain * factors).sum(1, keepdims=True)
+    assert np.allclose(served.blend(unet, grids), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="serves the density CNN"):
+        served.mix(unet, parts["patterns"])
+    assert served_class(served).startswith("0.3 x U-Net + 0.2 x density CNN + 0.5 x pattern trees")
+    assert served.proba_density(grids[:0]).shape == (0, 9)
+
+
+def test_a_blend_without_the_cnn_refuses_its_probabilities(tmp_path):
+    x, y = _data(list(range(9)))
+    _save(tmp_path, fit_trees(x, y, PatternsConfig(max_iter=5, min_samples_leaf=10, bags=1)), list(range(9)))
+    trees = PatternClassifier.from_dir(tmp_path)
+    probs = trees.proba_features(x[:2])
+    assert trees.proba_density(np.ones((2, 32, 32), np.uint8)) is None
+    with pytest.raises(ValueError, match="no density CNN"):
+        trees.mix(probs, probs, probs)
+
+
+def test_the_shares_of_u_net_and_cnn_leave_the_trees_a_share():
+    PatternsConfig(unet_weight=0.3, density_cnn={"weight": 0.7})
+    with pytest.raises(ValueError, match="exceed 1"):
+        PatternsConfig(unet_weight=0.4, density_cnn={"weight": 0.7})

@@ -38,8 +38,8 @@ def evaluate_arrays(
     intervals_by: str | None = None,
 ) -> dict:
     """Metrics of ``model`` on labeled ``arrays``; PNG plots into ``plot_dir`` when given. With
-    ``patterns`` the class is the served blend of the U-Net and the pattern trees, and
-    ``components`` records each one alone. With ``intervals_by`` (a column of ``arrays.frame``,
+    ``patterns`` the class is the served blend of the U-Net, the pattern trees and (when served)
+    the density CNN, and ``components`` records each one alone. With ``intervals_by`` (a column of ``arrays.frame``,
     the lot) ``intervals`` holds 95 % bootstrap intervals of the served class's macro-F1 and
     recalls, whole groups resampled (:func:`~waferflow.evaluation.intervals.lot_intervals`)."""
     arrays = arrays.take(np.flatnonzero(arrays.labels >= 0))
@@ -47,9 +47,9 @@ def evaluate_arrays(
     y_true = arrays.labels
     components = {}
     if patterns is not None:
-        tree_probs = patterns.proba(arrays.grids, original_shapes(arrays.frame, arrays.grids))
-        components = {"unet": class_summary(y_true, probs), "patterns": class_summary(y_true, tree_probs)}
-        probs = patterns.mix(probs, tree_probs)
+        parts = patterns.components(arrays.grids, original_shapes(arrays.frame, arrays.grids))
+        components = {"unet": class_summary(y_true, probs)} | {k: class_summary(y_true, p) for k, p in parts.items()}
+        probs = patterns.mix(probs, *parts.values())
     report = {
         "classification": classification_metrics(y_true, probs),
         "mask": mask_metrics(arrays.targets, pred_masks),

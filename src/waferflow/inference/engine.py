@@ -1,5 +1,5 @@
-"""The inference engine: ONNX Runtime over the exported WaferUNet (and the pattern trees beside
-it, blended into the served class), with defect metrics.
+"""The inference engine: ONNX Runtime over the exported WaferUNet (and the pattern trees and
+density CNN beside it, blended into the served class), with defect metrics.
 
 Load by registry alias (``InferenceEngine.from_registry("champion")``) or by path
 (``InferenceEngine.from_path("models/onnx/model.onnx")``). ``predict`` takes one wafer or many,
@@ -80,8 +80,8 @@ class InferenceEngine:
         # export without a novelty head answers without triage).
         self.triage: dict | None = metadata.get("triage") if "novelty" in outputs else None
         self.model_version: str | None = metadata.get("model_version")
-        # The pattern trees beside the graph: the served class blends their probabilities in
-        # (an export without them answers with the U-Net alone).
+        # The pattern trees beside the graph (and the density CNN their metadata names): the served
+        # class blends their probabilities in (an export without them answers with the U-Net alone).
         trees = metadata.get("patterns")
         self.patterns = PatternClassifier(self.path.with_name(trees["file"]), trees) if trees else None
         self.prediction_log, self.alias = prediction_log, alias  # every prediction is logged when set

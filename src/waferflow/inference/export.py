@@ -29,6 +29,7 @@ from waferflow.fileio import atomic_path, write_json
 from waferflow.models.encoding import encode_grids
 from waferflow.models.predictor import WaferPredictor, as_predictor
 from waferflow.models.wafer_unet import WaferUNet
+from waferflow.patterns.density import DENSITY_FILE  # the density CNN beside the trees
 from waferflow.patterns.trees import PatternClassifier
 
 __all__ = ["ParityError", "export_onnx", "onnx_outputs", "OPSET", "INPUT", "OUTPUTS", "PATTERNS_FILE"]
@@ -94,8 +95,9 @@ def export_onnx(
     (:class:`~waferflow.triage.novelty.NoveltyHead`) the graph also outputs ``novelty`` from the
     same encoder pass, and ``triage`` (its calibration) goes into the metadata. ``patterns`` (the
     pattern trees, :class:`~waferflow.patterns.trees.PatternClassifier`) is copied beside the
-    graph as ``patterns.onnx`` and named in the metadata: the engine blends its probabilities
-    with the graph's (the INT8 check compares the U-Net graphs alone).
+    graph as ``patterns.onnx`` (its density CNN, when it has one, as ``density.onnx``) and named in
+    the metadata: the engine blends their probabilities with the graph's (the INT8 check compares
+    the U-Net graphs alone).
 
     Raises :class:`ParityError` (after writing the report) when the FP32 model is not faithful.
     """
@@ -189,6 +191,7 @@ def export_onnx(
         **({"triage": triage} if triage is not None else {}),
     }
     (out_dir / PATTERNS_FILE).unlink(missing_ok=True)
+    (out_dir / DENSITY_FILE).unlink(missing_ok=True)
     if patterns is not None:
         with atomic_path(out_dir / PATTERNS_FILE) as tmp:
             tmp.write_bytes(patterns.path.read_bytes())
@@ -197,6 +200,10 @@ def export_onnx(
             **{k: patterns.meta[k] for k in ("unet_weight", "classes", "features", "fitted_on", "trees")},
             "class_weights": patterns.class_weights,
         }
+        if patterns.density is not None:  # the density CNN, under the name the trees' meta gives it
+            with atomic_path(out_dir / patterns.density["file"]) as tmp:
+                tmp.write_bytes(patterns.density_path.read_bytes())
+            metadata["patterns"]["density"] = patterns.density
     if novelty_head is not None:  # the explanation's novelty heatmap needs the head in torch
         from waferflow.triage.novelty import HEAD_FILE
 

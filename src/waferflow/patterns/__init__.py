@@ -5,5 +5,5 @@ Radon projections, cluster geometry, rim coverage); :mod:`~waferflow.patterns.tr
 scikit-learn's ``HistGradientBoostingClassifier`` on them, exports it to ONNX and blends its class
 probabilities with the U-Net's (:class:`~waferflow.patterns.trees.PatternClassifier`).
 :mod:`~waferflow.patterns.density` is a small CNN on a texture-free fail-density picture of each
-wafer, studied as a third member of the served class (``benchmarks/density_cnn.py``; not served yet).
+wafer, the served class's third member since stop 46 (``patterns.density_cnn``).
 """

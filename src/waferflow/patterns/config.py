@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from waferflow.classes import CLASSES
 
-__all__ = ["OwnMapsConfig", "PatternsConfig"]
+__all__ = ["DensityCnnConfig", "OwnMapsConfig", "PatternsConfig"]
 
 
 class OwnMapsConfig(BaseModel):
@@ -37,6 +37,34 @@ class OwnMapsConfig(BaseModel):
     generator: dict[str, Any] = Field(default_factory=dict)
 
 
+class DensityCnnConfig(BaseModel):
+    """The texture-free density CNN's share of the served class (:mod:`waferflow.patterns.density`).
+
+    The patterns stage fits ``seeds`` CNNs (seeds ``seed``, ``seed + 1``, ...) on the trees' own
+    maps and serves the mean of their probabilities (each the mean over the wafer's 8 symmetries)
+    as one ONNX file. Served probabilities = ``unet_weight`` x U-Net + ``weight`` x CNN + the rest x
+    trees. On the real *dev* lots (stop 45, ``benchmarks/density_cnn.py``): the CNN alone 0.80-0.81
+    (U-Net 0.75, trees 0.83); weight 0.2 beside U-Net 0.3 took the served blend 0.850 -> 0.855,
+    Loc recall 0.67 -> 0.71.
+
+    Args:
+        weight: its share of the served probabilities (taken from the trees' share).
+        seeds: CNNs fitted and averaged.
+        epochs, width: each CNN's training epochs and first-block channels.
+        sigma: the Gaussian (in dies of the model input) the fail density is smoothed with.
+        seed: the first CNN's seed.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    weight: float = Field(0.2, gt=0, lt=1)
+    seeds: int = Field(4, ge=1)
+    epochs: int = Field(8, ge=1)
+    width: int = Field(16, ge=1)
+    sigma: float = Field(1.5, gt=0)
+    seed: int = 0
+
+
 class PatternsConfig(BaseModel):
     """The boosted trees on pattern features and their share of the served class
     (:mod:`waferflow.patterns.trees`).
@@ -62,6 +90,8 @@ class PatternsConfig(BaseModel):
         seed: the bootstrap's random state (and the trees').
         own_maps: fit on generated maps of their own (:class:`OwnMapsConfig`); None: on the
             training split's labeled wafers, as the U-Net.
+        density_cnn: the density CNN blended in too (:class:`DensityCnnConfig`); None: U-Net and
+            trees only.
         feature_jobs: worker processes the stage computes features in (-1: every core this
             process may use; 1: in this process). The features are the same either way.
     """
@@ -79,7 +109,17 @@ class PatternsConfig(BaseModel):
     bags: int = Field(5, ge=1)
     seed: int = 0
     own_maps: OwnMapsConfig | None = None
+    density_cnn: DensityCnnConfig | None = None
     feature_jobs: int = -1
+
+    @model_validator(mode="after")
+    def _shares(self) -> "PatternsConfig":
+        if self.density_cnn is not None and self.unet_weight + self.density_cnn.weight > 1:
+            raise ValueError(
+                f"unet_weight {self.unet_weight} + density_cnn.weight {self.density_cnn.weight} exceed 1: "
+                "the trees' share would be negative"
+            )
+        return self
 
     @field_validator("class_weights")
     @classmethod

@@ -8,7 +8,10 @@ same minus the wafer's own fail rate (a heavy background reads as 0), the wafer 
 radius from the wafer's centre — and :class:`DensityNet`, fitted on generated maps only
 (:func:`fit_density_net`), reads them; :func:`predict_density` averages the 8 wafer symmetries.
 On the patterns stage's 27 000 own maps it scores 0.80-0.83 alone on the real dev lots
-(``benchmarks/density_cnn.py``); it is studied there and not yet part of the served class.
+(``benchmarks/density_cnn.py``). The patterns stage fits ``patterns.density_cnn.seeds`` of
+them (:func:`fit_density_ensemble`) and writes their mean over the 8 symmetries as one ONNX graph
+(:func:`density_to_onnx`; ``density.onnx``, input ``pictures``, output ``probabilities``), which
+:class:`~waferflow.patterns.trees.PatternClassifier` blends into the served class.
 
 Example:
     >>> import numpy as np
@@ -21,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import time
 
 import numpy as np
@@ -31,17 +35,32 @@ from torch import nn
 
 from waferflow.classes import CLASSES
 
-__all__ = ["density_picture", "DensityNet", "symmetry", "fit_density_net", "predict_density"]
+__all__ = [
+    "DENSITY_FILE",
+    "density_picture",
+    "DensityNet",
+    "DensityEnsemble",
+    "symmetry",
+    "fit_density_net",
+    "fit_density_ensemble",
+    "predict_density",
+    "density_to_onnx",
+]
+
+DENSITY_FILE = "density.onnx"
+ONNX_OPSET = 17
 
 
-def density_picture(grids: np.ndarray, sigma: float = 1.5, out: int = 32) -> np.ndarray:
-    """``(N, H, W)`` die codes (0 no die, 1 pass, 2 fail; ``H``, ``W`` divisible by ``out``) ->
-    ``(N, 4, out, out)`` float32: fail density relative to the wafer's own fail rate, fail
-    density, wafer mask, radius from the wafer's centre (in half-widths), each average-pooled."""
+def density_picture(grids: np.ndarray, sigma: float = 1.5, out: int | tuple[int, int] = 32) -> np.ndarray:
+    """``(N, H, W)`` die codes (0 no die, 1 pass, 2 fail; ``H``, ``W`` divisible by ``out``, one
+    size or ``(rows, columns)``) -> ``(N, 4, rows, columns)`` float32: fail density relative to the
+    wafer's own fail rate, fail density, wafer mask, radius from the wafer's centre (in
+    half-widths), each average-pooled."""
     grids = np.asarray(grids)
-    if grids.ndim != 3 or grids.shape[1] % out or grids.shape[2] % out:
+    out_h, out_w = (out, out) if isinstance(out, int) else (int(out[0]), int(out[1]))
+    if grids.ndim != 3 or grids.shape[1] % out_h or grids.shape[2] % out_w:
         raise ValueError(
-            f"density_picture: grids of shape {grids.shape} are not (N, H, W) with H, W divisible by {out}"
+            f"density_picture: grids of shape {grids.shape} are not (N, H, W) with H, W divisible by {out_h} x {out_w}"
         )
     pictures = []
     for start in range(0, len(grids), 2000):
@@ -60,7 +79,7 @@ def density_picture(grids: np.ndarray, sigma: float = 1.5, out: int = 32) -> np.
         radius = np.hypot(rows - cy[:, None, None], cols - cx[:, None, None]) / (g.shape[2] / 2)
         x = np.stack([(density - rate[:, None, None]) * mask, density, mask, radius * mask], 1)
         n, c, h, w = x.shape
-        pictures.append(x.reshape(n, c, out, h // out, out, w // out).mean((3, 5)).astype(np.float32))
+        pictures.append(x.reshape(n, c, out_h, h // out_h, out_w, w // out_w).mean((3, 5)).astype(np.float32))
     return np.concatenate(pictures)
 
 
@@ -137,3 +156,47 @@ def predict_density(net: DensityNet, x: np.ndarray) -> np.ndarray:
             xb = torch.from_numpy(x[s : s + 512])
             out.append(np.mean([F.softmax(net(symmetry(xb, k)), 1).numpy() for k in range(8)], 0))
     return np.concatenate(out)
+
+
+class DensityEnsemble(nn.Module):
+    """The mean class probabilities of ``nets`` over the 8 wafer symmetries, written as flips and
+    a transpose (the group :func:`symmetry` walks with rotations): one graph for ONNX."""
+
+    def __init__(self, nets: list[DensityNet]) -> None:
+        super().__init__()
+        self.nets = nn.ModuleList(nets)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros(())
+        for view in (x, x.transpose(2, 3)):
+            for flipped in (view, view.flip(2), view.flip(3), view.flip((2, 3))):
+                for net in self.nets:
+                    total = total + F.softmax(net(flipped), 1)
+        return total / (8 * len(self.nets))
+
+
+def fit_density_ensemble(x: np.ndarray, y: np.ndarray, cfg) -> DensityEnsemble:
+    """``cfg.seeds`` :class:`DensityNet` s (``patterns.density_cnn``:
+    :class:`~waferflow.patterns.config.DensityCnnConfig`), seeds ``cfg.seed`` on, as one model."""
+    nets = []
+    for k in range(cfg.seeds):
+        print(f"density CNN {k + 1}/{cfg.seeds} (seed {cfg.seed + k}, {len(y)} maps)", flush=True)
+        nets.append(fit_density_net(x, y, seed=cfg.seed + k, epochs=cfg.epochs, width=cfg.width))
+    return DensityEnsemble(nets).eval()
+
+
+def density_to_onnx(model: DensityEnsemble, channels: int, size: tuple[int, int]) -> bytes:
+    """The ensemble as an ONNX graph: ``pictures`` (N, channels, H, W) float32 ->
+    ``probabilities`` (N, classes), the batch dynamic."""
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        model.eval(),
+        (torch.zeros(1, channels, *size),),
+        buffer,
+        input_names=["pictures"],
+        output_names=["probabilities"],
+        opset_version=ONNX_OPSET,
+        dynamo=False,
+        dynamic_axes={"pictures": {0: "batch"}, "probabilities": {0: "batch"}},
+    )
+    return buffer.getvalue()

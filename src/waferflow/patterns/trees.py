@@ -10,8 +10,9 @@ node (thresholds in float64, the features too, so ONNX and scikit-learn split ev
 same way); :func:`parity` proves it on wafers before the stage keeps the file.
 
 :class:`PatternClassifier` is what evaluation, the triage calibration, the gate and the engine
-call: ``blend(unet_probs, grids, shapes)`` = ``w * unet + (1 - w) * trees`` (``unet_weight``),
-times the ``class_weights`` decision weights, each row renormalised.
+call: ``blend(unet_probs, grids, shapes)`` = ``w * unet + (1 - w) * trees`` (``unet_weight``), or
+with the density CNN of :mod:`~waferflow.patterns.density` ``w * unet + wc * cnn + (1 - w - wc) *
+trees``, times the ``class_weights`` decision weights, each row renormalised.
 
 Example:
     >>> import numpy as np
@@ -48,6 +49,8 @@ __all__ = [
     "fit_trees",
     "trees_to_onnx",
     "parity",
+    "onnx_session",
+    "probability_parity",
     "served_class",
 ]
 
@@ -204,28 +207,34 @@ def trees_to_onnx(model: BaggedTrees, n_features: int) -> onnx.ModelProto:
     return proto
 
 
-def _session(model: bytes | str | Path) -> ort.InferenceSession:
+def onnx_session(model: bytes | str | Path) -> ort.InferenceSession:
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, providers=["CPUExecutionProvider"])
 
 
-def parity(model, onnx_bytes: bytes, x: np.ndarray) -> dict:
-    """ONNX against scikit-learn on features ``x``: max |probability difference|, class mismatches."""
-    got = _session(onnx_bytes).run(["probabilities"], {"features": np.asarray(x, np.float64)})[0]
-    ref = model.predict_proba(np.asarray(x, np.float64))
+def probability_parity(got: np.ndarray, ref: np.ndarray) -> dict:
+    """Two models' ``(N, classes)`` probabilities on the same wafers: max |difference|, class mismatches."""
     return {
-        "wafers": int(len(x)),
-        "max_abs_diff": float(np.abs(got - ref).max()) if len(x) else 0.0,
+        "wafers": int(len(ref)),
+        "max_abs_diff": float(np.abs(got - ref).max()) if len(ref) else 0.0,
         "class_mismatches": int((got.argmax(1) != ref.argmax(1)).sum()),
     }
 
 
+def parity(model, onnx_bytes: bytes, x: np.ndarray) -> dict:
+    """ONNX against scikit-learn on features ``x``: max |probability difference|, class mismatches."""
+    got = onnx_session(onnx_bytes).run(["probabilities"], {"features": np.asarray(x, np.float64)})[0]
+    return probability_parity(got, model.predict_proba(np.asarray(x, np.float64)))
+
+
 class PatternClassifier:
-    """The exported trees (``trees.onnx``) and their blend with the U-Net's probabilities.
+    """The exported trees (``trees.onnx``), the density CNN beside them when the stage fitted one,
+    and their blend with the U-Net's probabilities.
 
     ``meta`` is ``patterns.json``: ``unet_weight``, ``class_weights`` (absent in files written before
     stop 42: none), ``classes`` (the trees' classes, a subset of :data:`~waferflow.classes.CLASSES`
-    when a class had no training wafer) and ``features``.
+    when a class had no training wafer), ``features`` and, with ``patterns.density_cnn``,
+    ``density`` (its ``file`` beside the trees', ``weight``, ``sigma``, ``picture`` size).
     """
 
     def __init__(self, onnx_path: str | Path, meta: dict) -> None:
@@ -235,11 +244,15 @@ class PatternClassifier:
                 f"waferflow computes ({len(FEATURE_NAMES)}): run `dvc repro patterns`"
             )
         self.path = Path(onnx_path)
-        self.session = _session(self.path)
+        self.session = onnx_session(self.path)
         self.unet_weight = float(meta["unet_weight"])
         self.class_weights = {str(k): float(v) for k, v in meta.get("class_weights", {}).items()}
         self._factors = np.array([self.class_weights.get(c, 1.0) for c in CLASSES], np.float32)
         self.columns = [CLASSES.index(c) for c in meta["classes"]]
+        self.density = meta.get("density")
+        self.density_path = self.path.with_name(self.density["file"]) if self.density else None
+        self.density_session = onnx_session(self.density_path) if self.density else None
+        self.density_weight = float(self.density["weight"]) if self.density else 0.0
         self.meta = meta
 
     @classmethod
@@ -263,27 +276,65 @@ class PatternClassifier:
         """The trees' ``(N, 9)`` probabilities for model-input ``grids`` of original ``shapes``."""
         return self.proba_features(grid_features(grids, shapes, progress=progress))
 
-    def mix(self, unet_probs: np.ndarray, tree_probs: np.ndarray) -> np.ndarray:
-        """``unet_weight`` x U-Net + (1 - unet_weight) x trees; with ``class_weights``, times their
-        factors and each row renormalised to sum to 1."""
-        w = self.unet_weight
-        mixed = (w * np.asarray(unet_probs, np.float32) + (1 - w) * tree_probs).astype(np.float32)
+    def proba_density(self, grids: np.ndarray) -> np.ndarray | None:
+        """The density CNN's ``(N, 9)`` probabilities for model-input ``grids`` (it reads them at
+        the model's input size); None when this blend has no CNN."""
+        if self.density_session is None:
+            return None
+        from waferflow.patterns.density import density_picture
+
+        grids = np.asarray(grids)
+        if not len(grids):
+            return np.zeros((0, len(CLASSES)), np.float32)
+        pictures = density_picture(grids, self.density["sigma"], tuple(self.density["picture"]))
+        out = [
+            self.density_session.run(["probabilities"], {"pictures": pictures[s : s + 256]})[0]
+            for s in range(0, len(pictures), 256)
+        ]
+        return np.concatenate(out).astype(np.float32)
+
+    def mix(
+        self, unet_probs: np.ndarray, tree_probs: np.ndarray, density_probs: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``unet_weight`` x U-Net + the CNN's ``weight`` x ``density_probs`` + the rest x trees;
+        with ``class_weights``, times their factors and each row renormalised to sum to 1."""
+        if (density_probs is None) != (self.density_session is None):
+            raise ValueError(
+                "this blend serves the density CNN: pass its probabilities (proba_density)"
+                if density_probs is None
+                else "this blend has no density CNN: its probabilities cannot be mixed in"
+            )
+        w, wc = self.unet_weight, self.density_weight
+        mixed = w * np.asarray(unet_probs, np.float32) + (1 - w - wc) * tree_probs
+        if density_probs is not None:
+            mixed = mixed + wc * np.asarray(density_probs, np.float32)
+        mixed = mixed.astype(np.float32)
         if not self.class_weights:
             return mixed
         weighted = mixed * self._factors
         return (weighted / weighted.sum(axis=-1, keepdims=True)).astype(np.float32)
 
+    def components(self, grids: np.ndarray, shapes=None, progress: bool = False) -> dict[str, np.ndarray]:
+        """Each model's own probabilities beside the U-Net's: ``patterns`` (the trees) and, when
+        served, ``density_cnn``, in :meth:`mix`'s order."""
+        parts = {"patterns": self.proba(grids, shapes, progress)}
+        if self.density_session is not None:
+            parts["density_cnn"] = self.proba_density(grids)
+        return parts
+
     def blend(self, unet_probs: np.ndarray, grids: np.ndarray, shapes=None, progress: bool = False) -> np.ndarray:
-        """The served class probabilities: :meth:`mix` of ``unet_probs`` and :meth:`proba`."""
-        return self.mix(unet_probs, self.proba(grids, shapes, progress))
+        """The served class probabilities: :meth:`mix` of ``unet_probs`` and :meth:`components`."""
+        return self.mix(unet_probs, *self.components(grids, shapes, progress).values())
 
 
 def served_class(patterns: PatternClassifier | None) -> str:
     """What a figure of the served class is of, in words (for metrics files and reports)."""
     if patterns is None:
         return "U-Net alone (patterns disabled)"
-    w = patterns.unet_weight
+    w, wc = patterns.unet_weight, patterns.density_weight
     weights = "".join(f", {c} x {f:g}" for c, f in patterns.class_weights.items())
+    cnn = f"{wc:g} x density CNN + " if patterns.density_session is not None else ""
     return (
-        f"{w:g} x U-Net + {1 - w:g} x pattern trees (class probabilities{weights}{', renormalised' if weights else ''})"
+        f"{w:g} x U-Net + {cnn}{1 - w - wc:g} x pattern trees (class probabilities{weights}"
+        f"{', renormalised' if weights else ''})"
     )

@@ -1,5 +1,5 @@
 """The registered model: an MLflow pyfunc over a :class:`~waferflow.models.predictor.WaferPredictor`
-and the pattern trees of the patterns stage — the served class, as the engine serves it.
+and the pattern trees (and density CNN) of the patterns stage — the served class, as the engine serves it.
 
 Input: ``uint8`` die grids ``(N, H, W)`` at the model's input size (0 no die, 1 pass, 2 fail);
 optional params ``heights`` and ``widths``, one per wafer: each wafer's own shape before it was
