@@ -1,5 +1,6 @@
 """Inference speed, measured in one run: torch eager vs ONNX Runtime FP32 vs ONNX INT8, and the
-served path (the FP32 graph and the pattern trees, their features computed per wafer).
+served path (the FP32 graph, the pattern trees with their features computed per wafer, and the
+density CNN when served), and the density CNN's own share of it.
 
 Per-wafer latency p50/p95/p99 at batch 1 and throughput at batch 64 on the test split's
 wafers at the model input size, plus the ratios to torch eager. Run after `dvc repro export`:
@@ -70,11 +71,16 @@ def main() -> None:
     served = InferenceEngine.from_path(args.export_dir / "model.onnx", threads=args.threads)
     if served.patterns is not None:  # the engine's own path: graph, features at the wafer's size, trees, blend
         shapes = original_shapes(test.frame, grids)
-        engines["served: ONNX FP32 + pattern trees"] = (
-            lambda gs: served.run_arrays(gs[0], gs[1]),
-            [(grids[i : i + 1], shapes[i : i + 1]) for i in range(len(singles))],
-            [(grids[i : i + args.batch], shapes[i : i + args.batch]) for i in starts],
-        )
+        one = [(grids[i : i + 1], shapes[i : i + 1]) for i in range(len(singles))]
+        many = [(grids[i : i + args.batch], shapes[i : i + args.batch]) for i in starts]
+        cnn = " + density CNN" if served.patterns.density_session is not None else ""
+        engines[f"served: ONNX FP32 + pattern trees{cnn}"] = (lambda gs: served.run_arrays(gs[0], gs[1]), one, many)
+        if cnn:  # its share of the served path: the picture (scipy) and its ONNX graph
+            engines["the density CNN alone (picture + ONNX)"] = (
+                lambda gs: served.patterns.proba_density(gs[0]),
+                one,
+                many,
+            )
 
     rows = []
     for name, (fn, one, many) in engines.items():

@@ -94,7 +94,8 @@ def test_evaluate_stage_writes_metrics_plots_and_tags(trained):
     headline = stage("evaluate").run(params, layout).values
     saved = json.loads((layout.metrics / "evaluate.json").read_text())
     assert saved["test_macro_f1"] == headline["test_macro_f1"] and 0 <= saved["test_mean_iou"] <= 1
-    assert "pattern trees" in saved["served"] and set(saved["components"]) == {"unet", "patterns"}
+    assert "pattern trees" in saved["served"] and "density CNN" in saved["served"]  # the tiny params serve both
+    assert set(saved["components"]) == {"unet", "patterns", "density_cnn"}
     assert all(0 <= part["macro_f1"] <= 1 for part in saved["components"].values())
     assert set(saved["per_class"]) == {
         "Center",
@@ -177,8 +178,9 @@ def test_export_stage_logs_onnx_beside_the_version_and_engine_loads_by_alias(tra
     np.testing.assert_allclose(pyfunc["class_probs"], blended, atol=1e-5)
     assert [r["class"] for r in served] == [CLASSES[i] for i in blended.argmax(1)]
     np.testing.assert_allclose([r["confidence"] for r in served], blended.max(1), atol=1e-5)
-    w, factors = trees.unet_weight, np.array([trees.class_weights.get(c, 1.0) for c in CLASSES])
-    plain = (w * local_probs + (1 - w) * trees.proba(grids)) * factors
+    w, wc = trees.unet_weight, trees.density_weight
+    factors = np.array([trees.class_weights.get(c, 1.0) for c in CLASSES])
+    plain = (w * local_probs + wc * trees.proba_density(grids) + (1 - w - wc) * trees.proba(grids)) * factors
     np.testing.assert_allclose(blended, plain / plain.sum(1, keepdims=True), atol=1e-6)
     assert all(r["triage"]["decision"] in ("PASS", "REVIEW", "REJECT") for r in served)  # triage in the graph
     assert summary["max_abs_diff_novelty"] < 1e-3
