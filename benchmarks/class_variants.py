@@ -138,7 +138,11 @@ def main() -> None:
     keep = y != CLASSES.index(args.cls)
     result: dict = {"class": args.cls, "own_maps": own.model_dump(), "defaults": class_defaults(args.cls), "runs": []}
     if blend is not None:
-        result["served"] = {"unet_weight": blend.unet_weight, "class_weights": blend.class_weights}
+        result["served"] = {
+            "unet_weight": blend.unet_weight,
+            "density_weight": blend.density_weight,
+            "class_weights": blend.class_weights,
+        }
     for variant in args.variants.split(","):
         for draw in (int(d) for d in args.draws.split(",")):
             t0 = time.perf_counter()

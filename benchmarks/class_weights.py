@@ -1,7 +1,8 @@
 """A decision weight on one class of the served blend, chosen on the real dev lots (issue #15, stop 42).
 
 The served class is ``unet_weight`` x U-Net + (1 - it) x pattern trees, both fitted on generated
-maps only. On real maps the blend under-calls a class whose generated form is narrower than
+maps only (since stop 46 the density CNN takes 0.2 of the trees' share; this script mixes it in
+as served). On real maps the blend under-calls a class whose generated form is narrower than
 WM-811K's (Loc: dev precision 0.91, recall 0.60 at stop 41). ``patterns.class_weights`` multiplies
 the blend by a factor per class and renormalises each wafer's row; this script measures what a
 factor on ``--cls`` does, **on the real dev lots only** (the test lots are never scored here;

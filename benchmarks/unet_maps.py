@@ -84,6 +84,8 @@ def train_wafers(root: Path) -> int:
 
 
 def blend_scores(probs: dict, trees: dict | None, real: dict, weights: list[float]) -> dict:
+    """The U-Net alone and its two-way blends with the trees at ``weights`` (no decision weights,
+    no density CNN): a study of the U-Net's maps, not the served class."""
     out = {}
     for part in PARTS:
         y = real[part].labels

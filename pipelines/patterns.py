@@ -37,7 +37,7 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     from waferflow.evaluation.plots import plot_confusion
     from waferflow.patterns.features import FEATURE_NAMES, grid_features, original_shapes
     from waferflow.patterns.density import DENSITY_FILE
-    from waferflow.patterns.own_maps import GENERATED_SOURCE, own_map_grids
+    from waferflow.patterns.own_maps import GENERATED_SOURCE, own_map_features
     from waferflow.patterns.trees import META_FILE, TREES_FILE, PatternClassifier, fit_trees, parity, trees_to_onnx
 
     cfg = params.patterns
@@ -51,6 +51,11 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
         write_json(layout.metrics / "patterns.json", meta)
         return meta
 
+    if cfg.density_cnn is not None and any(n % 2 for n in params.preprocess.image_size):
+        raise ValueError(
+            "patterns.density_cnn reads the model input at half its size: preprocess.image_size "
+            f"{tuple(params.preprocess.image_size)} must be even (or set patterns.density_cnn to null)"
+        )
     started = time.perf_counter()
     features, labels, grids, fitted_on = {}, {}, {}, {}
     for split in ("train", "val", "test"):
@@ -67,17 +72,12 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
         grids[split] = arrays.grids
     fitted_on["training_split"] = int(len(labels["train"]))
     if cfg.own_maps is not None:
-        own_grids, own_shapes, own_y = own_map_grids(params.synth, cfg.own_maps, params.preprocess.image_size, progress)
-        own_x = grid_features(
-            own_grids,
-            own_shapes,
-            progress=progress,
-            desc="pattern features: own generated maps",
-            n_jobs=cfg.feature_jobs,
+        own_x, own_y, own_grids = own_map_features(
+            params.synth, cfg.own_maps, params.preprocess.image_size, progress, n_jobs=cfg.feature_jobs, grids=True
         )
         features["train"] = np.concatenate([own_x, features["train"]])
         labels["train"] = np.concatenate([own_y, labels["train"]])
-        grids["train"] = np.concatenate([np.stack(own_grids), grids["train"]])
+        grids["train"] = np.concatenate([own_grids, grids["train"]])
         fitted_on["own_generated"] = int(len(own_y))
     if len(np.unique(labels["train"])) < 3:
         fitted = " + ".join(f"{n} {part.replace('_', ' ')}" for part, n in fitted_on.items())
@@ -89,14 +89,11 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     trees = fit_trees(features["train"], labels["train"], cfg)
     fit_seconds = round(time.perf_counter() - t0, 1)
     proto = trees_to_onnx(trees, len(FEATURE_NAMES)).SerializeToString()
-    check = parity(trees, proto, np.concatenate([features["val"], features["test"]]))
-    check["tolerance"] = PARITY_TOLERANCE
-    check["passed"] = check["class_mismatches"] == 0 and check["max_abs_diff"] < PARITY_TOLERANCE
-    if not check["passed"]:
-        raise RuntimeError(
-            f"the trees' ONNX file disagrees with scikit-learn on {check['wafers']} wafers (max |diff| "
-            f"{check['max_abs_diff']:.2e}, {check['class_mismatches']} class mismatches): nothing written"
-        )
+    check = _checked(
+        "the trees' ONNX file",
+        "scikit-learn",
+        parity(trees, proto, np.concatenate([features["val"], features["test"]])),
+    )
     density = None
     if cfg.density_cnn is not None:  # fitted and checked before any file is written
         density = _fit_density(cfg.density_cnn, grids, labels)
@@ -145,7 +142,7 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
         "fit_seconds": fit_seconds,
         "plot": str(plot.relative_to(layout.root)),
     }
-    if density is not None:  # the CNN alone, and the three-way blend of the trees and it (no U-Net here)
+    if density is not None:  # the CNN alone (no U-Net here to blend with)
         cnn = {split: served.proba_density(grids[split]) for split in ("val", "test")}
         summary["density_cnn"] = {
             **meta["density"],
@@ -157,38 +154,39 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     return summary
 
 
+def _checked(what: str, reference: str, check: dict) -> dict:
+    """``check`` (:func:`~waferflow.patterns.trees.probability_parity`) with its tolerance and
+    verdict; raises, naming ``what`` and its ``reference``, when it failed."""
+    check = {**check, "tolerance": PARITY_TOLERANCE}
+    check["passed"] = check["class_mismatches"] == 0 and check["max_abs_diff"] < PARITY_TOLERANCE
+    if not check["passed"]:
+        raise RuntimeError(
+            f"{what} disagrees with {reference} on {check['wafers']} wafers (max |diff| "
+            f"{check['max_abs_diff']:.2e}, {check['class_mismatches']} class mismatches): nothing written"
+        )
+    return check
+
+
 def _fit_density(cfg, grids: dict, labels: dict) -> dict:
     """The density CNN on the training maps (``cfg``: ``patterns.density_cnn``), as ONNX with its
     parity on the validation and test maps; ``onnx`` (the file's bytes), ``meta`` (for
     ``patterns.json``), ``parity``, ``fitted_on``, ``fit_seconds``. Raises when the parity fails."""
-    import torch
-
-    from waferflow.patterns.density import density_picture, density_to_onnx, fit_density_ensemble
+    from waferflow.patterns.density import density_picture, density_to_onnx, fit_density_ensemble, predict_ensemble
     from waferflow.patterns.trees import onnx_session, probability_parity
 
     h, w = grids["train"].shape[1:]
-    if h % 2 or w % 2:
-        raise ValueError(
-            f"patterns.density_cnn reads the model input at half its size: preprocess.image_size {h} x {w} "
-            "must be even (or set patterns.density_cnn to null)"
-        )
-    picture = (h // 2, w // 2)
+    picture = (h // 2, w // 2)  # the stage checked that they are even
     t0 = time.perf_counter()
     x = density_picture(grids["train"], cfg.sigma, picture)
     model = fit_density_ensemble(x, labels["train"], cfg)
     fit_seconds = round(time.perf_counter() - t0, 1)
     proto = density_to_onnx(model, x.shape[1], picture)
     check_x = density_picture(np.concatenate([grids["val"], grids["test"]]), cfg.sigma, picture)
-    with torch.no_grad():
-        ref = model(torch.from_numpy(check_x)).numpy()
-    got = onnx_session(proto).run(["probabilities"], {"pictures": check_x})[0]
-    check = {**probability_parity(got, ref), "tolerance": PARITY_TOLERANCE}
-    check["passed"] = check["class_mismatches"] == 0 and check["max_abs_diff"] < PARITY_TOLERANCE
-    if not check["passed"]:
-        raise RuntimeError(
-            f"the density CNN's ONNX file disagrees with torch on {check['wafers']} wafers (max |diff| "
-            f"{check['max_abs_diff']:.2e}, {check['class_mismatches']} class mismatches): nothing written"
-        )
+    ref = predict_ensemble(model, check_x)
+    session = onnx_session(proto)
+    got = [session.run(["probabilities"], {"pictures": check_x[s : s + 256]})[0] for s in range(0, len(check_x), 256)]
+    got = np.concatenate(got) if got else ref
+    check = _checked("the density CNN's ONNX file", "torch", probability_parity(got, ref))
     meta = {**cfg.model_dump(), "picture": list(picture), "fitted_on": int(len(x))}
     return {"onnx": proto, "meta": meta, "parity": check, "fit_seconds": fit_seconds}
 

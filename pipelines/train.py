@@ -1,6 +1,6 @@
 """Stage train: fit the two-headed U-Net with Lightning, calibrate its temperature on the
 validation split, log everything to MLflow and register the version — with the patterns stage's
-trees (``data/patterns``) inside it, so that the registered pyfunc serves the blended class.
+trees and density CNN (``data/patterns``) inside it, so that the registered pyfunc serves the blended class.
 
 DVC runs ``python pipelines/train.py``. Outputs: ``models/`` (checkpoint, ``weights.pt``,
 ``train_run.json``), ``metrics/train.json``. Inside a retrain DAG run, the run's id and reason

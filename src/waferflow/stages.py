@@ -150,9 +150,9 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "patterns",
-        "Boosted trees on the pattern features of the training split (ONNX), blended with the U-Net "
-        "in the served class -> data/patterns.",
-        Retry(1, 30 * _M, "deterministic"),
+        "Boosted trees on the pattern features and the density CNN on fail-density pictures of their "
+        "own generated maps (ONNX), blended with the U-Net in the served class -> data/patterns.",
+        Retry(1, 60 * _M, "seeded (trees and CNNs); ~15 min on 2 cores; one retry for a lost worker"),
     ),
     Stage(
         "train",

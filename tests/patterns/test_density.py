@@ -104,6 +104,7 @@ def test_the_picture_takes_a_rectangular_size():
     grid[0, :8] = 2
     x = density_picture(grid, out=(32, 16))
     assert x.shape == (1, 4, 32, 16) and x[0, 1, :4].min() > 0.5 and x[0, 1, 8:].max() < 0.1
+    assert density_picture(grid[:0], out=(32, 16)).shape == (0, 4, 32, 16)
 
 
 def test_the_patterns_stage_serves_the_cnn_it_fitted_and_drops_it_when_unset(tiny_project, tmp_path):

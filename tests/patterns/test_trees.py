@@ -184,6 +184,8 @@ def test_the_density_cnn_takes_its_share_from_the_trees(tmp_path):
         served.mix(unet, parts["patterns"])
     assert served_class(served).startswith("0.3 x U-Net + 0.2 x density CNN + 0.5 x pattern trees")
     assert served.proba_density(grids[:0]).shape == (0, 9)
+    with pytest.raises(ValueError, match="32 x 32 dies"):  # pooled differently, it would read other pictures
+        served.proba_density(np.ones((2, 64, 64), np.uint8))
 
 
 def test_a_blend_without_the_cnn_refuses_its_probabilities(tmp_path):

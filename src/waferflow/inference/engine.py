@@ -83,7 +83,11 @@ class InferenceEngine:
         # The pattern trees beside the graph (and the density CNN their metadata names): the served
         # class blends their probabilities in (an export without them answers with the U-Net alone).
         trees = metadata.get("patterns")
-        self.patterns = PatternClassifier(self.path.with_name(trees["file"]), trees) if trees else None
+        self.patterns = (
+            PatternClassifier(self.path.with_name(trees["file"]), trees, options.intra_op_num_threads)
+            if trees
+            else None
+        )
         self.prediction_log, self.alias = prediction_log, alias  # every prediction is logged when set
 
     @classmethod

@@ -200,10 +200,10 @@ def export_onnx(
             **{k: patterns.meta[k] for k in ("unet_weight", "classes", "features", "fitted_on", "trees")},
             "class_weights": patterns.class_weights,
         }
-        if patterns.density is not None:  # the density CNN, under the name the trees' meta gives it
-            with atomic_path(out_dir / patterns.density["file"]) as tmp:
+        if patterns.density is not None:  # the density CNN beside them, whatever its name in data/patterns
+            with atomic_path(out_dir / DENSITY_FILE) as tmp:
                 tmp.write_bytes(patterns.density_path.read_bytes())
-            metadata["patterns"]["density"] = patterns.density
+            metadata["patterns"]["density"] = {**patterns.density, "file": DENSITY_FILE}
     if novelty_head is not None:  # the explanation's novelty heatmap needs the head in torch
         from waferflow.triage.novelty import HEAD_FILE
 

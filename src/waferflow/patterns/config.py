@@ -72,7 +72,8 @@ class PatternsConfig(BaseModel):
     Args:
         enabled: fit the trees and blend them into the served class probabilities; false: the
             U-Net alone (the patterns stage still runs and records why it fitted nothing).
-        unet_weight: served probabilities = ``unet_weight`` x U-Net + (1 - it) x trees. 0.3 was
+        unet_weight: served probabilities = ``unet_weight`` x U-Net + (1 - it) x trees (with
+            ``density_cnn``, the CNN's ``weight`` comes out of the trees' share). 0.3 was
             the best weight on the real *dev* lots with the trees on their own maps (stop 39:
             0 / 0.1 / 0.2 / 0.3 / 0.4 / 0.5 tried, 0.835 / 0.836 / 0.838 / 0.840 / 0.837 / 0.830);
             0.5 had been the best on the generated test split (``benchmarks/feature_classifier.py``).

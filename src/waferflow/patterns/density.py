@@ -5,9 +5,10 @@ pixels) that WM-811K does not share: alone it scores 0.75 macro-F1 on the real d
 model never sees texture. :func:`density_picture` turns each model-input wafer into four
 channels at half its size — the Gaussian-smoothed fail density over the wafer's own dies, the
 same minus the wafer's own fail rate (a heavy background reads as 0), the wafer mask and the
-radius from the wafer's centre — and :class:`DensityNet`, fitted on generated maps only
+radius from the wafer's centre — and :class:`DensityNet`, fitted on generated maps
 (:func:`fit_density_net`), reads them; :func:`predict_density` averages the 8 wafer symmetries.
-On the patterns stage's 27 000 own maps it scores 0.80-0.83 alone on the real dev lots
+On the patterns stage's 27 000 own generated maps (and any fab-labeled wafers of the training
+split beside them) it scores 0.80-0.83 alone on the real dev lots
 (``benchmarks/density_cnn.py``). The patterns stage fits ``patterns.density_cnn.seeds`` of
 them (:func:`fit_density_ensemble`) and writes their mean over the 8 symmetries as one ONNX graph
 (:func:`density_to_onnx`; ``density.onnx``, input ``pictures``, output ``probabilities``), which
@@ -44,6 +45,7 @@ __all__ = [
     "fit_density_net",
     "fit_density_ensemble",
     "predict_density",
+    "predict_ensemble",
     "density_to_onnx",
 ]
 
@@ -58,6 +60,8 @@ def density_picture(grids: np.ndarray, sigma: float = 1.5, out: int | tuple[int,
     half-widths), each average-pooled."""
     grids = np.asarray(grids)
     out_h, out_w = (out, out) if isinstance(out, int) else (int(out[0]), int(out[1]))
+    if grids.ndim == 3 and not len(grids):
+        return np.zeros((0, 4, out_h, out_w), np.float32)
     if grids.ndim != 3 or grids.shape[1] % out_h or grids.shape[2] % out_w:
         raise ValueError(
             f"density_picture: grids of shape {grids.shape} are not (N, H, W) with H, W divisible by {out_h} x {out_w}"
@@ -121,10 +125,17 @@ def symmetry(x: torch.Tensor, k: int) -> torch.Tensor:
 def fit_density_net(
     x: np.ndarray, y: np.ndarray, seed: int = 0, epochs: int = 8, width: int = 16, batch: int = 128
 ) -> DensityNet:
-    """Plain cross-entropy (label smoothing 0.1), so ``y`` should be class-balanced, as the own
-    maps are; one random symmetry a batch, AdamW with a one-cycle rate; a progress line an epoch."""
+    """Cross-entropy (label smoothing 0.1), each class weighted by the inverse of its count when
+    the classes of ``y`` are not balanced (a fab's labeled wafers beside the own maps; the own maps
+    alone are balanced and need none); one random symmetry a batch, AdamW with a one-cycle rate;
+    a progress line an epoch."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    counts = np.bincount(np.asarray(y), minlength=len(CLASSES))
+    present = counts[counts > 0]
+    weight = None
+    if present.min() != present.max():
+        weight = torch.from_numpy(np.where(counts > 0, len(y) / (len(present) * np.maximum(counts, 1)), 0.0)).float()
     net = DensityNet(width)
     steps = max(1, len(y) // batch)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-3)
@@ -135,7 +146,8 @@ def fit_density_net(
         order, total, t0 = rng.permutation(len(y)), 0.0, time.perf_counter()
         for s in range(steps):
             rows = torch.from_numpy(order[s * batch : (s + 1) * batch])
-            loss = F.cross_entropy(net(symmetry(xt[rows], int(rng.integers(8)))), yt[rows], label_smoothing=0.1)
+            logits = net(symmetry(xt[rows], int(rng.integers(8))))
+            loss = F.cross_entropy(logits, yt[rows], weight=weight, label_smoothing=0.1)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -183,6 +195,13 @@ def fit_density_ensemble(x: np.ndarray, y: np.ndarray, cfg) -> DensityEnsemble:
         print(f"density CNN {k + 1}/{cfg.seeds} (seed {cfg.seed + k}, {len(y)} maps)", flush=True)
         nets.append(fit_density_net(x, y, seed=cfg.seed + k, epochs=cfg.epochs, width=cfg.width))
     return DensityEnsemble(nets).eval()
+
+
+def predict_ensemble(model: DensityEnsemble, x: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """The ensemble's probabilities of pictures ``x``, ``chunk`` wafers at a time."""
+    with torch.no_grad():
+        out = [model(torch.from_numpy(x[s : s + chunk])).numpy() for s in range(0, len(x), chunk)]
+    return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
 
 
 def density_to_onnx(model: DensityEnsemble, channels: int, size: tuple[int, int]) -> bytes:

@@ -73,10 +73,12 @@ def own_map_features(
     image_size: tuple[int, int],
     progress: bool = False,
     n_jobs: int = 1,
-) -> tuple[np.ndarray, np.ndarray]:
+    grids: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Pattern features and class indices of the own maps (:func:`own_map_grids`), each grid
     resized back to its original shape first (features in ``n_jobs`` processes:
-    :func:`~waferflow.patterns.features.grid_features`)."""
-    grids, shapes, y = own_map_grids(synth, own, image_size, progress)
-    x = grid_features(grids, shapes, progress=progress, desc="pattern features: own generated maps", n_jobs=n_jobs)
-    return x, y
+    :func:`~waferflow.patterns.features.grid_features`); with ``grids``, also the model-input
+    grids themselves, ``(N, H, W)`` (the density CNN's input)."""
+    resized, shapes, y = own_map_grids(synth, own, image_size, progress)
+    x = grid_features(resized, shapes, progress=progress, desc="pattern features: own generated maps", n_jobs=n_jobs)
+    return (x, y, np.stack(resized)) if grids else (x, y)

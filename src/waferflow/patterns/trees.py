@@ -207,9 +207,15 @@ def trees_to_onnx(model: BaggedTrees, n_features: int) -> onnx.ModelProto:
     return proto
 
 
-def onnx_session(model: bytes | str | Path) -> ort.InferenceSession:
+def onnx_session(model: bytes | str | Path, threads: int | None = None) -> ort.InferenceSession:
+    """A CPU session of ``model`` (a file or its bytes); ``threads``: its intra-op threads (None:
+    ONNX Runtime's default, every core)."""
     source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def probability_parity(got: np.ndarray, ref: np.ndarray) -> dict:
@@ -234,24 +240,25 @@ class PatternClassifier:
     ``meta`` is ``patterns.json``: ``unet_weight``, ``class_weights`` (absent in files written before
     stop 42: none), ``classes`` (the trees' classes, a subset of :data:`~waferflow.classes.CLASSES`
     when a class had no training wafer), ``features`` and, with ``patterns.density_cnn``,
-    ``density`` (its ``file`` beside the trees', ``weight``, ``sigma``, ``picture`` size).
+    ``density`` (its ``file`` beside the trees', ``weight``, ``sigma``, ``picture`` size). ``threads``:
+    the intra-op threads of both ONNX sessions (None: every core), as the engine sets its graph's.
     """
 
-    def __init__(self, onnx_path: str | Path, meta: dict) -> None:
+    def __init__(self, onnx_path: str | Path, meta: dict, threads: int | None = None) -> None:
         if list(meta["features"]) != list(FEATURE_NAMES):
             raise ValueError(
                 f"{onnx_path}: fitted on other pattern features ({len(meta['features'])}) than this "
                 f"waferflow computes ({len(FEATURE_NAMES)}): run `dvc repro patterns`"
             )
         self.path = Path(onnx_path)
-        self.session = onnx_session(self.path)
+        self.session = onnx_session(self.path, threads)
         self.unet_weight = float(meta["unet_weight"])
         self.class_weights = {str(k): float(v) for k, v in meta.get("class_weights", {}).items()}
         self._factors = np.array([self.class_weights.get(c, 1.0) for c in CLASSES], np.float32)
         self.columns = [CLASSES.index(c) for c in meta["classes"]]
         self.density = meta.get("density")
         self.density_path = self.path.with_name(self.density["file"]) if self.density else None
-        self.density_session = onnx_session(self.density_path) if self.density else None
+        self.density_session = onnx_session(self.density_path, threads) if self.density else None
         self.density_weight = float(self.density["weight"]) if self.density else 0.0
         self.meta = meta
 
@@ -286,7 +293,13 @@ class PatternClassifier:
         grids = np.asarray(grids)
         if not len(grids):
             return np.zeros((0, len(CLASSES)), np.float32)
-        pictures = density_picture(grids, self.density["sigma"], tuple(self.density["picture"]))
+        picture = tuple(self.density["picture"])
+        if tuple(grids.shape[1:]) != (2 * picture[0], 2 * picture[1]):
+            raise ValueError(
+                f"the density CNN reads model-input grids of {2 * picture[0]} x {2 * picture[1]} dies "
+                f"(pictures at half that size), got {grids.shape[1]} x {grids.shape[2]}"
+            )
+        pictures = density_picture(grids, self.density["sigma"], picture)
         out = [
             self.density_session.run(["probabilities"], {"pictures": pictures[s : s + 256]})[0]
             for s in range(0, len(pictures), 256)

@@ -5,9 +5,9 @@ Input: ``uint8`` die grids ``(N, H, W)`` at the model's input size (0 no die, 1 
 optional params ``heights`` and ``widths``, one per wafer: each wafer's own shape before it was
 resized (the pattern features are taken at that size; without them, at the given size).
 Output: ``{"class_probs": (N, 9) float32, "unet_probs": (N, 9) float32, "mask": (N, H, W) uint8}``
-— the served class probabilities (the U-Net's calibrated ones blended with the trees', as in
-``waferflow predict`` and the ONNX engine; the U-Net's alone for a version registered without
-trees), the U-Net's own, and its fail-die mask.
+— the served class probabilities (the U-Net's calibrated ones blended with the trees' and, when
+the patterns stage fitted it, the density CNN's, as in ``waferflow predict`` and the ONNX engine;
+the U-Net's alone for a version registered without trees), the U-Net's own, and its fail-die mask.
 
 Example:
     >>> model = mlflow.pyfunc.load_model("models:/waferflow-wafer-classifier@champion")  # doctest: +SKIP
@@ -39,7 +39,9 @@ __all__ = [
     "PATTERNS_ARTIFACT",
 ]
 
-PATTERNS_ARTIFACT = "patterns"  # the patterns stage's folder (trees.onnx, patterns.json) in the logged model
+PATTERNS_ARTIFACT = (
+    "patterns"  # the patterns stage's folder (trees.onnx, density.onnx, patterns.json) in the logged model
+)
 
 
 def save_weights(model: WaferUNet | WaferPredictor, path: str | Path) -> Path:
@@ -101,7 +103,7 @@ def wafer_shapes(params: dict | None, n: int) -> list[tuple[int, int]] | None:
 
 class WaferPyfunc(mlflow.pyfunc.PythonModel):
     """The registered version: the U-Net (``weights``) and, when logged with them, the pattern
-    trees (``patterns``) blended into the class as the engine does."""
+    trees and density CNN (``patterns``) blended into the class as the engine does."""
 
     def load_context(self, context) -> None:
         from waferflow.patterns.trees import PatternClassifier

@@ -47,9 +47,9 @@ def log_and_register(
 ) -> dict:
     """Log ``predictor`` as a pyfunc model with signature and input example, register, set the alias.
 
-    ``patterns_dir``: the patterns stage's output (``data/patterns``); its trees travel in the
-    model and the pyfunc serves their blend with the U-Net, as the engine does (None, or a folder
-    whose trees are disabled: the U-Net alone)."""
+    ``patterns_dir``: the patterns stage's output (``data/patterns``); its trees (and density CNN)
+    travel in the model and the pyfunc serves their blend with the U-Net, as the engine does (None,
+    or a folder whose trees are disabled: the U-Net alone)."""
     example = np.asarray(example_grids[:2], np.uint8)
     unet, masks = predictor.predict(example)
     trees = PatternClassifier.from_dir(patterns_dir) if patterns_dir is not None else None
