@@ -45,6 +45,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 SETTINGS = {  # the generator settings that draw each class studied here
     "Loc": ("loc_center_reach", "loc_density_range", "loc_elongation"),
     "Edge-Ring": ("edge_ring_depth_range", "edge_ring_density_range"),
+    "Edge-Loc": ("edge_loc_depth_range", "edge_loc_span_range"),
 }
 VARIANTS = {  # overrides of those settings, per class
     "Loc": {
@@ -59,6 +60,10 @@ VARIANTS = {  # overrides of those settings, per class
         "same": {},
         "thin": {"edge_ring_depth_range": (1.0, 2.0)},
         "thin_dense": {"edge_ring_depth_range": (0.8, 1.8), "edge_ring_density_range": (0.8, 1.0)},
+    },
+    "Edge-Loc": {  # WM-811K's Edge-Loc is shallower than the generator's; thin arcs on 1-3 sides (stop 47)
+        "same": {},
+        "thin_long": {"edge_loc_depth_range": (0.04, 0.2), "edge_loc_span_range": (0.15, 1.2)},
     },
 }
 

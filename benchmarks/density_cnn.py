@@ -11,7 +11,7 @@ the fail density smoothed with a Gaussian of ``--sigma`` pixels and taken over t
 dies only, the same minus the wafer's own fail rate (a heavy real background reads as 0), the
 wafer mask and the radius from the wafer's centre (:mod:`waferflow.patterns.density`). A 6-layer
 CNN (widths ``--width`` x 1 / 2 / 4, mean- and max-pooled) is fitted on the
-patterns stage's own generated maps (``patterns.own_maps``, first draw: 27 000 maps), one seed
+patterns stage's own generated maps (``patterns.own_maps``, first draw: 27 000 maps; ``--draws``), one seed
 per ``--seeds``, with the 8 wafer symmetries as augmentation and at test time.
 
 It scores, on the real **dev** lots only (the test lots are never read here):
@@ -24,7 +24,10 @@ It scores, on the real **dev** lots only (the test lots are never read here):
   best point chosen on one half, its gain over the blend without the CNN on the other;
 * the generated test split (``data/processed/test.parquet``) for the CNN alone and each blend.
 
-    make pipeline && .venv/bin/python benchmarks/density_cnn.py [--seeds 0,1,2,3] [--epochs 8]
+    make pipeline && .venv/bin/python benchmarks/density_cnn.py [--seeds 0,1,2,3] [--epochs 8] [--draws 1]
+
+``--draws 2 --epochs 4`` fits each CNN on two draws of the own maps (54 000, seeds 7 and 8) in the
+same optimiser steps as one draw x 8 epochs (stop 47: more distinct maps, not more steps).
 
 Writes ``benchmarks/results/density_cnn.json``. On a 2-core machine: ~1 min for the maps, ~1.5 min
 for the dev lots' features, ~2.7 min a seed (8 epochs of 210 steps, ~20 s an epoch): 758 s for 4 seeds.
@@ -71,6 +74,7 @@ def main() -> None:
     add_model_arguments(parser)
     parser.add_argument("--seeds", default="0,1,2,3")
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--draws", type=int, default=1, help="own-map draws the CNNs fit on (27 000 maps each)")
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--sigma", type=float, default=1.5, help="Gaussian of the fail density, in pixels")
     parser.add_argument("--halvings", type=int, default=20)
@@ -99,14 +103,14 @@ def main() -> None:
             "trees": patterns.proba(a.grids, original_shapes(a.frame, a.grids), progress=True),
             "picture": density_picture(np.stack(a.grids), args.sigma),
         }
-    own = params.patterns.own_maps.model_copy(update={"draws": 1})
+    own = params.patterns.own_maps.model_copy(update={"draws": args.draws})
     grids, _, own_y = own_map_grids(params.synth, own, tuple(args.image_size), progress=True)
     own_x = density_picture(np.stack(grids), args.sigma)
     print(f"{len(own_y)} own maps as density pictures ({time.perf_counter() - started:.0f} s)", flush=True)
 
     result: dict = {
         "real": info,
-        "settings": {k: getattr(args, k) for k in ("seeds", "epochs", "width", "sigma")},
+        "settings": {k: getattr(args, k) for k in ("seeds", "epochs", "width", "sigma", "draws")},
         "own_maps": own.model_dump(),
         "served": {"unet_weight": patterns.unet_weight, "class_weights": patterns.class_weights},
         "cnn_alone": [],

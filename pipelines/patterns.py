@@ -171,7 +171,13 @@ def _fit_density(cfg, grids: dict, labels: dict) -> dict:
     """The density CNN on the training maps (``cfg``: ``patterns.density_cnn``), as ONNX with its
     parity on the validation and test maps; ``onnx`` (the file's bytes), ``meta`` (for
     ``patterns.json``), ``parity``, ``fitted_on``, ``fit_seconds``. Raises when the parity fails."""
-    from waferflow.patterns.density import density_picture, density_to_onnx, fit_density_ensemble, predict_ensemble
+    from waferflow.patterns.density import (
+        density_picture,
+        density_to_onnx,
+        fit_density_ensemble,
+        predict_ensemble,
+        run_density_onnx,
+    )
     from waferflow.patterns.trees import onnx_session, probability_parity
 
     h, w = grids["train"].shape[1:]
@@ -183,9 +189,7 @@ def _fit_density(cfg, grids: dict, labels: dict) -> dict:
     proto = density_to_onnx(model, x.shape[1], picture)
     check_x = density_picture(np.concatenate([grids["val"], grids["test"]]), cfg.sigma, picture)
     ref = predict_ensemble(model, check_x)
-    session = onnx_session(proto)
-    got = [session.run(["probabilities"], {"pictures": check_x[s : s + 256]})[0] for s in range(0, len(check_x), 256)]
-    got = np.concatenate(got) if got else ref
+    got = run_density_onnx(onnx_session(proto), check_x)
     check = _checked("the density CNN's ONNX file", "torch", probability_parity(got, ref))
     meta = {**cfg.model_dump(), "picture": list(picture), "fitted_on": int(len(x))}
     return {"onnx": proto, "meta": meta, "parity": check, "fit_seconds": fit_seconds}

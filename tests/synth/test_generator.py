@@ -329,6 +329,48 @@ def test_impossible_edge_ring_settings_are_refused(bad):
         GeneratorConfig(**bad)
 
 
+def test_edge_loc_knobs_set_how_deep_and_how_long_the_rim_arcs_are():
+    """edge_loc_depth_range (wafer radii) and edge_loc_span_range (half-angle, radians) shape the
+    Edge-Loc arcs (half the Edge-Loc maps; the other half are blobs centred on the rim, which the
+    knobs leave alone): the same seed draws the same maps' kinds, so only the arcs move."""
+
+    def arcs(cfg: GeneratorConfig) -> tuple[list[float], list[float]]:
+        gen, depths, spans = WaferGenerator(5, cfg), [], []
+        for i in range(60):
+            rec = gen.make("Edge-Loc", i)
+            wafer = rec.die_grid != DIE_NONE
+            depth = ndimage.distance_transform_cdt(np.pad(wafer, 1), metric="taxicab")[1:-1, 1:-1]
+            rows, cols = np.nonzero(rec.defect_mask == mask_index("Edge-Loc"))
+            depths.append(float(np.quantile(depth[rows, cols], 0.9)))
+            angle = np.arctan2(rows - (wafer.shape[0] - 1) / 2, cols - (wafer.shape[1] - 1) / 2)
+            spans.append(
+                len(np.unique(np.floor((angle + np.pi) / (2 * np.pi) * 36))) / 36
+            )  # share of 10-degree sectors
+        return depths, spans
+
+    fixed = {"diameter_range": (60, 60), "background_fail_range": (0.01, 0.02)}
+    # (a thin and short arc holds too few dies to stand as a pattern: redrawn, often as a blob)
+    thin, _ = arcs(GeneratorConfig(**fixed, edge_loc_depth_range=(0.02, 0.04), edge_loc_span_range=(1.0, 1.2)))
+    deep, long = arcs(GeneratorConfig(**fixed, edge_loc_depth_range=(0.3, 0.38), edge_loc_span_range=(1.0, 1.2)))
+    _, short = arcs(GeneratorConfig(**fixed, edge_loc_depth_range=(0.3, 0.38), edge_loc_span_range=(0.2, 0.3)))
+    assert np.median(thin) + 4 < np.median(deep)  # dies in from the rim (~1-2 against ~9)
+    assert np.median(short) + 0.15 < np.median(long)  # share of the rim's 10-degree sectors (~0.1 against ~0.35)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"edge_loc_depth_range": (0.0, 0.2)},
+        {"edge_loc_depth_range": (0.3, 0.2)},
+        {"edge_loc_span_range": (0.0, 0.8)},
+        {"edge_loc_span_range": (0.9, 0.8)},
+    ],
+)
+def test_impossible_edge_loc_settings_are_refused(bad):
+    with pytest.raises(ValueError, match="edge_loc_"):
+        GeneratorConfig(**bad)
+
+
 @pytest.mark.parametrize(
     "bad", [{"loc_density_range": (0.0, 0.5)}, {"loc_density_range": (0.9, 0.5)}, {"loc_center_reach": 1.1}]
 )

@@ -46,6 +46,7 @@ __all__ = [
     "fit_density_ensemble",
     "predict_density",
     "predict_ensemble",
+    "run_density_onnx",
     "density_to_onnx",
 ]
 
@@ -202,6 +203,15 @@ def predict_ensemble(model: DensityEnsemble, x: np.ndarray, chunk: int = 256) ->
     with torch.no_grad():
         out = [model(torch.from_numpy(x[s : s + chunk])).numpy() for s in range(0, len(x), chunk)]
     return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
+
+
+def run_density_onnx(session, pictures: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """The ONNX ensemble's (:func:`density_to_onnx`) ``(N, classes)`` probabilities of
+    ``pictures`` in an ONNX Runtime ``session``, ``chunk`` wafers at a time."""
+    out = [
+        session.run(["probabilities"], {"pictures": pictures[s : s + chunk]})[0] for s in range(0, len(pictures), chunk)
+    ]
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, len(CLASSES)), np.float32)
 
 
 def density_to_onnx(model: DensityEnsemble, channels: int, size: tuple[int, int]) -> bytes:

@@ -288,7 +288,7 @@ class PatternClassifier:
         the model's input size); None when this blend has no CNN."""
         if self.density_session is None:
             return None
-        from waferflow.patterns.density import density_picture
+        from waferflow.patterns.density import density_picture, run_density_onnx
 
         grids = np.asarray(grids)
         if not len(grids):
@@ -299,12 +299,7 @@ class PatternClassifier:
                 f"the density CNN reads model-input grids of {2 * picture[0]} x {2 * picture[1]} dies "
                 f"(pictures at half that size), got {grids.shape[1]} x {grids.shape[2]}"
             )
-        pictures = density_picture(grids, self.density["sigma"], picture)
-        out = [
-            self.density_session.run(["probabilities"], {"pictures": pictures[s : s + 256]})[0]
-            for s in range(0, len(pictures), 256)
-        ]
-        return np.concatenate(out).astype(np.float32)
+        return run_density_onnx(self.density_session, density_picture(grids, self.density["sigma"], picture))
 
     def mix(
         self, unet_probs: np.ndarray, tree_probs: np.ndarray, density_probs: np.ndarray | None = None

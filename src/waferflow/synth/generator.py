@@ -95,6 +95,12 @@ class GeneratorConfig(BaseModel):
         edge_ring_depth_range: How many dies deep an Edge-Ring band reaches in from the rim,
             sampled uniformly (its edge wobbles and is soft).
         edge_ring_density_range: Fail probability inside an Edge-Ring band, sampled uniformly.
+        edge_loc_depth_range: How deep (wafer radii; at least 1.1 dies) an Edge-Loc arc reaches in
+            from the rim, sampled uniformly (half of the Edge-Loc maps are arcs, half blobs centred
+            on the rim).
+        edge_loc_span_range: Half the angle (radians) an Edge-Loc arc spans along the rim, sampled
+            uniformly (0.8: a quarter of the rim; WM-811K labels thin arcs along one to three sides
+            Edge-Loc, full rings Edge-Ring).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -121,6 +127,8 @@ class GeneratorConfig(BaseModel):
     loc_elongation: float = Field(0.8, ge=0.0, le=2.0)
     edge_ring_depth_range: tuple[float, float] = (1.0, 4.0)
     edge_ring_density_range: tuple[float, float] = (0.55, 1.0)
+    edge_loc_depth_range: tuple[float, float] = (0.09, 0.38)
+    edge_loc_span_range: tuple[float, float] = (0.15, 0.8)
 
     @model_validator(mode="after")
     def _ranges(self) -> "GeneratorConfig":
@@ -133,6 +141,10 @@ class GeneratorConfig(BaseModel):
             low, high = getattr(self, name)
             if not 0 < low <= high <= 1:
                 raise ValueError(f"{name} {getattr(self, name)}: need 0 < low <= high <= 1")
+        for name in ("edge_loc_depth_range", "edge_loc_span_range"):  # radii, radians
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"{name} {getattr(self, name)}: need 0 < low <= high")
         low, high = self.edge_ring_depth_range
         if not 0 < low <= high:
             raise ValueError(f"edge_ring_depth_range {self.edge_ring_depth_range}: need 0 < low <= high dies")
@@ -337,13 +349,14 @@ class _Patterns:
         return PatternField(rng.uniform(*cfg.edge_ring_density_range) * field, field > 0.5)
 
     def edge_loc(self, rng, u, v, diameter):
+        cfg = self.config
         r, theta = np.hypot(u, v), np.arctan2(v, u)
         t0 = rng.uniform(-math.pi, math.pi)
         if rng.random() < 0.5:
             # An arc segment hugging the edge (deeper than thin: real Edge-Loc clusters hold 2.5 % of
             # the dies, median on the dev lots, twice what depths of 0.07-0.3 gave).
-            depth = max(rng.uniform(0.09, 0.38), 2.2 / diameter)
-            half_span = rng.uniform(0.15, 0.8)
+            depth = max(rng.uniform(*cfg.edge_loc_depth_range), 2.2 / diameter)
+            half_span = rng.uniform(*cfg.edge_loc_span_range)
             dtheta = np.abs(np.angle(np.exp(1j * (theta - t0))))
             field = _soft_inside(1.0 - r, depth * _wobble(rng, theta, 0.3), depth * 0.25)
             field = field * _soft_inside(dtheta, half_span, 0.1)
