@@ -65,10 +65,11 @@ def main() -> None:
     unet = as_predictor(load_weights(args.weights)).predict(a.grids)[0]
     parts = patterns.components(a.grids, original_shapes(a.frame, a.grids), progress=True)
     served = patterns.mix(unet, *parts.values())
-    weights = patterns.class_weights
-    patterns.class_weights = {}  # mix() applies the decision weights only when there are any
-    unweighted = patterns.mix(unet, *parts.values())
-    patterns.class_weights = weights
+    # The decision weights multiply the blend's rows, which sum to 1, before renormalising: dividing
+    # them out and renormalising gives the blend without them.
+    factors = np.array([patterns.class_weights.get(c, 1.0) for c in CLASSES], np.float32)
+    unweighted = served / factors
+    unweighted /= unweighted.sum(axis=1, keepdims=True)
 
     attrs = [json.loads(s) for s in a.frame["attrs"]]
     missing = [i for i, d in enumerate(attrs) if "diameter" not in d or "background_fail_rate" not in d]
@@ -91,7 +92,7 @@ def main() -> None:
     result = {
         "maps": int(len(y)),
         "served": summary(y, served),
-        "served_class_weights": weights,
+        "served_class_weights": patterns.class_weights,
         "without_class_weights": summary(y, unweighted),
         "regime": {"small_below_dies_across": args.small, "heavy_background_above": args.heavy},
         "by_regime": regimes,
