@@ -17,8 +17,10 @@ settings, which is the spread a redraw alone makes. The real test lots are never
 
     .venv/bin/python benchmarks/class_variants.py [--cls Loc] [--variants same,rim_dense] [--draws 7,8]
     .venv/bin/python benchmarks/class_variants.py --cls Edge-Ring --variants same,thin_dense
+    .venv/bin/python benchmarks/class_variants.py --cls Edge-Loc --variants same,thin_long
 
-Writes ``benchmarks/results/<class>_variants.json`` (``loc_variants.json``, ``edge-ring_variants.json``).
+Writes ``benchmarks/results/<class>_variants.json`` (``loc_variants.json``, ``edge-ring_variants.json``,
+``edge-loc_variants.json``).
 One fit takes ~4 min on a 2-core machine, the shared maps and features ~7 more.
 """
 
