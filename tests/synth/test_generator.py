@@ -292,6 +292,11 @@ def test_loc_knobs_move_clusters_towards_the_rim_and_make_them_solid():
     assert np.median(faint) + 0.2 < np.median(dense)
 
 
+def dies_from_rim(grid: np.ndarray) -> np.ndarray:
+    """Each die's taxicab distance to the nearest position off the wafer (1: the outermost dies)."""
+    return ndimage.distance_transform_cdt(np.pad(grid != DIE_NONE, 1), metric="taxicab")[1:-1, 1:-1]
+
+
 def test_edge_ring_knobs_set_how_deep_and_how_dense_the_band_is():
     """edge_ring_depth_range: dies from the rim inwards (WM-811K's rings are 1-2 dies deep);
     edge_ring_density_range: the share of the band's dies that fail (the mask holds failing dies
@@ -301,8 +306,7 @@ def test_edge_ring_knobs_set_how_deep_and_how_dense_the_band_is():
         gen, depths, dense = WaferGenerator(3, cfg), [], []
         for i in range(40):
             rec = gen.make("Edge-Ring", i)
-            wafer = rec.die_grid != DIE_NONE
-            depth = ndimage.distance_transform_cdt(np.pad(wafer, 1), metric="taxicab")[1:-1, 1:-1]
+            depth = dies_from_rim(rec.die_grid)
             band = rec.defect_mask == mask_index("Edge-Ring")
             depths.append(float(np.quantile(depth[band], 0.9)))
             dense.append(float((rec.die_grid[depth == 1] == DIE_FAIL).mean()))  # the same arcs in both
@@ -335,18 +339,17 @@ def test_impossible_edge_ring_and_edge_loc_settings_are_refused(bad):
 
 def test_edge_loc_knobs_set_how_deep_and_how_long_the_rim_arcs_are():
     """edge_loc_depth_range (wafer radii) and edge_loc_span_range (half-angle, radians) shape the
-    Edge-Loc arcs (half the Edge-Loc maps; the other half are blobs centred on the rim, which the
-    knobs leave alone): the same seed draws the same maps' kinds, so only the arcs move."""
+    Edge-Loc arcs (about half the Edge-Loc maps; the others are blobs centred on the rim, which the
+    knobs leave alone)."""
 
     def arcs(cfg: GeneratorConfig) -> tuple[list[float], list[float]]:
         gen, depths, spans = WaferGenerator(5, cfg), [], []
         for i in range(60):
             rec = gen.make("Edge-Loc", i)
-            wafer = rec.die_grid != DIE_NONE
-            depth = ndimage.distance_transform_cdt(np.pad(wafer, 1), metric="taxicab")[1:-1, 1:-1]
+            depth = dies_from_rim(rec.die_grid)
             rows, cols = np.nonzero(rec.defect_mask == mask_index("Edge-Loc"))
             depths.append(float(np.quantile(depth[rows, cols], 0.9)))
-            angle = np.arctan2(rows - (wafer.shape[0] - 1) / 2, cols - (wafer.shape[1] - 1) / 2)
+            angle = np.arctan2(rows - (depth.shape[0] - 1) / 2, cols - (depth.shape[1] - 1) / 2)
             spans.append(
                 len(np.unique(np.floor((angle + np.pi) / (2 * np.pi) * 36))) / 36
             )  # share of 10-degree sectors
