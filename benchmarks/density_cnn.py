@@ -28,6 +28,8 @@ It scores, on the real **dev** lots only (the test lots are never read here):
 
 ``--draws 2 --epochs 4`` fits each CNN on two draws of the own maps (54 000, seeds 7 and 8) in the
 same optimiser steps as one draw x 8 epochs (stop 47: more distinct maps, not more steps).
+``--lines`` adds the picture's two channels that keep one-die-wide lines (a finer density and a
+line response; stop 48, ``benchmarks/results/density_cnn_lines.json``; served since stop 48).
 
 Writes ``benchmarks/results/density_cnn.json``. On a 2-core machine: ~1 min for the maps, ~1.5 min
 for the dev lots' features, ~2.7 min a seed (8 epochs of 210 steps, ~20 s an epoch): 758 s for 4 seeds.
@@ -77,6 +79,9 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1, help="own-map draws the CNNs fit on (27 000 maps each)")
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--sigma", type=float, default=1.5, help="Gaussian of the fail density, in pixels")
+    parser.add_argument(
+        "--lines", action="store_true", help="two more picture channels that keep one-die-wide lines (stop 48)"
+    )
     parser.add_argument("--halvings", type=int, default=20)
     parser.add_argument("--generated", type=Path, default=Path("data/processed/test.parquet"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/density_cnn.json"))
@@ -101,16 +106,16 @@ def main() -> None:
             "y": a.labels,
             "unet": unet_model.predict(a.grids)[0],
             "trees": patterns.proba(a.grids, original_shapes(a.frame, a.grids), progress=True),
-            "picture": density_picture(np.stack(a.grids), args.sigma),
+            "picture": density_picture(np.stack(a.grids), args.sigma, lines=args.lines),
         }
     own = params.patterns.own_maps.model_copy(update={"draws": args.draws})
     grids, _, own_y = own_map_grids(params.synth, own, tuple(args.image_size), progress=True)
-    own_x = density_picture(np.stack(grids), args.sigma)
+    own_x = density_picture(np.stack(grids), args.sigma, lines=args.lines)
     print(f"{len(own_y)} own maps as density pictures ({time.perf_counter() - started:.0f} s)", flush=True)
 
     result: dict = {
         "real": info,
-        "settings": {k: getattr(args, k) for k in ("seeds", "epochs", "width", "sigma", "draws")},
+        "settings": {k: getattr(args, k) for k in ("seeds", "epochs", "width", "sigma", "draws", "lines")},
         "own_maps": own.model_dump(),
         "served": {"unet_weight": patterns.unet_weight, "class_weights": patterns.class_weights},
         "cnn_alone": [],

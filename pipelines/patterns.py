@@ -183,11 +183,11 @@ def _fit_density(cfg, grids: dict, labels: dict) -> dict:
     h, w = grids["train"].shape[1:]
     picture = (h // 2, w // 2)  # the stage checked that they are even
     t0 = time.perf_counter()
-    x = density_picture(grids["train"], cfg.sigma, picture)
+    x = density_picture(grids["train"], cfg.sigma, picture, cfg.lines)
     model = fit_density_ensemble(x, labels["train"], cfg)
     fit_seconds = round(time.perf_counter() - t0, 1)
     proto = density_to_onnx(model, x.shape[1], picture)
-    check_x = density_picture(np.concatenate([grids["val"], grids["test"]]), cfg.sigma, picture)
+    check_x = density_picture(np.concatenate([grids["val"], grids["test"]]), cfg.sigma, picture, cfg.lines)
     ref = predict_ensemble(model, check_x)
     got = run_density_onnx(onnx_session(proto), check_x)
     check = _checked("the density CNN's ONNX file", "torch", probability_parity(got, ref))

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from waferflow.patterns.density import DensityNet, density_picture, fit_density_net, predict_density, symmetry
+from waferflow.patterns.density import (
+    DensityNet,
+    density_picture,
+    fit_density_net,
+    line_kernels,
+    line_response,
+    predict_density,
+    symmetry,
+)
 
 
 def _wafer(n: int = 64) -> np.ndarray:
@@ -41,15 +49,66 @@ def test_the_picture_keeps_where_fails_lie_and_drops_the_background():
     assert abs(heavy[0][on].mean()) < 0.05 and heavy[1][on].mean() == pytest.approx(0.3, abs=0.05)
 
 
-def test_the_picture_turns_with_the_wafer():
+@pytest.mark.parametrize("lines", [False, True])
+def test_the_picture_turns_with_the_wafer(lines):
     rng = np.random.default_rng(1)
     grid = _centre_blob(rng)
     grid[5:12, 20:40][grid[5:12, 20:40] > 0] = 2  # an off-centre band, so turning changes the map
-    x = density_picture(grid[None])
+    _scratch(grid, (40, 8), (56, 40))  # and a one-die line at neither 0 nor 45 degrees
+    x = density_picture(grid[None], lines=lines)
+    assert x.shape == (1, 6 if lines else 4, 32, 32)
     for k in range(1, 4):
-        turned = density_picture(np.rot90(grid, k)[None].copy())
+        turned = density_picture(np.rot90(grid, k)[None].copy(), lines=lines)
         np.testing.assert_allclose(turned, np.rot90(x, k, axes=(2, 3)), atol=1e-5)
-    np.testing.assert_allclose(density_picture(grid[None, :, ::-1].copy()), x[..., ::-1], atol=1e-5)
+    np.testing.assert_allclose(density_picture(grid[None, :, ::-1].copy(), lines=lines), x[..., ::-1], atol=1e-5)
+
+
+def _scratch(grid: np.ndarray, start: tuple[int, int], end: tuple[int, int]) -> list[tuple[int, int]]:
+    """Fail a one-die-wide straight line from ``start`` to ``end`` (row, column) where there are dies."""
+    steps = max(abs(end[0] - start[0]), abs(end[1] - start[1]))
+    at = [
+        (round(start[0] + (end[0] - start[0]) * t / steps), round(start[1] + (end[1] - start[1]) * t / steps))
+        for t in range(steps + 1)
+    ]
+    dies = [(r, c) for r, c in sorted(set(at)) if grid[r, c] > 0]
+    for r, c in dies:
+        grid[r, c] = 2
+    return dies
+
+
+def test_the_line_kernels_are_the_wafers_own_symmetries():
+    kernels = line_kernels()
+    assert kernels.shape == (8, 7, 7) and kernels[:, 3, 3].all()  # each through the centre die
+    assert sorted(kernels.sum((1, 2))) == [5, 5, 7, 7, 7, 7, 7, 7]  # the diagonals round two steps to one die
+    as_set = {k.tobytes() for k in kernels}
+    for k in kernels:  # each turned or mirrored segment is again one of the segments
+        assert np.rot90(k).tobytes() in as_set and k[:, ::-1].copy().tobytes() in as_set
+
+
+@pytest.mark.parametrize("end", [(14, 54), (44, 52)])  # along a segment's direction, and between two (~35 degrees)
+def test_a_one_die_scratch_stands_out_in_the_line_channels_and_not_in_the_smoothed_ones(end):
+    """A scratch one die wide in a 10 % speckle: the line response reads high along it (1 where a
+    segment lies along it) and about the background elsewhere; after pooling, the line channel
+    holds it well above the finer density, and that above the picture's smoothed density."""
+    rng = np.random.default_rng(4)
+    grid = _speckled(rng, 0.1)
+    line = _scratch(grid, (14, 10), end)
+    fails, mask = (grid == 2).astype(np.float32)[None], (grid > 0).astype(np.float32)[None]
+    response = line_response(fails, mask)[0]
+    on = np.array([response[r, c] for r, c in line[3:-3]])
+    off = np.ones(grid.shape, bool)
+    for r, c in line:
+        off[max(r - 4, 0) : r + 5, max(c - 4, 0) : c + 5] = False
+    off &= grid == 1
+    assert np.median(response[off]) < 0.35  # a pass die among 10 % fails: its best segment holds one or two
+    assert np.median(on) > 0.55
+    if end[0] == 14:  # horizontal: one segment lies on it everywhere
+        assert on.min() == 1
+    assert not response[grid == 0].any()  # off the wafer
+    x = density_picture(grid[None], lines=True)[0]
+    cells = sorted({(r // 2, c // 2) for r, c in line[3:-3]})
+    relative, fine, lines = (np.median([x[ch][cell] for cell in cells]) for ch in (0, 4, 5))
+    assert lines > fine + 0.15 and fine > relative + 0.1 and relative < 0.3  # smoothing thins the line out
 
 
 def test_impossible_sizes_are_refused():
@@ -105,6 +164,8 @@ def test_the_picture_takes_a_rectangular_size():
     x = density_picture(grid, out=(32, 16))
     assert x.shape == (1, 4, 32, 16) and x[0, 1, :4].min() > 0.5 and x[0, 1, 8:].max() < 0.1
     assert density_picture(grid[:0], out=(32, 16)).shape == (0, 4, 32, 16)
+    assert density_picture(grid[:0], out=(32, 16), lines=True).shape == (0, 6, 32, 16)
+    assert density_picture(grid, out=(32, 16), lines=True).shape == (1, 6, 32, 16)
 
 
 def test_the_patterns_stage_serves_the_cnn_it_fitted_and_drops_it_when_unset(tiny_project, tmp_path):

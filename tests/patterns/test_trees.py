@@ -149,18 +149,22 @@ def test_one_bag_is_one_fit_on_every_map():
     assert np.allclose(fit_trees(x, y, cfg).predict_proba(x), plain.predict_proba(x))
 
 
-def _with_density(folder, weight: float, density_weight: float) -> PatternClassifier:
+def _with_density(folder, weight: float, density_weight: float, lines: bool = False) -> PatternClassifier:
     """Trees and a width-4 density CNN (untrained) in ``folder``, as the patterns stage writes them."""
     import torch
 
-    from waferflow.patterns.density import DensityEnsemble, DensityNet, density_to_onnx
+    from waferflow.patterns.density import DensityEnsemble, DensityNet, density_to_onnx, picture_channels
 
     x, y = _data(list(range(9)))
     model = fit_trees(x, y, PatternsConfig(max_iter=10, min_samples_leaf=10, bags=1))
     meta = _save(folder, model, list(range(9)), weight=weight, class_weights={"Loc": 2.0})
     torch.manual_seed(0)
-    (folder / "cnn.onnx").write_bytes(density_to_onnx(DensityEnsemble([DensityNet(4)]), 4, (16, 16)))
+    channels = picture_channels(lines)
+    net = DensityEnsemble([DensityNet(4, channels=channels)])
+    (folder / "cnn.onnx").write_bytes(density_to_onnx(net, channels, (16, 16)))
     meta["density"] = {"file": "cnn.onnx", "weight": density_weight, "sigma": 1.5, "picture": [16, 16]}
+    if lines:
+        meta["density"]["lines"] = True  # a patterns.json written before stop 48 has no such key
     (folder / META_FILE).write_text(json.dumps(meta))
     return PatternClassifier.from_dir(folder)
 
@@ -183,6 +187,17 @@ def test_the_density_cnn_takes_its_share_from_the_trees(tmp_path):
     with pytest.raises(ValueError, match="serves the density CNN"):
         served.mix(unet, parts["patterns"])
     assert served_class(served).startswith("0.3 x U-Net + 0.2 x density CNN + 0.5 x pattern trees")
+
+
+def test_a_density_cnn_with_line_channels_is_fed_the_pictures_it_was_fitted_on(tmp_path):
+    from waferflow.patterns.density import density_picture
+
+    served = _with_density(tmp_path, weight=0.3, density_weight=0.2, lines=True)
+    grids = np.where(np.random.default_rng(5).random((3, 32, 32)) < 0.2, 2, 1).astype(np.uint8)
+    pictures = density_picture(grids, 1.5, (16, 16), lines=True)
+    assert pictures.shape[1] == 6
+    expected = served.density_session.run(["probabilities"], {"pictures": pictures})[0]
+    assert np.allclose(served.proba_density(grids), expected, atol=1e-6)
     assert served.proba_density(grids[:0]).shape == (0, 9)
     with pytest.raises(ValueError, match="32 x 32 dies"):  # pooled differently, it would read other pictures
         served.proba_density(np.ones((2, 64, 64), np.uint8))

@@ -45,13 +45,17 @@ class DensityCnnConfig(BaseModel):
     as one ONNX file. Served probabilities = ``unet_weight`` x U-Net + ``weight`` x CNN + the rest x
     trees. On the real *dev* lots (stop 45, ``benchmarks/density_cnn.py``): the CNN alone 0.80-0.81
     (U-Net 0.75, trees 0.83); weight 0.2 beside U-Net 0.3 took the served blend 0.850 -> 0.855,
-    Loc recall 0.67 -> 0.71.
+    Loc recall 0.67 -> 0.71. With ``lines`` (stop 48, ``--lines``) the CNN alone reads 0.82-0.84
+    (Scratch recall 0.71 -> 0.80), and the default serves it at weight 0.5 beside U-Net 0.1
+    (dev 0.855 -> 0.862; chosen on halves of the dev lots, it gained on the other half in 17 of 20).
 
     Args:
         weight: its share of the served probabilities (taken from the trees' share).
         seeds: CNNs fitted and averaged.
         epochs, width: each CNN's training epochs and first-block channels.
         sigma: the Gaussian (in dies of the model input) the fail density is smoothed with.
+        lines: two more picture channels that keep what is one die wide (a finer density and a
+            line response, :func:`~waferflow.patterns.density.density_picture`).
         seed: the first CNN's seed.
     """
 
@@ -62,6 +66,7 @@ class DensityCnnConfig(BaseModel):
     epochs: int = Field(8, ge=1)
     width: int = Field(16, ge=1)
     sigma: float = Field(1.5, gt=0)
+    lines: bool = False
     seed: int = 0
 
 
@@ -77,6 +82,7 @@ class PatternsConfig(BaseModel):
             the best weight on the real *dev* lots with the trees on their own maps (stop 39:
             0 / 0.1 / 0.2 / 0.3 / 0.4 / 0.5 tried, 0.835 / 0.836 / 0.838 / 0.840 / 0.837 / 0.830);
             0.5 had been the best on the generated test split (``benchmarks/feature_classifier.py``).
+            The default since stop 48 is 0.1, beside the density CNN's 0.5 (:class:`DensityCnnConfig`).
         class_weights: decision weights on the served probabilities, class -> factor (a class not
             named: 1); the blend is multiplied by them and each wafer's row renormalised. The
             generated Loc class is narrower than WM-811K's, so the blend under-calls Loc on real

@@ -299,7 +299,8 @@ class PatternClassifier:
                 f"the density CNN reads model-input grids of {2 * picture[0]} x {2 * picture[1]} dies "
                 f"(pictures at half that size), got {grids.shape[1]} x {grids.shape[2]}"
             )
-        return run_density_onnx(self.density_session, density_picture(grids, self.density["sigma"], picture))
+        pictures = density_picture(grids, self.density["sigma"], picture, self.density.get("lines", False))
+        return run_density_onnx(self.density_session, pictures)
 
     def mix(
         self, unet_probs: np.ndarray, tree_probs: np.ndarray, density_probs: np.ndarray | None = None
