@@ -10,18 +10,21 @@ each variant (overrides of ``--cls``'s settings of ``synth.generator``, :data:`S
 seed only changes the draw inside each map — refits the stage's trees (``patterns`` parameters,
 5 bags) and scores the real **dev** lots: the trees alone and, with the pipeline's U-Net
 (``--weights``, when present), the served blend (the ``unet_weight`` and ``class_weights`` of
-``--patterns``). Holding the other 24 000 maps still takes the other classes' draw out of the
-comparison; the ``same`` variant redraws the class with the generator's defaults for its
+``--patterns``); with ``--cnn`` the served density CNN (``patterns.density_cnn``) is refitted on
+the same maps too, so the served blend is the one the pipeline would give (stop 49: the trees and
+the CNN now read the own maps about equally). Holding the other 24 000 maps still takes the
+other classes' draw out of the comparison; the ``same`` variant redraws the class with the generator's defaults for its
 settings, which is the spread a redraw alone makes. The real test lots are never scored here
 (``benchmarks/sim_to_real.py`` does, after the choice).
 
     .venv/bin/python benchmarks/class_variants.py [--cls Loc] [--variants same,rim_dense] [--draws 7,8]
     .venv/bin/python benchmarks/class_variants.py --cls Edge-Ring --variants same,thin_dense
     .venv/bin/python benchmarks/class_variants.py --cls Edge-Loc --variants same,thin_long
+    .venv/bin/python benchmarks/class_variants.py --cls Edge-Loc --variants same,chord --draws 7 --cnn
 
 Writes ``benchmarks/results/<class>_variants.json`` (``loc_variants.json``, ``edge-ring_variants.json``,
 ``edge-loc_variants.json``).
-One fit takes ~4 min on a 2-core machine, the shared maps and features ~7 more.
+One fit takes ~4 min on a 2-core machine (~14 with ``--cnn``), the shared maps and features ~7 more.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 SETTINGS = {  # the generator settings that draw each class studied here
     "Loc": ("loc_center_reach", "loc_density_range", "loc_elongation"),
     "Edge-Ring": ("edge_ring_depth_range", "edge_ring_density_range"),
-    "Edge-Loc": ("edge_loc_depth_range", "edge_loc_span_range"),
+    "Edge-Loc": ("edge_loc_depth_range", "edge_loc_span_range", "edge_loc_chord_probability"),
 }
 VARIANTS = {  # overrides of those settings, per class
     "Loc": {
@@ -66,6 +69,8 @@ VARIANTS = {  # overrides of those settings, per class
     "Edge-Loc": {  # WM-811K's Edge-Loc is shallower than the generator's; thin arcs on 1-3 sides (stop 47)
         "same": {},
         "thin_long": {"edge_loc_depth_range": (0.04, 0.2), "edge_loc_span_range": (0.15, 1.2)},
+        # large solid half-moons from the rim, which the blend read as Random (stop 49)
+        "chord": {"edge_loc_chord_probability": 0.2},
     },
 }
 
@@ -85,10 +90,13 @@ def class_defaults(cls: str) -> dict:
     return {k: getattr(GeneratorConfig(), k) for k in SETTINGS[cls]}
 
 
-def redrawn_class(params, cls: str, overrides: dict, draw: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Features of the own maps of ``cls`` only, drawn with the stage's generator overrides, the
-    generator's defaults of ``cls``'s settings, then ``overrides``, and map seed ``draw``, on the
-    lots and layouts of the stage's own maps (``generate_dataset``'s placement)."""
+def redrawn_class(
+    params, cls: str, overrides: dict, draw: int, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, classes and model-input grids of the own maps of ``cls`` only, drawn with the
+    stage's generator overrides, the generator's defaults of ``cls``'s settings, then
+    ``overrides``, and map seed ``draw``, on the lots and layouts of the stage's own maps
+    (``generate_dataset``'s placement)."""
     own = params.patterns.own_maps
     generator = {**own.generator, **class_defaults(cls), **overrides}
     cfg = own_dataset_config(params.synth, own.model_copy(update={"generator": generator}))
@@ -105,7 +113,18 @@ def redrawn_class(params, cls: str, overrides: dict, draw: int, size: tuple[int,
             grids.append(resize_grid(grid, size))
             shapes.append(grid.shape)
     x = grid_features(grids, shapes, True, f"{cls} maps, draw {draw}", n_jobs=-1)
-    return x, np.full(len(x), CLASSES.index(cls))
+    return x, np.full(len(x), CLASSES.index(cls)), np.stack(grids)
+
+
+def refit_density(params, grids: np.ndarray, y: np.ndarray, dev_grids: np.ndarray) -> np.ndarray:
+    """The served density CNN (``patterns.density_cnn``: seeds, epochs, width, lines) refitted on
+    ``grids``, as the patterns stage fits it; its probabilities of the dev lots."""
+    from waferflow.patterns.density import density_picture, fit_density_ensemble, predict_ensemble
+
+    cfg = params.patterns.density_cnn
+    picture = (grids.shape[1] // 2, grids.shape[2] // 2)
+    model = fit_density_ensemble(density_picture(grids, cfg.sigma, picture, cfg.lines), y, cfg)
+    return predict_ensemble(model, density_picture(dev_grids, cfg.sigma, picture, cfg.lines))
 
 
 def unet_probs(weights: Path, grids: np.ndarray) -> np.ndarray | None:
@@ -126,7 +145,11 @@ def main() -> None:
     ap.add_argument("--real", type=Path, default=Path("../shared/data"))
     ap.add_argument("--weights", type=Path, default=PROJECT / "models/weights.pt", help="the U-Net of the served blend")
     ap.add_argument("--patterns", type=Path, default=PROJECT / "data/patterns", help="the blend's weights")
+    ap.add_argument(
+        "--cnn", action="store_true", help="refit the served density CNN on the redrawn maps too (~10 min a run)"
+    )
     ap.add_argument("--out", type=Path, help="default benchmarks/results/<class>_variants.json")
+    ap.add_argument("--probs", type=Path, help="a folder (outside the repository) for each run's dev probabilities")
     args = ap.parse_args()
     unknown = set(args.variants.split(",")) - set(VARIANTS[args.cls])
     if unknown:
@@ -141,9 +164,17 @@ def main() -> None:
     dev_cnn = blend.proba_density(dev_grids) if blend is not None else None  # the served density CNN's, if any
     # the stage's first draw (3 000 a class, seed 7) with one class redrawn: the study's unit
     own = params.patterns.own_maps.model_copy(update={"draws": 1})
-    x, y = own_map_features(params.synth, own, size, progress=True, n_jobs=-1)
+    x, y, grids = own_map_features(params.synth, own, size, progress=True, n_jobs=-1, grids=True)
+    if args.cnn and (blend is None or blend.density_session is None or params.patterns.density_cnn is None):
+        raise SystemExit("--cnn: the served blend (--weights, --patterns) has no density CNN to refit")
     keep = y != CLASSES.index(args.cls)
-    result: dict = {"class": args.cls, "own_maps": own.model_dump(), "defaults": class_defaults(args.cls), "runs": []}
+    result: dict = {
+        "class": args.cls,
+        "own_maps": own.model_dump(),
+        "defaults": class_defaults(args.cls),
+        "density_cnn_refitted": args.cnn,
+        "runs": [],
+    }
     if blend is not None:
         result["served"] = {
             "unet_weight": blend.unet_weight,
@@ -153,14 +184,24 @@ def main() -> None:
     for variant in args.variants.split(","):
         for draw in (int(d) for d in args.draws.split(",")):
             t0 = time.perf_counter()
-            cls_x, cls_y = redrawn_class(params, args.cls, VARIANTS[args.cls][variant], draw, size)
+            cls_x, cls_y, cls_grids = redrawn_class(params, args.cls, VARIANTS[args.cls][variant], draw, size)
             trees = fit_trees(np.concatenate([x[keep], cls_x]), np.concatenate([y[keep], cls_y]), params.patterns)
             run = {"variant": variant, "overrides": VARIANTS[args.cls][variant], "draw": draw}
             tree_probs = trees.predict_proba(dev_x)
             run["real_dev"] = scores(dev_y, tree_probs.argmax(1))
             line = f"{variant} draw {draw}: trees alone dev macro-F1 {run['real_dev']['macro_f1']}"
+            if args.cnn:
+                cnn = refit_density(
+                    params, np.concatenate([grids[keep], cls_grids]), np.concatenate([y[keep], cls_y]), dev_grids
+                )
+                run["real_dev_cnn"] = scores(dev_y, cnn.argmax(1))
+                line += f", CNN alone {run['real_dev_cnn']['macro_f1']}"
+                if args.probs is not None:  # the trees' and the CNN's dev probabilities, for a later look
+                    np.save(args.probs / f"{args.cls}.{variant}.{draw}.npy", np.stack([tree_probs, cnn]))
+            else:
+                cnn = dev_cnn
             if blend is not None:
-                run["real_dev_served"] = scores(dev_y, blend.mix(unet, tree_probs, dev_cnn).argmax(1))
+                run["real_dev_served"] = scores(dev_y, blend.mix(unet, tree_probs, cnn).argmax(1))
                 line += f", served {run['real_dev_served']['macro_f1']}, recall {run['real_dev_served']['recall']}"
             run["seconds"] = round(time.perf_counter() - t0, 1)
             result["runs"].append(run)

@@ -330,6 +330,7 @@ def test_edge_ring_knobs_set_how_deep_and_how_dense_the_band_is():
         {"edge_loc_depth_range": (0.3, 0.2)},
         {"edge_loc_span_range": (0.0, 0.8)},
         {"edge_loc_span_range": (0.9, 0.8)},
+        {"edge_loc_chord_probability": 1.5},
     ],
 )
 def test_impossible_edge_ring_and_edge_loc_settings_are_refused(bad):
@@ -370,3 +371,27 @@ def test_edge_loc_knobs_set_how_deep_and_how_long_the_rim_arcs_are():
 def test_impossible_loc_settings_are_refused(bad):
     with pytest.raises(ValueError, match="loc_"):
         GeneratorConfig(**bad)
+
+
+def test_edge_loc_chord_knob_draws_solid_half_moons_from_the_rim():
+    """edge_loc_chord_probability: the share of Edge-Loc maps failing solid beyond a chord (14-50 %
+    of the wafer; WM-811K labels such half-moons Edge-Loc). At 0 the arcs and rim blobs stay small."""
+
+    def shares(p: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        gen = WaferGenerator(4, GeneratorConfig(diameter_range=(50, 50), edge_loc_chord_probability=p))
+        share, dense, rim = [], [], []
+        for i in range(40):
+            rec = gen.make("Edge-Loc", i)
+            on, region = rec.die_grid != DIE_NONE, rec.defect_mask == mask_index("Edge-Loc")
+            share.append(region.sum() / on.sum())
+            hull = convex_hull_image(region) & on  # the segment cut off by the chord
+            dense.append((rec.die_grid[hull] == DIE_FAIL).mean())
+            rim.append(dies_from_rim(rec.die_grid)[region].min())
+        return np.array(share), np.array(dense), np.array(rim)
+
+    chord, solid, rim = shares(1.0)
+    small, _, _ = shares(0.0)
+    assert 0.1 < np.quantile(chord, 0.1) and np.quantile(chord, 0.9) < 0.6
+    assert np.median(chord) > 0.2 > np.median(small) + 0.1
+    assert np.median(solid) > 0.75
+    assert (rim == 1).all()  # every half-moon reaches the outermost dies

@@ -101,6 +101,9 @@ class GeneratorConfig(BaseModel):
         edge_loc_span_range: Half the angle (radians) an Edge-Loc arc spans along the rim, sampled
             uniformly (0.8: a quarter of the rim; WM-811K labels thin arcs along one to three sides
             Edge-Loc, full rings Edge-Ring).
+        edge_loc_chord_probability: Share of Edge-Loc maps that fail solid beyond a chord: a
+            segment of the wafer cut off by a straight line, holding 14-50 % of its area (WM-811K
+            labels such half-moons from the rim Edge-Loc; 0 draws the maps of before, bit for bit).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -129,6 +132,7 @@ class GeneratorConfig(BaseModel):
     edge_ring_density_range: tuple[float, float] = (0.55, 1.0)
     edge_loc_depth_range: tuple[float, float] = (0.09, 0.38)
     edge_loc_span_range: tuple[float, float] = (0.15, 0.8)
+    edge_loc_chord_probability: float = Field(0.0, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _ranges(self) -> "GeneratorConfig":
@@ -352,6 +356,14 @@ class _Patterns:
         cfg = self.config
         r, theta = np.hypot(u, v), np.arctan2(v, u)
         t0 = rng.uniform(-math.pi, math.pi)
+        if cfg.edge_loc_chord_probability > 0 and rng.random() < cfg.edge_loc_chord_probability:
+            # A segment beyond a chord c from the centre (c 0.6 -> 14 % of the area, 0 -> half), its
+            # edge a little bent; solid, as WM-811K's large Edge-Loc half-moons are.
+            across = u * math.cos(t0) + v * math.sin(t0)
+            along = -u * math.sin(t0) + v * math.cos(t0)
+            bend = rng.uniform(-0.15, 0.15) * along**2
+            field = _soft_inside(rng.uniform(0.0, 0.6) + bend, across, 0.04)
+            return PatternField(rng.uniform(0.7, 1.0) * field, field > 0.5)
         if rng.random() < 0.5:
             # An arc segment hugging the edge (deeper than thin: real Edge-Loc clusters hold 2.5 % of
             # the dies, median on the dev lots, twice what depths of 0.07-0.3 gave).
