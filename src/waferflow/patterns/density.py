@@ -56,7 +56,7 @@ __all__ = [
 
 DENSITY_FILE = "density.onnx"
 ONNX_OPSET = 17
-LINE_LENGTH = 7  # dies in each segment of line_response
+LINE_LENGTH = 7  # steps along each segment of line_response (7 dies; 5 on the diagonals)
 
 
 def line_kernels(length: int = LINE_LENGTH, angles: int = 8) -> np.ndarray:
