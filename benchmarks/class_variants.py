@@ -161,12 +161,13 @@ def main() -> None:
     dev_x, dev_y, dev_grids = dev_features(args.real, size)
     unet = unet_probs(args.weights, dev_grids)
     blend = PatternClassifier.from_dir(args.patterns) if unet is not None else None
-    dev_cnn = blend.proba_density(dev_grids) if blend is not None else None  # the served density CNN's, if any
+    if args.cnn and (blend is None or blend.density_session is None or params.patterns.density_cnn is None):
+        raise SystemExit("--cnn: the served blend (--weights, --patterns) has no density CNN to refit")
+    # the served density CNN's, if any (with --cnn each run refits its own)
+    dev_cnn = blend.proba_density(dev_grids) if blend is not None and not args.cnn else None
     # the stage's first draw (3 000 a class, seed 7) with one class redrawn: the study's unit
     own = params.patterns.own_maps.model_copy(update={"draws": 1})
     x, y, grids = own_map_features(params.synth, own, size, progress=True, n_jobs=-1, grids=True)
-    if args.cnn and (blend is None or blend.density_session is None or params.patterns.density_cnn is None):
-        raise SystemExit("--cnn: the served blend (--weights, --patterns) has no density CNN to refit")
     keep = y != CLASSES.index(args.cls)
     result: dict = {
         "class": args.cls,
