@@ -14,13 +14,16 @@ seed only changes the draw inside each map — refits the stage's trees (``patte
 the same maps too, so the served blend is the one the pipeline would give (stop 49: the trees and
 the CNN now read the own maps about equally). Holding the other 24 000 maps still takes the
 other classes' draw out of the comparison; the ``same`` variant redraws the class with the generator's defaults for its
-settings, which is the spread a redraw alone makes. The real test lots are never scored here
-(``benchmarks/sim_to_real.py`` does, after the choice).
+settings, which is the spread a redraw alone makes. With the pipeline's blend at hand the
+generated test split (``--generated``, ``data/processed/test.parquet``) is scored too, trees alone
+and served (stop 50: a choice read on the real lots alone cost the generated split 0.016 at stop 49).
+The real test lots are never scored here (``benchmarks/sim_to_real.py`` does, after the choice).
 
     .venv/bin/python benchmarks/class_variants.py [--cls Loc] [--variants same,rim_dense] [--draws 7,8]
     .venv/bin/python benchmarks/class_variants.py --cls Edge-Ring --variants same,thin_dense
     .venv/bin/python benchmarks/class_variants.py --cls Edge-Loc --variants same,thin_long
     .venv/bin/python benchmarks/class_variants.py --cls Edge-Loc --variants same,chord --draws 7 --cnn
+    .venv/bin/python benchmarks/class_variants.py --cls Loc --variants rim_dense,dense --draws 7 --cnn
 
 Writes ``benchmarks/results/<class>_variants.json`` (``loc_variants.json``, ``edge-ring_variants.json``,
 ``edge-loc_variants.json``).
@@ -116,15 +119,29 @@ def redrawn_class(
     return x, np.full(len(x), CLASSES.index(cls)), np.stack(grids)
 
 
-def refit_density(params, grids: np.ndarray, y: np.ndarray, dev_grids: np.ndarray) -> np.ndarray:
+def refit_density(params, grids: np.ndarray, y: np.ndarray, *targets: np.ndarray) -> list[np.ndarray]:
     """The served density CNN (``patterns.density_cnn``: seeds, epochs, width, lines) refitted on
-    ``grids``, as the patterns stage fits it; its probabilities of the dev lots."""
+    ``grids``, as the patterns stage fits it; its probabilities of each of ``targets``' grids."""
     from waferflow.patterns.density import density_picture, fit_density_ensemble, predict_ensemble
 
     cfg = params.patterns.density_cnn
     picture = (grids.shape[1] // 2, grids.shape[2] // 2)
     model = fit_density_ensemble(density_picture(grids, cfg.sigma, picture, cfg.lines), y, cfg)
-    return predict_ensemble(model, density_picture(dev_grids, cfg.sigma, picture, cfg.lines))
+    return [predict_ensemble(model, density_picture(t, cfg.sigma, picture, cfg.lines)) for t in targets]
+
+
+def generated_split(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Pattern features, classes and model-input grids of the pipeline's generated test split
+    (``data/processed/test.parquet``, labeled wafers); None when it is missing."""
+    if not path.is_file():
+        return None
+    from waferflow.data.arrays import WaferArrays
+    from waferflow.patterns.features import original_shapes
+
+    split = WaferArrays.from_parquet(path)
+    split = split.take(np.flatnonzero(split.labels >= 0))
+    x = grid_features(split.grids, original_shapes(split.frame, split.grids), True, "generated test split", n_jobs=-1)
+    return x, split.labels, split.grids
 
 
 def unet_probs(weights: Path, grids: np.ndarray) -> np.ndarray | None:
@@ -150,6 +167,12 @@ def main() -> None:
     )
     ap.add_argument("--out", type=Path, help="default benchmarks/results/<class>_variants.json")
     ap.add_argument("--probs", type=Path, help="a folder (outside the repository) for each run's dev probabilities")
+    ap.add_argument(
+        "--generated",
+        type=Path,
+        default=PROJECT / "data/processed/test.parquet",
+        help="the generated test split, scored too (stop 50: a choice must not read the real lots alone)",
+    )
     args = ap.parse_args()
     unknown = set(args.variants.split(",")) - set(VARIANTS[args.cls])
     if unknown:
@@ -165,6 +188,11 @@ def main() -> None:
         raise SystemExit("--cnn: the served blend (--weights, --patterns) has no density CNN to refit")
     # the served density CNN's, if any (with --cnn each run refits its own)
     dev_cnn = blend.proba_density(dev_grids) if blend is not None and not args.cnn else None
+    gen = generated_split(args.generated) if blend is not None else None
+    if gen is not None:
+        gen_x, gen_y, gen_grids = gen
+        gen_unet = unet_probs(args.weights, gen_grids)
+        gen_cnn = blend.proba_density(gen_grids) if not args.cnn else None
     # the stage's first draw (3 000 a class, seed 7) with one class redrawn: the study's unit
     own = params.patterns.own_maps.model_copy(update={"draws": 1})
     x, y, grids = own_map_features(params.synth, own, size, progress=True, n_jobs=-1, grids=True)
@@ -192,9 +220,14 @@ def main() -> None:
             run["real_dev"] = scores(dev_y, tree_probs.argmax(1))
             line = f"{variant} draw {draw}: trees alone dev macro-F1 {run['real_dev']['macro_f1']}"
             if args.cnn:
-                cnn = refit_density(
-                    params, np.concatenate([grids[keep], cls_grids]), np.concatenate([y[keep], cls_y]), dev_grids
+                cnn, *gen_cnn_list = refit_density(
+                    params,
+                    np.concatenate([grids[keep], cls_grids]),
+                    np.concatenate([y[keep], cls_y]),
+                    dev_grids,
+                    *([gen_grids] if gen is not None else []),
                 )
+                gen_cnn = gen_cnn_list[0] if gen_cnn_list else None
                 run["real_dev_cnn"] = scores(dev_y, cnn.argmax(1))
                 line += f", CNN alone {run['real_dev_cnn']['macro_f1']}"
                 if args.probs is not None:  # the trees' and the CNN's dev probabilities, for a later look
@@ -204,6 +237,14 @@ def main() -> None:
             if blend is not None:
                 run["real_dev_served"] = scores(dev_y, blend.mix(unet, tree_probs, cnn).argmax(1))
                 line += f", served {run['real_dev_served']['macro_f1']}, recall {run['real_dev_served']['recall']}"
+            if gen is not None:
+                gen_trees = trees.predict_proba(gen_x)
+                run["generated"] = scores(gen_y, gen_trees.argmax(1))
+                run["generated_served"] = scores(gen_y, blend.mix(gen_unet, gen_trees, gen_cnn).argmax(1))
+                line += f"; generated split: trees {run['generated']['macro_f1']}"
+                line += f", served {run['generated_served']['macro_f1']}, recall {run['generated_served']['recall']}"
+                if args.probs is not None:
+                    np.save(args.probs / f"{args.cls}.{variant}.{draw}.generated.npy", np.stack([gen_trees, gen_cnn]))
             run["seconds"] = round(time.perf_counter() - t0, 1)
             result["runs"].append(run)
             print(line, flush=True)

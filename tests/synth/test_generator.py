@@ -395,3 +395,32 @@ def test_edge_loc_chord_knob_draws_solid_half_moons_from_the_rim():
     assert np.median(chord) > 0.2 > np.median(small) + 0.1
     assert np.median(solid) > 0.75
     assert (rim == 1).all()  # every half-moon reaches the outermost dies
+
+
+def test_edge_loc_blob_depth_knob_keeps_rim_blobs_hugging_the_rim():
+    """edge_loc_blob_depth_range: a rim blob reaches in only so deep (WM-811K's Edge-Loc clusters
+    hold three quarters of their dies in the outermost two rings); None keeps the deeper blobs of
+    before. The arcs are held one die deep here, so the deep dies are the blobs'."""
+
+    def depths(blob_depth) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        config = GeneratorConfig(
+            diameter_range=(50, 50), edge_loc_depth_range=(0.04, 0.06), edge_loc_blob_depth_range=blob_depth
+        )
+        gen = WaferGenerator(4, config)
+        deepest, outer, rim = [], [], []
+        for i in range(60):
+            rec = gen.make("Edge-Loc", i)
+            steps = dies_from_rim(rec.die_grid)[rec.defect_mask == mask_index("Edge-Loc")]
+            deepest.append(steps.max())
+            outer.append((steps <= 2).mean())
+            rim.append(steps.min())
+        return np.array(deepest), np.array(outer), np.array(rim)
+
+    deep, outer, rim = depths((0.05, 0.2))  # 25 dies of radius: 1.25-5 dies deep
+    before, outer_before, _ = depths(None)
+    assert np.quantile(deep, 0.9) <= 6 and deep.max() <= 9
+    assert np.quantile(before, 0.9) >= 7  # blobs out to 0.4 radii deep
+    assert np.median(outer) > 0.8 > np.median(outer_before)
+    assert (rim == 1).all()  # every region reaches the outermost dies
+    with pytest.raises(ValueError, match="edge_loc_blob_depth_range"):
+        GeneratorConfig(edge_loc_blob_depth_range=(0.2, 0.05))

@@ -104,6 +104,11 @@ class GeneratorConfig(BaseModel):
         edge_loc_chord_probability: Share of Edge-Loc maps that fail solid beyond a chord: a
             segment of the wafer cut off by a straight line, holding 14-50 % of its area (WM-811K
             labels such half-moons from the rim Edge-Loc; 0 draws the maps of before, bit for bit).
+        edge_loc_blob_depth_range: How deep (wafer radii; at least 1.1 dies) an Edge-Loc blob on the
+            rim reaches in, sampled uniformly: its middle lies beyond the rim by its radius less
+            this. WM-811K's Edge-Loc clusters hug the rim (stop 50: three quarters of their dies in
+            the outermost two rings, median on the dev lots). None: middles at 0.92-1.05 of the
+            radius, as before, bit for bit.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -133,6 +138,7 @@ class GeneratorConfig(BaseModel):
     edge_loc_depth_range: tuple[float, float] = (0.09, 0.38)
     edge_loc_span_range: tuple[float, float] = (0.15, 0.8)
     edge_loc_chord_probability: float = Field(0.0, ge=0.0, le=1.0)
+    edge_loc_blob_depth_range: tuple[float, float] | None = None
 
     @model_validator(mode="after")
     def _ranges(self) -> "GeneratorConfig":
@@ -145,7 +151,9 @@ class GeneratorConfig(BaseModel):
             low, high = getattr(self, name)
             if not 0 < low <= high <= 1:
                 raise ValueError(f"{name} {getattr(self, name)}: need 0 < low <= high <= 1")
-        for name in ("edge_loc_depth_range", "edge_loc_span_range"):  # radii, radians
+        for name in ("edge_loc_depth_range", "edge_loc_span_range", "edge_loc_blob_depth_range"):  # radii, radians
+            if getattr(self, name) is None:
+                continue
             low, high = getattr(self, name)
             if not 0 < low <= high:
                 raise ValueError(f"{name} {getattr(self, name)}: need 0 < low <= high")
@@ -374,16 +382,14 @@ class _Patterns:
             field = field * _soft_inside(dtheta, half_span, 0.1)
             return PatternField(rng.uniform(0.35, 0.95) * field, field > 0.5)
         # A blob centred on the rim (a cluster whose middle is inside the wafer is Loc).
-        rc = rng.uniform(0.92, 1.05)
+        if cfg.edge_loc_blob_depth_range is None:
+            rc, radius = rng.uniform(0.92, 1.05), rng.uniform(0.12, 0.4)
+        else:  # its middle beyond the rim, so that it reaches in only so deep
+            radius = rng.uniform(0.12, 0.4)
+            depth = min(max(rng.uniform(*cfg.edge_loc_blob_depth_range), 2.2 / diameter), radius)
+            rc = 1.0 + radius - depth
         return self._blob(
-            rng,
-            u,
-            v,
-            rc * math.cos(t0),
-            rc * math.sin(t0),
-            rng.uniform(0.12, 0.4),
-            rng.uniform(0.35, 0.95),
-            irregularity=0.3,
+            rng, u, v, rc * math.cos(t0), rc * math.sin(t0), radius, rng.uniform(0.35, 0.95), irregularity=0.3
         )
 
     def near_full(self, rng, u, v, diameter):
