@@ -166,7 +166,7 @@ def main() -> None:
         "--cnn", action="store_true", help="refit the served density CNN on the redrawn maps too (~10 min a run)"
     )
     ap.add_argument("--out", type=Path, help="default benchmarks/results/<class>_variants.json")
-    ap.add_argument("--probs", type=Path, help="a folder (outside the repository) for each run's dev probabilities")
+    ap.add_argument("--probs", type=Path, help="a folder outside the repository for each run's probabilities")
     ap.add_argument(
         "--generated",
         type=Path,
