@@ -121,10 +121,14 @@ def redrawn_class(
 
 def refit_density(params, grids: np.ndarray, y: np.ndarray, *targets: np.ndarray) -> list[np.ndarray]:
     """The served density CNN (``patterns.density_cnn``: seeds, epochs, width, lines) refitted on
-    ``grids``, as the patterns stage fits it; its probabilities of each of ``targets``' grids."""
+    ``grids``, as the patterns stage fits it, in its optimiser steps (the stage fits on
+    ``density_cnn.draws`` draws; this study's maps are one draw, so the epochs are that many times
+    the served ones); its probabilities of each of ``targets``' grids."""
     from waferflow.patterns.density import density_picture, fit_density_ensemble, predict_ensemble
 
     cfg = params.patterns.density_cnn
+    draws = params.patterns.own_maps.draws if cfg.draws is None else cfg.draws
+    cfg = cfg.model_copy(update={"epochs": cfg.epochs * draws})
     picture = (grids.shape[1] // 2, grids.shape[2] // 2)
     model = fit_density_ensemble(density_picture(grids, cfg.sigma, picture, cfg.lines), y, cfg)
     return [predict_ensemble(model, density_picture(t, cfg.sigma, picture, cfg.lines)) for t in targets]

@@ -27,7 +27,10 @@ It scores, on the real **dev** lots only (the test lots are never read here):
     make pipeline && .venv/bin/python benchmarks/density_cnn.py [--seeds 0,1,2,3] [--epochs 8] [--draws 1]
 
 ``--draws 2 --epochs 4`` fits each CNN on two draws of the own maps (54 000, seeds 7 and 8) in the
-same optimiser steps as one draw x 8 epochs (stop 47: more distinct maps, not more steps).
+same optimiser steps as one draw x 8 epochs (stop 47: more distinct maps, not more steps; with
+``--lines`` served since stop 51, ``patterns.density_cnn.draws``:
+``benchmarks/results/density_cnn_lines_draws2.json``). ``--probs DIR`` keeps the seeds' mean
+probabilities of the dev lots and the generated split, to weigh against the served blend.
 ``--lines`` adds the picture's two channels that keep one-die-wide lines (a finer density and a
 line response; stop 48, ``benchmarks/results/density_cnn_lines.json``; served since stop 48).
 
@@ -85,6 +88,9 @@ def main() -> None:
     parser.add_argument("--halvings", type=int, default=20)
     parser.add_argument("--generated", type=Path, default=Path("data/processed/test.parquet"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/density_cnn.json"))
+    parser.add_argument(
+        "--probs", type=Path, help="also save the seeds' mean CNN probabilities here (real_dev.npy, generated_test.npy)"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     params = load_params(PROJECT / "params.yaml")
@@ -133,6 +139,10 @@ def main() -> None:
             flush=True,
         )
     mean = {name: np.mean(v, 0) for name, v in cnn.items()}
+    if args.probs:
+        args.probs.mkdir(parents=True, exist_ok=True)
+        for name, p in mean.items():
+            np.save(args.probs / f"{name}.npy", p)
     grid = [(wu, wc) for wu in UNET_WEIGHTS for wc in CNN_WEIGHTS]
     dev, gen = seen["real_dev"], seen["generated_test"]
     probs = {g: blend(dev["unet"], dev["trees"], mean["real_dev"], *g, factors) for g in grid}

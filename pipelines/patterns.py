@@ -8,9 +8,10 @@ DVC runs ``python pipelines/patterns.py``. Outputs: ``data/patterns/`` (``trees.
 ``patterns.json``: blend weight, classes, feature names, fit record), ``metrics/patterns.json``
 (the trees alone on the generated validation and test splits, parity of the ONNX file with
 scikit-learn) and ``reports/patterns/confusion_matrix.png``. With ``patterns.density_cnn`` the
-stage also fits the density CNN (:mod:`waferflow.patterns.density`) on the same maps and writes
-it as ``density.onnx`` (its parity with torch checked the same way; its figures under
-``density_cnn`` in the metrics). It needs no trained U-Net; the
+stage also fits the density CNN (:mod:`waferflow.patterns.density`) on the same maps (with
+``density_cnn.draws``, on that many draws of the own maps) and writes it as ``density.onnx``
+(its parity with torch checked the same way; its figures under ``density_cnn`` in the
+metrics). It needs no trained U-Net; the
 evaluate, novelty, export and gate stages read its output. Each file is written only after its
 parity holds on every validation and test wafer.
 """
@@ -71,10 +72,14 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
         labels[split] = arrays.labels
         grids[split] = arrays.grids
     fitted_on["training_split"] = int(len(labels["train"]))
+    density_train = grids["train"], labels["train"]  # the density CNN's training maps
     if cfg.own_maps is not None:
         own_x, own_y, own_grids = own_map_features(
             params.synth, cfg.own_maps, params.preprocess.image_size, progress, n_jobs=cfg.feature_jobs, grids=True
         )
+        if cfg.density_cnn is not None:
+            cnn_grids, cnn_y = _density_own_maps(params, own_grids, own_y, progress)
+            density_train = np.concatenate([cnn_grids, grids["train"]]), np.concatenate([cnn_y, labels["train"]])
         features["train"] = np.concatenate([own_x, features["train"]])
         labels["train"] = np.concatenate([own_y, labels["train"]])
         grids["train"] = np.concatenate([own_grids, grids["train"]])
@@ -96,7 +101,11 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     )
     density = None
     if cfg.density_cnn is not None:  # fitted and checked before any file is written
-        density = _fit_density(cfg.density_cnn, grids, labels)
+        density = _fit_density(
+            cfg.density_cnn,
+            {**grids, "train": density_train[0]},
+            {**labels, "train": density_train[1]},
+        )
     with atomic_path(out / TREES_FILE) as tmp:
         tmp.write_bytes(proto)
     if density is not None:
@@ -165,6 +174,23 @@ def _checked(what: str, reference: str, check: dict) -> dict:
             f"{check['max_abs_diff']:.2e}, {check['class_mismatches']} class mismatches): nothing written"
         )
     return check
+
+
+def _density_own_maps(params: Params, own_grids: np.ndarray, own_y: np.ndarray, progress: bool) -> tuple:
+    """The own maps the density CNN fits on (grids, class indices): the first
+    ``patterns.density_cnn.draws`` draws of the trees' (``own_grids``, ``own_y``: all of them when
+    it is None), and the draws beyond the trees' drawn here, their grids only."""
+    from waferflow.patterns.own_maps import own_map_grids
+
+    own, draws = params.patterns.own_maps, params.patterns.density_cnn.draws
+    draws = own.draws if draws is None else draws
+    kept = min(draws, own.draws) * (len(own_y) // own.draws)  # every draw holds per_class maps a class
+    if draws <= own.draws:
+        return own_grids[:kept], own_y[:kept]
+    more, _, more_y = own_map_grids(
+        params.synth, own.model_copy(update={"draws": draws}), params.preprocess.image_size, progress, first=own.draws
+    )
+    return np.concatenate([own_grids[:kept], np.stack(more)]), np.concatenate([own_y[:kept], more_y])
 
 
 def _fit_density(cfg, grids: dict, labels: dict) -> dict:

@@ -67,3 +67,38 @@ def test_each_draw_of_the_own_maps_takes_the_next_seed():
     assert all((a == b).all() for a, b in zip(both, first + second))  # draw 0, then draw 1, as drawn alone
     assert not all((a == b).all() for a, b in zip(first, second))  # the second draw holds other maps
     assert sorted(y2.tolist()) == sorted(2 * y1.tolist())
+    later, _, _ = own_map_grids(synth, two, (32, 32), first=1)  # the draws after the first alone
+    assert len(later) == len(second) and all((a == b).all() for a, b in zip(later, second))
+
+
+@pytest.mark.parametrize(("tree_draws", "cnn_draws"), [(1, 2), (2, 1)])
+def test_the_density_cnn_fits_on_its_own_number_of_draws(tiny_project, tmp_path, tree_draws, cnn_draws):
+    """``density_cnn.draws`` beyond the trees' draws more maps for the CNN alone; fewer takes the
+    first of the trees' draws. The trees fit on theirs either way, and a fab's wafers stay in both."""
+    root = tmp_path / "draws"
+    shutil.copytree(tiny_project / "data/processed", root / "data/processed")
+    (root / "metrics").mkdir()
+    train_file = root / "data/processed/train.parquet"
+    train = pd.read_parquet(train_file)
+    train.loc[train.index[train["label"].notna()][:20], "source"] = "csv"
+    train.to_parquet(train_file)
+    params = load_params(tiny_project / "params.yaml")
+    own = OwnMapsConfig(per_class=5, seed=3, draws=tree_draws)
+    cnn = params.patterns.density_cnn.model_copy(update={"draws": cnn_draws, "seeds": 1})
+    params = params.model_copy(
+        update={"patterns": params.patterns.model_copy(update={"own_maps": own, "density_cnn": cnn})}
+    )
+
+    summary = stage("patterns").run(params, Layout(root), progress=False).values
+
+    assert summary["fitted_on_parts"] == {"training_split": 20, "own_generated": tree_draws * 5 * 9}
+    assert summary["density_cnn"]["fitted_on"] == cnn_draws * 5 * 9 + 20
+    assert summary["density_cnn"]["draws"] == cnn_draws and summary["density_cnn"]["parity"]["passed"]
+
+
+def test_the_density_cnns_draws_need_the_own_maps():
+    from waferflow.patterns.config import DensityCnnConfig, PatternsConfig
+
+    with pytest.raises(ValueError, match="own_maps is null"):
+        PatternsConfig(density_cnn=DensityCnnConfig(draws=2))
+    assert PatternsConfig(own_maps=OwnMapsConfig(), density_cnn=DensityCnnConfig(draws=2)).density_cnn.draws == 2

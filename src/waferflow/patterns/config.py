@@ -24,7 +24,8 @@ class OwnMapsConfig(BaseModel):
             each its own ``synth.n_products`` die layouts and its own lots. On the real dev lots
             (stop 40): the trees alone 0.835 (seed 7) / 0.837 (seed 8) / both 0.844, but the
             served blend (weight 0.3) 0.840 -> 0.836 and the promotion gate refused it (dev
-            Scratch recall -0.03), so the default stays one draw.
+            Scratch recall -0.03), so the default stays one draw for the trees (the density CNN
+            takes draws of its own: :class:`DensityCnnConfig`).
         generator: overrides of ``synth.generator`` (any :class:`~waferflow.synth.generator.GeneratorConfig`
             field), e.g. smaller wafers: the trees' features gain from maps the U-Net does not.
     """
@@ -57,6 +58,12 @@ class DensityCnnConfig(BaseModel):
         lines: two more picture channels that keep what is one die wide (a finer density and a
             line response, :func:`~waferflow.patterns.density.density_picture`).
         seed: the first CNN's seed.
+        draws: draws of the own maps (:class:`OwnMapsConfig`, draw ``k`` on seed ``seed + k``) the
+            CNN fits on, beside a fab's labeled wafers; None: the trees' ``own_maps.draws``. Draws
+            beyond the trees' are drawn for the CNN alone (their pictures only, no features). Two
+            draws x 4 epochs (the steps of one x 8) took the CNN alone on the real dev lots 0.833 ->
+            0.849 and the served blend 0.871 -> 0.874 (stop 51, ``benchmarks/density_cnn.py
+            --lines --draws 2 --epochs 4``). Needs ``own_maps``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -68,6 +75,7 @@ class DensityCnnConfig(BaseModel):
     sigma: float = Field(1.5, gt=0)
     lines: bool = False
     seed: int = 0
+    draws: int | None = Field(None, ge=1)
 
 
 class PatternsConfig(BaseModel):
@@ -125,6 +133,11 @@ class PatternsConfig(BaseModel):
             raise ValueError(
                 f"unet_weight {self.unet_weight} + density_cnn.weight {self.density_cnn.weight} exceed 1: "
                 "the trees' share would be negative"
+            )
+        if self.density_cnn is not None and self.density_cnn.draws is not None and self.own_maps is None:
+            raise ValueError(
+                f"density_cnn.draws {self.density_cnn.draws}: the CNN's draws are draws of the own maps, "
+                "and own_maps is null (the CNN fits on the training split then)"
             )
         return self
 

@@ -9,8 +9,9 @@ radius from the wafer's centre; with ``lines``, two more that keep what is one d
 density and :func:`line_response`, max-pooled — and :class:`DensityNet`, fitted on generated maps
 (:func:`fit_density_net`), reads them; :func:`predict_density` averages the 8 wafer symmetries.
 On the patterns stage's 27 000 own generated maps (and any fab-labeled wafers of the training
-split beside them) it scores 0.80-0.83 alone on the real dev lots, 0.82-0.84 with ``lines``
-(``benchmarks/density_cnn.py``). The patterns stage fits ``patterns.density_cnn.seeds`` of
+split beside them) it scores 0.80-0.83 alone on the real dev lots, 0.82-0.84 with ``lines``, and
+0.849 (4 seeds averaged) on two draws of them, 54 000, in the same steps (``patterns.density_cnn.draws``,
+stop 51; ``benchmarks/density_cnn.py``). The patterns stage fits ``patterns.density_cnn.seeds`` of
 them (:func:`fit_density_ensemble`) and writes their mean over the 8 symmetries as one ONNX graph
 (:func:`density_to_onnx`; ``density.onnx``, input ``pictures``, output ``probabilities``), which
 :class:`~waferflow.patterns.trees.PatternClassifier` blends into the served class.

@@ -54,13 +54,17 @@ def own_dataset_config(synth: DatasetConfig, own: OwnMapsConfig, draw: int = 0) 
 
 
 def own_map_grids(
-    synth: DatasetConfig, own: OwnMapsConfig, image_size: tuple[int, int], progress: bool = False
+    synth: DatasetConfig,
+    own: OwnMapsConfig,
+    image_size: tuple[int, int],
+    progress: bool = False,
+    first: int = 0,
 ) -> tuple[list[np.ndarray], list[tuple[int, int]], np.ndarray]:
     """The own maps as the split stage and the served engine see them: each grid resized to the
-    model input (``image_size``), its original shape, and its class index; ``own.draws`` draws,
-    one after the other."""
+    model input (``image_size``), its original shape, and its class index; draws ``first`` to
+    ``own.draws - 1``, one after the other."""
     records = []
-    for draw in range(own.draws):
+    for draw in range(first, own.draws):
         records += generate_dataset(own_dataset_config(synth, own, draw), progress=progress)["labeled"]
     grids = [resize_grid(r.die_grid, tuple(image_size)) for r in records]
     shapes = [r.die_grid.shape for r in records]
