@@ -58,8 +58,8 @@ class DensityCnnConfig(BaseModel):
         lines: two more picture channels that keep what is one die wide (a finer density and a
             line response, :func:`~waferflow.patterns.density.density_picture`).
         seed: the first CNN's seed.
-        draws: draws of the own maps (:class:`OwnMapsConfig`, draw ``k`` on seed ``seed + k``) the
-            CNN fits on, beside a fab's labeled wafers; None: the trees' ``own_maps.draws``. Draws
+        draws: draws of the own maps (:class:`OwnMapsConfig`, draw ``k`` on seed ``own_maps.seed + k``)
+            the CNN fits on, beside a fab's labeled wafers; None: the trees' ``own_maps.draws``. Draws
             beyond the trees' are drawn for the CNN alone (their pictures only, no features). Two
             draws x 4 epochs (the steps of one x 8) took the CNN alone on the real dev lots 0.833 ->
             0.849 and the served blend 0.871 -> 0.874 (stop 51, ``benchmarks/density_cnn.py
