@@ -22,7 +22,10 @@ It scores, on the real **dev** lots only (the test lots are never read here):
   (``wc = 0``: the blend without the CNN, served until stop 46);
 * whether a choice on that grid carries: ``--halvings`` random halvings of the dev lots, the
   best point chosen on one half, its gain over the blend without the CNN on the other;
-* the generated test split (``data/processed/test.parquet``) for the CNN alone and each blend.
+* the generated test split (``data/processed/test.parquet``) for the CNN alone and each blend;
+* when the patterns stage serves a CNN: the served blend against the same blend with this study's
+  CNN in its place (``against_served``: macro-F1 and recalls on both splits, the paired gain on
+  each half of the same lot halvings; stop 52).
 
     make pipeline && .venv/bin/python benchmarks/density_cnn.py [--seeds 0,1,2,3] [--epochs 8] [--draws 1]
 
@@ -74,6 +77,45 @@ def blend(
     return mixed / mixed.sum(1, keepdims=True)
 
 
+def against_served(patterns: PatternClassifier, seen: dict, mean: dict, lots: np.ndarray, halvings: int) -> dict:
+    """The served blend (its U-Net, trees, CNN and weights) against the same blend with this
+    study's CNN in the served CNN's place: macro-F1 and recalls of both on the dev lots and the
+    generated split, and the paired gain on each half of ``halvings`` fixed random halvings of the
+    dev lots (the same halvings as above; a gain that holds on most halves is not one lot's luck)."""
+    out: dict = {}
+    for name, part in seen.items():
+        row = {}
+        for who, cnn in (("served", part["served_cnn"]), ("study", mean[name])):
+            m = classification_metrics(part["y"], patterns.mix(part["unet"], part["trees"], cnn))
+            row[who] = {"macro_f1": m["macro_f1"], "recall": {c: m["per_class"][c]["recall"] for c in CLASSES}}
+        row["gain"] = round(row["study"]["macro_f1"] - row["served"]["macro_f1"], 4)
+        out[name] = row
+        print(
+            f"{name}: served blend {row['served']['macro_f1']:.4f}, with this CNN {row['study']['macro_f1']:.4f} "
+            f"({row['gain']:+.4f}); recall by class, served -> this CNN: "
+            + ", ".join(f"{c} {row['served']['recall'][c]:.2f}->{row['study']['recall'][c]:.2f}" for c in CLASSES)
+        )
+    dev = seen["real_dev"]
+    served = patterns.mix(dev["unet"], dev["trees"], dev["served_cnn"])
+    study = patterns.mix(dev["unet"], dev["trees"], mean["real_dev"])
+    rng, unique, gains = np.random.default_rng(0), np.unique(lots), []
+    for _ in range(halvings):
+        half = np.isin(lots, rng.choice(unique, len(unique) // 2, replace=False))
+        for part in (half, ~half):
+            gains.append(
+                classification_metrics(dev["y"][part], study[part])["macro_f1"]
+                - classification_metrics(dev["y"][part], served[part])["macro_f1"]
+            )
+    gains = np.array(gains)
+    out["half_gains"] = [round(float(g), 4) for g in gains]
+    print(
+        f"against the served CNN on {len(gains)} halves of the dev lots ({halvings} halvings): gain mean "
+        f"{gains.mean():+.4f}, >= 0 in {(gains >= 0).sum()}, lowest {gains.min():+.4f}",
+        flush=True,
+    )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_model_arguments(parser)
@@ -113,6 +155,7 @@ def main() -> None:
             "unet": unet_model.predict(a.grids)[0],
             "trees": patterns.proba(a.grids, original_shapes(a.frame, a.grids), progress=True),
             "picture": density_picture(np.stack(a.grids), args.sigma, lines=args.lines),
+            "served_cnn": patterns.proba_density(np.stack(a.grids)),
         }
     own = params.patterns.own_maps.model_copy(update={"draws": args.draws})
     grids, _, own_y = own_map_grids(params.synth, own, tuple(args.image_size), progress=True)
@@ -187,6 +230,8 @@ def main() -> None:
         f"chosen on half the dev lots, scored on the other ({args.halvings} halvings) against no CNN: "
         f"gain mean {gains.mean():+.4f}, >= 0 in {(gains >= 0).sum()}, lowest {gains.min():+.4f}"
     )
+    if patterns.density_session is not None:
+        result["against_served"] = against_served(patterns, seen, mean, lots, args.halvings)
     result["seconds"] = round(time.perf_counter() - started, 1)
     write_json(args.out, result)
     print(f"written {args.out} ({result['seconds']} s)")
