@@ -127,8 +127,7 @@ def refit_density(params, grids: np.ndarray, y: np.ndarray, *targets: np.ndarray
     from waferflow.patterns.density import density_picture, fit_density_ensemble, predict_ensemble
 
     cfg = params.patterns.density_cnn
-    draws = params.patterns.own_maps.draws if cfg.draws is None else cfg.draws
-    cfg = cfg.model_copy(update={"epochs": cfg.epochs * draws})
+    cfg = cfg.model_copy(update={"epochs": cfg.epochs * params.patterns.density_draws})
     picture = (grids.shape[1] // 2, grids.shape[2] // 2)
     model = fit_density_ensemble(density_picture(grids, cfg.sigma, picture, cfg.lines), y, cfg)
     return [predict_ensemble(model, density_picture(t, cfg.sigma, picture, cfg.lines)) for t in targets]

@@ -23,6 +23,16 @@ from waferflow.layout import Layout
 PROBE_SEED = 20261125  # the probes' generator seed: fixed, and none of the splits' seeds
 
 
+def served_by(patterns) -> str:
+    """What the triage's class probabilities are (``patterns``: the stage's
+    ``PatternClassifier``, None when the U-Net alone serves)."""
+    if patterns is None:
+        return "U-Net alone"
+    if patterns.density_session is None:
+        return "blended with the pattern trees"
+    return "blended with the pattern trees and the density CNN"
+
+
 def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     """Fit the novelty head, calibrate the triage, measure both."""
     import torch
@@ -81,7 +91,7 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
             **calibration,
             "model_version": trained["version"],
             "stages": list(cfg.stages),
-            "class_probs": "U-Net alone" if patterns is None else "blended with the pattern trees",
+            "class_probs": served_by(patterns),
         },
     )
 

@@ -182,8 +182,7 @@ def _density_own_maps(params: Params, own_grids: np.ndarray, own_y: np.ndarray, 
     it is None), and the draws beyond the trees' drawn here, their grids only."""
     from waferflow.patterns.own_maps import own_map_grids
 
-    own, draws = params.patterns.own_maps, params.patterns.density_cnn.draws
-    draws = own.draws if draws is None else draws
+    own, draws = params.patterns.own_maps, params.patterns.density_draws
     kept = min(draws, own.draws) * (len(own_y) // own.draws)  # every draw holds per_class maps a class
     if draws <= own.draws:
         return own_grids[:kept], own_y[:kept]

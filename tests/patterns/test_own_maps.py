@@ -101,4 +101,8 @@ def test_the_density_cnns_draws_need_the_own_maps():
 
     with pytest.raises(ValueError, match="own_maps is null"):
         PatternsConfig(density_cnn=DensityCnnConfig(draws=2))
-    assert PatternsConfig(own_maps=OwnMapsConfig(), density_cnn=DensityCnnConfig(draws=2)).density_cnn.draws == 2
+    # The CNN's draws resolved once: its own, else the trees'; none without a CNN or without own maps.
+    assert PatternsConfig(own_maps=OwnMapsConfig(draws=3), density_cnn=DensityCnnConfig(draws=2)).density_draws == 2
+    assert PatternsConfig(own_maps=OwnMapsConfig(draws=3), density_cnn=DensityCnnConfig()).density_draws == 3
+    assert PatternsConfig(own_maps=OwnMapsConfig(draws=3)).density_draws is None
+    assert PatternsConfig(density_cnn=DensityCnnConfig()).density_draws is None

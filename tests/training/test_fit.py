@@ -156,7 +156,7 @@ def test_export_stage_logs_onnx_beside_the_version_and_engine_loads_by_alias(tra
     assert novelty["stages"] == [1, 3] and set(novelty["auroc_vs_test_split"]) == {"novel_pattern", "mixed_pattern"}
     assert (layout.root / "data/novelty/head.pt").is_file()
     triage = json.loads((layout.root / "data/novelty/triage.json").read_text())
-    assert triage["class_probs"] == "blended with the pattern trees"  # the conformal sets of the served class
+    assert triage["class_probs"] == "blended with the pattern trees and the density CNN"  # the served class's sets
     summary = stage("export").run(params, layout).values
     latest = json.loads((layout.models / "train_run.json").read_text())
     assert summary["parity_passed"] and summary["model_version"] == latest["version"]

@@ -141,6 +141,14 @@ class PatternsConfig(BaseModel):
             )
         return self
 
+    @property
+    def density_draws(self) -> int | None:
+        """The draws of the own maps the density CNN fits on: ``density_cnn.draws``, else the
+        trees' ``own_maps.draws``; None without a CNN or without own maps."""
+        if self.density_cnn is None or self.own_maps is None:
+            return None
+        return self.own_maps.draws if self.density_cnn.draws is None else self.density_cnn.draws
+
     @field_validator("class_weights")
     @classmethod
     def _weights(cls, v: dict[str, float]) -> dict[str, float]:
