@@ -23,16 +23,6 @@ from waferflow.layout import Layout
 PROBE_SEED = 20261125  # the probes' generator seed: fixed, and none of the splits' seeds
 
 
-def served_by(patterns) -> str:
-    """What the triage's class probabilities are (``patterns``: the stage's
-    ``PatternClassifier``, None when the U-Net alone serves)."""
-    if patterns is None:
-        return "U-Net alone"
-    if patterns.density_session is None:
-        return "blended with the pattern trees"
-    return "blended with the pattern trees and the density CNN"
-
-
 def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     """Fit the novelty head, calibrate the triage, measure both."""
     import torch
@@ -43,7 +33,7 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
     from waferflow.data.resize import resize_grid
     from waferflow.monitoring.scenarios import mixed_pattern_wafers, stream
     from waferflow.patterns.features import original_shapes
-    from waferflow.patterns.trees import PatternClassifier
+    from waferflow.patterns.trees import PatternClassifier, served_class
     from waferflow.registry.pyfunc import load_weights
     from waferflow.triage.decide import DECISIONS, decide
     from waferflow.triage.novelty import fit_triage, novelty_scores
@@ -91,7 +81,7 @@ def run(params: Params, layout: Layout, progress: bool = True) -> dict:
             **calibration,
             "model_version": trained["version"],
             "stages": list(cfg.stages),
-            "class_probs": served_by(patterns),
+            "class_probs": served_class(patterns),  # the served class, its weights named
         },
     )
 

@@ -148,6 +148,7 @@ def test_real_data_is_evaluated_apart_on_dev_and_test_lots(trained, tmp_path):
 def test_export_stage_logs_onnx_beside_the_version_and_engine_loads_by_alias(trained):
     from waferflow.classes import CLASSES
     from waferflow.inference.engine import InferenceEngine
+    from waferflow.patterns.trees import PatternClassifier, served_class
 
     params, layout, _ = trained
     with pytest.raises(FileNotFoundError, match="dvc repro novelty"):  # the export needs the novelty head
@@ -156,7 +157,8 @@ def test_export_stage_logs_onnx_beside_the_version_and_engine_loads_by_alias(tra
     assert novelty["stages"] == [1, 3] and set(novelty["auroc_vs_test_split"]) == {"novel_pattern", "mixed_pattern"}
     assert (layout.root / "data/novelty/head.pt").is_file()
     triage = json.loads((layout.root / "data/novelty/triage.json").read_text())
-    assert triage["class_probs"] == "blended with the pattern trees and the density CNN"  # the served class's sets
+    assert triage["class_probs"] == served_class(PatternClassifier.from_dir(layout.root / "data/patterns"))
+    assert "pattern trees" in triage["class_probs"] and "density CNN" in triage["class_probs"]  # both served
     summary = stage("export").run(params, layout).values
     latest = json.loads((layout.models / "train_run.json").read_text())
     assert summary["parity_passed"] and summary["model_version"] == latest["version"]
