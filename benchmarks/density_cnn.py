@@ -77,16 +77,24 @@ def blend(
     return mixed / mixed.sum(1, keepdims=True)
 
 
+def lot_halvings(lots: np.ndarray, halvings: int) -> list[np.ndarray]:
+    """``halvings`` fixed random halvings of the dev lots (seed 0): one half's wafer mask each."""
+    rng, unique = np.random.default_rng(0), np.unique(lots)
+    return [np.isin(lots, rng.choice(unique, len(unique) // 2, replace=False)) for _ in range(halvings)]
+
+
 def against_served(patterns: PatternClassifier, seen: dict, mean: dict, lots: np.ndarray, halvings: int) -> dict:
     """The served blend (its U-Net, trees, CNN and weights) against the same blend with this
     study's CNN in the served CNN's place: macro-F1 and recalls of both on the dev lots and the
     generated split, and the paired gain on each half of ``halvings`` fixed random halvings of the
     dev lots (the same halvings as above; a gain that holds on most halves is not one lot's luck)."""
     out: dict = {}
+    mixed = {}
     for name, part in seen.items():
         row = {}
         for who, cnn in (("served", part["served_cnn"]), ("study", mean[name])):
-            m = classification_metrics(part["y"], patterns.mix(part["unet"], part["trees"], cnn))
+            mixed[name, who] = patterns.mix(part["unet"], part["trees"], cnn)
+            m = classification_metrics(part["y"], mixed[name, who])
             row[who] = {"macro_f1": m["macro_f1"], "recall": {c: m["per_class"][c]["recall"] for c in CLASSES}}
         row["gain"] = round(row["study"]["macro_f1"] - row["served"]["macro_f1"], 4)
         out[name] = row
@@ -95,18 +103,15 @@ def against_served(patterns: PatternClassifier, seen: dict, mean: dict, lots: np
             f"({row['gain']:+.4f}); recall by class, served -> this CNN: "
             + ", ".join(f"{c} {row['served']['recall'][c]:.2f}->{row['study']['recall'][c]:.2f}" for c in CLASSES)
         )
-    dev = seen["real_dev"]
-    served = patterns.mix(dev["unet"], dev["trees"], dev["served_cnn"])
-    study = patterns.mix(dev["unet"], dev["trees"], mean["real_dev"])
-    rng, unique, gains = np.random.default_rng(0), np.unique(lots), []
-    for _ in range(halvings):
-        half = np.isin(lots, rng.choice(unique, len(unique) // 2, replace=False))
-        for part in (half, ~half):
-            gains.append(
-                classification_metrics(dev["y"][part], study[part])["macro_f1"]
-                - classification_metrics(dev["y"][part], served[part])["macro_f1"]
-            )
-    gains = np.array(gains)
+    y, served, study = seen["real_dev"]["y"], mixed["real_dev", "served"], mixed["real_dev", "study"]
+    gains = np.array(
+        [
+            classification_metrics(y[part], study[part])["macro_f1"]
+            - classification_metrics(y[part], served[part])["macro_f1"]
+            for half in lot_halvings(lots, halvings)
+            for part in (half, ~half)
+        ]
+    )
     out["half_gains"] = [round(float(g), 4) for g in gains]
     print(
         f"against the served CNN on {len(gains)} halves of the dev lots ({halvings} halvings): gain mean "
@@ -214,9 +219,8 @@ def main() -> None:
         )
 
     y, lots = dev["y"], frame["lot_id"].to_numpy()
-    rng, unique, halvings = np.random.default_rng(0), np.unique(lots), []
-    for _ in range(args.halvings):
-        half = np.isin(lots, rng.choice(unique, len(unique) // 2, replace=False))
+    halvings = []
+    for half in lot_halvings(lots, args.halvings):
         best = max(grid, key=lambda g: classification_metrics(y[half], probs[g][half])["macro_f1"])
         gain = (
             classification_metrics(y[~half], probs[best][~half])["macro_f1"]
